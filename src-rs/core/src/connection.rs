@@ -1,0 +1,239 @@
+//! One pooled TCP or TLS connection: its stream, its read-ahead buffer and
+//! the bookkeeping the pool needs (uses, age, liveness).
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio_rustls::client::TlsStream;
+
+use crate::key::Key;
+use crate::socket::{SharedTcp, Socket};
+
+/// Size of one `read()` chunk handed to users.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// Plain TCP or rustls over TCP.
+pub(crate) enum Stream {
+    Plain(SharedTcp),
+    Tls(Box<TlsStream<SharedTcp>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, data),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// What a cheap check of an idle connection found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    Alive,
+    /// EOF or reset from the peer.
+    PeerClosed,
+    /// Application bytes nobody asked for: the stream is out of sync.
+    UnexpectedBytes,
+}
+
+/// A live connection. The pool owns it while idle; a `Pooled` lends it out.
+pub struct Connection {
+    pub(crate) id: u64,
+    pub(crate) key: Key,
+    pub(crate) stream: Stream,
+    pub(crate) socket: Arc<Socket>,
+    /// Bytes read from the stream that the current user has not consumed.
+    pub(crate) buffered: Vec<u8>,
+    /// When `maxLifetimeMs` (with its jitter) retires this connection.
+    pub(crate) retire_at: Option<Instant>,
+    pub(crate) uses: u64,
+    pub(crate) remote_addr: SocketAddr,
+    pub(crate) alpn: Option<Vec<u8>>,
+    /// A shorter idle timeout announced by the server (`Keep-Alive: timeout=N`).
+    pub(crate) idle_timeout_hint: Option<Duration>,
+    /// Set when an I/O error or EOF made the stream unusable.
+    pub(crate) broken: bool,
+}
+
+impl Connection {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+    pub fn uses(&self) -> u64 {
+        self.uses
+    }
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote_addr
+    }
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.alpn.as_deref()
+    }
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Mark the stream unusable; the pool will close it instead of parking it.
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+
+    /// Lower this connection's idle deadline (a server's Keep-Alive hint).
+    pub fn set_idle_timeout_hint(&mut self, hint: Duration) {
+        self.idle_timeout_hint = Some(hint);
+    }
+
+    /// Write all of `data` and flush it to the socket.
+    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        let result = async {
+            self.stream.write_all(data).await?;
+            self.stream.flush().await
+        }
+        .await;
+        if result.is_err() {
+            self.broken = true;
+        }
+        result
+    }
+
+    /// The next chunk of bytes, or `None` at EOF.
+    pub async fn read_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        if !self.buffered.is_empty() {
+            return Ok(Some(std::mem::take(&mut self.buffered)));
+        }
+        let mut chunk = Vec::with_capacity(READ_CHUNK);
+        match self.stream.read_buf(&mut chunk).await {
+            Ok(0) => {
+                self.broken = true;
+                Ok(None)
+            }
+            Ok(_) => Ok(Some(chunk)),
+            Err(e) => {
+                self.broken = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// Read more bytes into `self.buffered`; returns how many (0 = EOF).
+    pub(crate) async fn fill_buffer(&mut self) -> io::Result<usize> {
+        if self.buffered.capacity() - self.buffered.len() < 4096 {
+            self.buffered.reserve(16 * 1024);
+        }
+        let result = self.stream.read_buf(&mut self.buffered).await;
+        if matches!(result, Ok(0) | Err(_)) {
+            self.broken = true;
+        }
+        result
+    }
+
+    /// Cheap liveness check for an idle connection: one non-blocking peek.
+    ///
+    /// TLS peers may legitimately send records while we are idle (TLS 1.3
+    /// session tickets), so pending bytes on a TLS socket are first fed
+    /// through rustls without blocking; only application data or EOF count.
+    pub(crate) fn probe(&mut self) -> Liveness {
+        if self.broken || self.socket.is_closed() {
+            return Liveness::PeerClosed;
+        }
+        if !self.buffered.is_empty() {
+            return Liveness::UnexpectedBytes;
+        }
+        match self.socket.peek() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Liveness::Alive,
+            Err(_) | Ok(0) => Liveness::PeerClosed,
+            Ok(_) => match &mut self.stream {
+                Stream::Plain(_) => Liveness::UnexpectedBytes,
+                Stream::Tls(tls) => {
+                    let mut scratch = [0u8; 512];
+                    let mut buf = ReadBuf::new(&mut scratch);
+                    let mut cx = Context::from_waker(Waker::noop());
+                    match Pin::new(tls.as_mut()).poll_read(&mut cx, &mut buf) {
+                        Poll::Pending => Liveness::Alive,
+                        Poll::Ready(Ok(())) if buf.filled().is_empty() => Liveness::PeerClosed,
+                        Poll::Ready(Ok(())) => Liveness::UnexpectedBytes,
+                        Poll::Ready(Err(_)) => Liveness::PeerClosed,
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Dropping a connection closes it, from any thread and without blocking: a
+/// TLS close_notify when it fits in the socket buffer, then FIN. The idle
+/// watcher sees the close flag and lets go of the descriptor.
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Stream::Tls(tls) = &mut self.stream {
+            let (tcp, session) = tls.get_mut();
+            session.send_close_notify();
+            let sock = socket2::SockRef::from(&tcp.0.tcp);
+            let _ = session.write_tls(&mut &*sock);
+        }
+        self.socket.close();
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .field("uses", &self.uses)
+            .finish()
+    }
+}

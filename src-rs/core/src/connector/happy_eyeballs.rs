@@ -1,0 +1,89 @@
+//! TCP connect over every resolved address, IPv6 and IPv4 raced (RFC 8305).
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::task::JoinSet;
+
+/// How long one attempt gets before the next address is tried in parallel.
+const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// Interleave families, starting with the resolver's first choice.
+fn interleave(addrs: &[IpAddr]) -> Vec<IpAddr> {
+    let Some(first) = addrs.first() else {
+        return Vec::new();
+    };
+    let (mut same, mut other): (Vec<IpAddr>, Vec<IpAddr>) =
+        addrs.iter().partition(|a| a.is_ipv6() == first.is_ipv6());
+    let mut out = Vec::with_capacity(addrs.len());
+    same.reverse();
+    other.reverse();
+    while !same.is_empty() || !other.is_empty() {
+        out.extend(same.pop());
+        out.extend(other.pop());
+    }
+    out
+}
+
+async fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.connect(addr).await
+}
+
+/// Connect to the first address that answers; a new attempt starts every
+/// `ATTEMPT_DELAY` or as soon as one fails. Losing attempts are cancelled.
+pub(crate) async fn connect(addrs: &[IpAddr], port: u16) -> io::Result<(TcpStream, SocketAddr)> {
+    let mut queue = interleave(addrs)
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, port));
+    let mut attempts = JoinSet::new();
+    let mut last_error = None;
+    loop {
+        if let Some(addr) = queue.next() {
+            attempts.spawn(async move { connect_one(addr).await.map(|s| (s, addr)) });
+        } else if attempts.is_empty() {
+            return Err(last_error.unwrap_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, "no address to connect to")
+            }));
+        }
+        let more_to_try = queue.len() > 0;
+        tokio::select! {
+            Some(done) = attempts.join_next() => match done {
+                Ok(Ok(won)) => return Ok(won),
+                Ok(Err(e)) => last_error = Some(e),
+                Err(join) => last_error = Some(io::Error::other(join)),
+            },
+            _ = tokio::time::sleep(ATTEMPT_DELAY), if more_to_try => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_alternate_starting_with_the_first() {
+        let v6: IpAddr = "::1".parse().unwrap();
+        let v4a: IpAddr = "127.0.0.1".parse().unwrap();
+        let v4b: IpAddr = "127.0.0.2".parse().unwrap();
+        assert_eq!(interleave(&[v4a, v4b, v6]), vec![v4a, v6, v4b]);
+        assert_eq!(interleave(&[v6, v4a, v4b]), vec![v6, v4a, v4b]);
+    }
+
+    #[tokio::test]
+    async fn a_dead_address_falls_through_to_a_live_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // 127.0.0.2 has no listener on this port: refused at once, then 127.0.0.1 wins.
+        let addrs = ["127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap()];
+        let (_, addr) = connect(&addrs, port).await.unwrap();
+        assert_eq!(addr.ip().to_string(), "127.0.0.1");
+    }
+}

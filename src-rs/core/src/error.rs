@@ -1,0 +1,168 @@
+//! One error type for the whole core, and the stable codes users switch on.
+
+use std::fmt;
+use std::io;
+
+/// Why a TLS handshake failed, in words a user can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsReason {
+    /// The peer's certificate chain does not lead to a trusted root.
+    UnknownIssuer,
+    /// The certificate is valid but not for the name we asked for.
+    HostnameMismatch,
+    /// The certificate is expired or not yet valid.
+    Expired,
+    /// No common protocol version or cipher suite, or the peer spoke garbage.
+    Protocol,
+    /// Any other certificate problem (bad signature, revoked, malformed).
+    BadCertificate,
+    /// The configured CA, certificate or key could not be used.
+    Config,
+}
+
+impl TlsReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsReason::UnknownIssuer => "unknown-issuer",
+            TlsReason::HostnameMismatch => "hostname-mismatch",
+            TlsReason::Expired => "expired",
+            TlsReason::Protocol => "protocol",
+            TlsReason::BadCertificate => "bad-certificate",
+            TlsReason::Config => "config",
+        }
+    }
+}
+
+/// Every failure the core reports. `code()` is the contract's string code.
+#[derive(Debug)]
+pub enum Error {
+    /// A caller-supplied value is malformed (bad URL, header with CR/LF, ...).
+    InvalidArgument(String),
+    PoolClosed,
+    QueueFull {
+        max_pending: usize,
+    },
+    AcquireTimeout {
+        waited_ms: u64,
+    },
+    ConnectTimeout {
+        timeout_ms: u64,
+    },
+    Tls {
+        reason: TlsReason,
+        detail: String,
+    },
+    AlreadyReleased,
+    /// The connection belongs to a different pool.
+    ForeignConnection,
+    /// The peer closed (or reset) while a request was in flight.
+    SocketClosed(String),
+    HeadersTimeout {
+        timeout_ms: u64,
+    },
+    BodyTimeout {
+        timeout_ms: u64,
+    },
+    HttpParse(String),
+    Aborted,
+    /// Name resolution failed; `code` keeps the errno-like name (ENOTFOUND, EAI_AGAIN).
+    Dns {
+        host: String,
+        code: &'static str,
+    },
+    Io(io::Error),
+}
+
+impl Error {
+    /// The stable code of the contract (`PCONN_*`, errno names, `ABORT_ERR`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidArgument(_) => "ERR_INVALID_ARG_VALUE",
+            Error::PoolClosed => "PCONN_POOL_CLOSED",
+            Error::QueueFull { .. } => "PCONN_QUEUE_FULL",
+            Error::AcquireTimeout { .. } => "PCONN_ACQUIRE_TIMEOUT",
+            Error::ConnectTimeout { .. } => "PCONN_CONNECT_TIMEOUT",
+            Error::Tls { .. } => "PCONN_TLS",
+            Error::AlreadyReleased => "PCONN_ALREADY_RELEASED",
+            Error::ForeignConnection => "ERR_INVALID_ARG_VALUE",
+            Error::SocketClosed(_) => "PCONN_SOCKET_CLOSED",
+            Error::HeadersTimeout { .. } => "PCONN_HEADERS_TIMEOUT",
+            Error::BodyTimeout { .. } => "PCONN_BODY_TIMEOUT",
+            Error::HttpParse(_) => "PCONN_HTTP_PARSE",
+            Error::Aborted => "ABORT_ERR",
+            Error::Dns { code, .. } => code,
+            Error::Io(e) => io_code(e),
+        }
+    }
+
+    /// Extra detail for errors that have one (the TLS failure reason).
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Error::Tls { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Whether the failure happened before the peer could have seen a request,
+    /// or on a connection the peer had already dropped: the cases a retry on a
+    /// fresh connection is allowed to cover.
+    pub fn is_stale_connection(&self) -> bool {
+        matches!(self, Error::SocketClosed(_))
+            || matches!(self, Error::Io(e) if matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::UnexpectedEof
+            ))
+    }
+}
+
+/// Map an I/O error to the errno name Node users know.
+fn io_code(e: &io::Error) -> &'static str {
+    use io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused => "ECONNREFUSED",
+        ConnectionReset => "ECONNRESET",
+        ConnectionAborted => "ECONNABORTED",
+        BrokenPipe => "EPIPE",
+        TimedOut => "ETIMEDOUT",
+        AddrNotAvailable => "EADDRNOTAVAIL",
+        HostUnreachable => "EHOSTUNREACH",
+        NetworkUnreachable => "ENETUNREACH",
+        UnexpectedEof => "PCONN_SOCKET_CLOSED",
+        _ => "EIO",
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidArgument(m) => write!(f, "{m}"),
+            Error::PoolClosed => write!(f, "the pool is closed (shutdownAll was called); create a new Pool to make more connections"),
+            Error::QueueFull { max_pending } => write!(f, "too many waiting acquires (maxPending is {max_pending}); raise maxPending or maxConnectionsPerHost, or shed load"),
+            Error::AcquireTimeout { waited_ms } => write!(f, "no connection became available within acquireTimeoutMs ({waited_ms} ms); are connections being released?"),
+            Error::ConnectTimeout { timeout_ms } => write!(f, "connect did not complete within connectTimeoutMs ({timeout_ms} ms)"),
+            Error::Tls { reason, detail } => write!(f, "TLS handshake failed ({}): {detail}", reason.as_str()),
+            Error::AlreadyReleased => write!(f, "this connection was already released to the pool; acquire a new one"),
+            Error::ForeignConnection => write!(f, "this connection belongs to another pool; release it to the pool that acquired it"),
+            Error::SocketClosed(m) => write!(f, "the peer closed the connection: {m}"),
+            Error::HeadersTimeout { timeout_ms } => write!(f, "response headers did not arrive within headersTimeoutMs ({timeout_ms} ms)"),
+            Error::BodyTimeout { timeout_ms } => write!(f, "the response body stalled for more than bodyTimeoutMs ({timeout_ms} ms)"),
+            Error::HttpParse(m) => write!(f, "malformed HTTP response: {m}"),
+            Error::Aborted => write!(f, "the operation was aborted"),
+            Error::Dns { host, code } => write!(f, "could not resolve {host:?} ({code})"),
+            Error::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

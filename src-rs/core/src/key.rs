@@ -1,0 +1,314 @@
+//! Pool keys: which connections may serve which acquires.
+//!
+//! A key is `(scheme, host, port)` plus the TLS identity (servername override),
+//! so a plaintext connection never serves a TLS acquire and a TLS session made
+//! for one name never serves another.
+
+use std::fmt;
+use std::net::Ipv6Addr;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+/// The protocols a pool can connect for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    Http,
+    Https,
+    Tcp,
+    Tls,
+}
+
+impl Scheme {
+    pub fn parse(s: &str) -> Result<Scheme> {
+        match s.to_ascii_lowercase().as_str() {
+            "http" => Ok(Scheme::Http),
+            "https" => Ok(Scheme::Https),
+            "tcp" => Ok(Scheme::Tcp),
+            "tls" => Ok(Scheme::Tls),
+            other => Err(Error::InvalidArgument(format!(
+                "unsupported scheme {other:?}: use http, https, tcp or tls"
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+            Scheme::Tcp => "tcp",
+            Scheme::Tls => "tls",
+        }
+    }
+
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Scheme::Https | Scheme::Tls)
+    }
+
+    /// http 80, https 443; raw protocols have no default and need a port.
+    pub fn default_port(self) -> Option<u16> {
+        match self {
+            Scheme::Http => Some(80),
+            Scheme::Https => Some(443),
+            Scheme::Tcp | Scheme::Tls => None,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct KeyParts {
+    scheme: Scheme,
+    /// Lower-cased; IPv6 literals without brackets.
+    host: String,
+    port: u16,
+    /// TLS name to present and verify, when it differs from `host`.
+    servername: Option<String>,
+}
+
+/// A normalized, cheap-to-clone pool key.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Key(Arc<KeyParts>);
+
+impl Key {
+    /// Build a key from parts, validating and normalizing each.
+    pub fn new(
+        scheme: Scheme,
+        host: &str,
+        port: Option<u16>,
+        servername: Option<&str>,
+    ) -> Result<Key> {
+        let host = normalize_host(host)?;
+        let port = match port.or(scheme.default_port()) {
+            Some(0) => {
+                return Err(Error::InvalidArgument(
+                    "port must be between 1 and 65535".into(),
+                ))
+            }
+            Some(p) => p,
+            None => {
+                return Err(Error::InvalidArgument(format!(
+                    "a {} key needs a port",
+                    scheme.as_str()
+                )))
+            }
+        };
+        let servername = match servername {
+            None => None,
+            Some(_) if !scheme.uses_tls() => {
+                return Err(Error::InvalidArgument(
+                    "servername only applies to https and tls keys".into(),
+                ))
+            }
+            Some(name) => {
+                let name = normalize_host(name)?;
+                (name != host).then_some(name)
+            }
+        };
+        Ok(Key(Arc::new(KeyParts {
+            scheme,
+            host,
+            port,
+            servername,
+        })))
+    }
+
+    /// Parse `scheme://host[:port][/path...]`; only the origin is kept.
+    pub fn parse_url(url: &str) -> Result<Key> {
+        let bad = |why: &str| Error::InvalidArgument(format!("invalid URL {url:?}: {why}"));
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| bad("expected scheme://host[:port]"))?;
+        let scheme = Scheme::parse(scheme)?;
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        if authority.contains('@') {
+            return Err(bad("credentials in the URL are not supported"));
+        }
+        let (host, port) = split_host_port(authority).map_err(|why| bad(why))?;
+        Key::new(scheme, host, port, None)
+    }
+
+    /// The same key with a TLS servername override.
+    pub fn with_servername(&self, servername: &str) -> Result<Key> {
+        Key::new(
+            self.scheme(),
+            &self.0.host,
+            Some(self.0.port),
+            Some(servername),
+        )
+    }
+
+    pub fn scheme(&self) -> Scheme {
+        self.0.scheme
+    }
+    pub fn host(&self) -> &str {
+        &self.0.host
+    }
+    pub fn port(&self) -> u16 {
+        self.0.port
+    }
+    pub fn uses_tls(&self) -> bool {
+        self.0.scheme.uses_tls()
+    }
+    /// The name sent in SNI and checked against the certificate.
+    pub fn tls_name(&self) -> &str {
+        self.0.servername.as_deref().unwrap_or(&self.0.host)
+    }
+    pub fn servername(&self) -> Option<&str> {
+        self.0.servername.as_deref()
+    }
+
+    /// `host:port` as it goes in a Host header (brackets for IPv6, port only
+    /// when it differs from the scheme's default).
+    pub fn host_header(&self) -> String {
+        let host = bracket_if_v6(&self.0.host);
+        if Some(self.0.port) == self.0.scheme.default_port() {
+            host
+        } else {
+            format!("{host}:{}", self.0.port)
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}://{}:{}",
+            self.0.scheme.as_str(),
+            bracket_if_v6(&self.0.host),
+            self.0.port
+        )?;
+        if let Some(name) = &self.0.servername {
+            write!(f, "#servername={name}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({self})")
+    }
+}
+
+fn bracket_if_v6(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+fn split_host_port(authority: &str) -> std::result::Result<(&str, Option<u16>), &'static str> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or("unclosed '[' in IPv6 host")?;
+        match after {
+            "" => (host, None),
+            p => (
+                host,
+                Some(p.strip_prefix(':').ok_or("unexpected text after ']'")?),
+            ),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        None | Some("") => None,
+        Some(p) => Some(
+            p.parse::<u16>()
+                .map_err(|_| "port must be a number from 1 to 65535")?,
+        ),
+    };
+    Ok((host, port))
+}
+
+/// Lower-case, validate and strip brackets from a host name or IP literal.
+fn normalize_host(host: &str) -> Result<String> {
+    let inner = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if inner.is_empty() {
+        return Err(Error::InvalidArgument("host must not be empty".into()));
+    }
+    if inner.len() > 253 {
+        return Err(Error::InvalidArgument(
+            "host is longer than 253 characters".into(),
+        ));
+    }
+    if inner.contains(':') {
+        let ip: Ipv6Addr = inner
+            .parse()
+            .map_err(|_| Error::InvalidArgument(format!("invalid IPv6 address {inner:?}")))?;
+        return Ok(ip.to_string());
+    }
+    let ok = inner
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    if !ok {
+        return Err(Error::InvalidArgument(format!(
+            "invalid host {host:?}: only letters, digits, '-', '_' and '.' are allowed"
+        )));
+    }
+    Ok(inner.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheme_and_host_are_lower_cased_and_ports_default() {
+        let a = Key::parse_url("HTTPS://Example.COM/path?q").unwrap();
+        let b = Key::new(Scheme::Https, "example.com", Some(443), None).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.to_string(), "https://example.com:443");
+        assert_eq!(Key::parse_url("http://h").unwrap().port(), 80);
+    }
+
+    #[test]
+    fn tls_and_plaintext_keys_differ() {
+        let tcp = Key::new(Scheme::Tcp, "h", Some(5), None).unwrap();
+        let tls = Key::new(Scheme::Tls, "h", Some(5), None).unwrap();
+        assert_ne!(tcp, tls);
+        let named = tls.with_servername("other").unwrap();
+        assert_ne!(tls, named);
+        assert_eq!(named.tls_name(), "other");
+    }
+
+    #[test]
+    fn ipv6_literals_are_normalized() {
+        let k = Key::parse_url("http://[::1]:8080/").unwrap();
+        assert_eq!(k.host(), "::1");
+        assert_eq!(k.port(), 8080);
+        assert_eq!(k.host_header(), "[::1]:8080");
+        assert_eq!(
+            k,
+            Key::new(Scheme::Http, "[0:0::1]", Some(8080), None).unwrap()
+        );
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        for url in [
+            "ftp://h/",
+            "http//h",
+            "http://",
+            "http://h:0/",
+            "http://h:99999/",
+            "http://h:x/",
+            "http://u@h/",
+            "http://h\r\n/",
+            "http://[::1/",
+            "tcp://h",
+        ] {
+            let err = Key::parse_url(url).unwrap_err();
+            assert_eq!(err.code(), "ERR_INVALID_ARG_VALUE", "{url}");
+        }
+        assert!(Key::new(Scheme::Tcp, "h", Some(1), Some("x")).is_err());
+    }
+}

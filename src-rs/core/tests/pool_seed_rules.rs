@@ -1,0 +1,374 @@
+//! The seed semantics of acquire / release / flushForHost / shutdown,
+//! checked against what a real server saw.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{eventually, pool, Cmd, Server};
+use pconn_core::{AcquireOptions, Cancel, CloseReason, PoolConfig, Scheduling};
+
+fn opts() -> AcquireOptions {
+    AcquireOptions::default()
+}
+
+#[tokio::test]
+async fn released_connection_is_reused_lifo() {
+    let server = Server::start().await;
+    let pool = pool(PoolConfig::default());
+    let key = server.key();
+    let a = pool.acquire(&key, &opts()).await.unwrap();
+    let b = pool.acquire(&key, &opts()).await.unwrap();
+    let (a_id, b_id) = (
+        a.connection_ref().unwrap().id(),
+        b.connection_ref().unwrap().id(),
+    );
+    a.release(true);
+    b.release(true);
+    let mut c = pool.acquire(&key, &opts()).await.unwrap();
+    assert!(c.reused());
+    assert_eq!(
+        c.connection().unwrap().id(),
+        b_id,
+        "LIFO hands out the last released"
+    );
+    assert_ne!(a_id, b_id);
+    c.connection().unwrap().write_all(b"ping").await.unwrap();
+    assert_eq!(
+        c.connection().unwrap().read_chunk().await.unwrap().unwrap(),
+        b"ping"
+    );
+    c.release(true);
+    assert_eq!(server.accepted(), 2);
+    let stats = pool.stats();
+    assert_eq!(
+        (
+            stats.idle,
+            stats.active,
+            stats.counters.created,
+            stats.counters.reused
+        ),
+        (2, 0, 2, 1)
+    );
+}
+
+#[tokio::test]
+async fn fifo_hands_out_the_longest_parked() {
+    let server = Server::start().await;
+    let pool = pool(PoolConfig {
+        scheduling: Scheduling::Fifo,
+        ..PoolConfig::default()
+    });
+    let key = server.key();
+    let a = pool.acquire(&key, &opts()).await.unwrap();
+    let b = pool.acquire(&key, &opts()).await.unwrap();
+    let a_id = a.connection_ref().unwrap().id();
+    a.release(true);
+    b.release(true);
+    let c = pool.acquire(&key, &opts()).await.unwrap();
+    assert_eq!(c.connection_ref().unwrap().id(), a_id);
+}
+
+#[tokio::test]
+async fn idle_connection_closed_by_server_is_dropped_by_the_watcher() {
+    let server = Server::start().await;
+    let pool = pool(PoolConfig::default());
+    let key = server.key();
+    pool.acquire(&key, &opts()).await.unwrap().release(true);
+    assert_eq!(pool.stats().idle, 1);
+    server.tell_all(Cmd::Close);
+    eventually("the watcher drops the dead idle connection", || {
+        pool.stats().idle == 0
+    })
+    .await;
+    assert_eq!(pool.stats().counters.closed_by.peer, 1);
+    let c = pool.acquire(&key, &opts()).await.unwrap();
+    assert!(!c.reused());
+    assert_eq!(server.accepted(), 2);
+}
+
+#[tokio::test]
+async fn stray_bytes_on_an_idle_connection_close_it() {
+    let server = Server::start().await;
+    let pool = pool(PoolConfig::default());
+    let key = server.key();
+    pool.acquire(&key, &opts()).await.unwrap().release(true);
+    server.tell_all(Cmd::Send(b"surprise".to_vec()));
+    eventually("stray bytes close the idle connection", || {
+        pool.stats().idle == 0
+    })
+    .await;
+    assert_eq!(pool.stats().counters.closed_by.broken, 1);
+    eventually("server sees the close", || server.closed() == 1).await;
+}
+
+#[tokio::test]
+async fn release_with_keep_alive_false_closes() {
+    let server = Server::start().await;
+    let pool = pool(PoolConfig::default());
+    pool.acquire(&server.key(), &opts())
+        .await
+        .unwrap()
+        .release(false);
+    let s = pool.stats();
+    assert_eq!(
+        (s.idle, s.connections, s.counters.closed_by.broken),
+        (0, 0, 1)
+    );
+    eventually("server sees the close", || server.closed() == 1).await;
+}
+
+#[tokio::test]
+async fn release_with_unread_bytes_closes() {
+    let server = Server::start().await;
+    let pool = pool(PoolConfig::default());
+    let mut c = pool.acquire(&server.key(), &opts()).await.unwrap();
+    c.connection().unwrap().write_all(b"echo me").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.release(true);
+    assert_eq!(pool.stats().idle, 0);
+    eventually("server sees the close", || server.closed() == 1).await;
+}
+
+#[tokio::test]
+async fn idle_cap_closes_the_excess() {
+    let server = Server::start().await;
+    let pool = pool(PoolConfig {
+        max_idle_per_host: 1,
+        ..PoolConfig::default()
+    });
+    let key = server.key();
+    let a = pool.acquire(&key, &opts()).await.unwrap();
+    let b = pool.acquire(&key, &opts()).await.unwrap();
+    a.release(true);
+    b.release(true);
+    assert_eq!(pool.stats().idle, 1);
+    eventually("server sees one close", || server.closed() == 1).await;
+}
+
+#[tokio::test]
+async fn idle_timeout_closes_parked_connections() {
+    let server = Server::start().await;
+    let pool = pool(PoolConfig {
+        idle_timeout: Duration::from_millis(100),
+        ..PoolConfig::default()
+    });
+    pool.acquire(&server.key(), &opts())
+        .await
+        .unwrap()
+        .release(true);
+    eventually("idle timeout", || pool.stats().counters.closed_by.idle == 1).await;
+    eventually("server sees the close", || server.closed() == 1).await;
+}
+
+#[tokio::test]
+async fn max_uses_retires_a_connection() {
+    let server = Server::start().await;
+    let pool = pool(PoolConfig {
+        max_uses: 2,
+        ..PoolConfig::default()
+    });
+    let key = server.key();
+    pool.acquire(&key, &opts()).await.unwrap().release(true);
+    let second = pool.acquire(&key, &opts()).await.unwrap();
+    assert!(second.reused());
+    second.release(true);
+    assert_eq!(pool.stats().counters.closed_by.lifetime, 1);
+    assert!(!pool.acquire(&key, &opts()).await.unwrap().reused());
+}
+
+#[tokio::test]
+async fn flush_for_host_closes_idle_only() {
+    let server = Server::start().await;
+    let pool = pool(PoolConfig::default());
+    let key = server.key();
+    let a = pool.acquire(&key, &opts()).await.unwrap();
+    let b = pool.acquire(&key, &opts()).await.unwrap();
+    a.release(true);
+    assert_eq!(pool.flush_for_host("127.0.0.1"), 1);
+    assert_eq!(pool.flush_for_host("other.example"), 0);
+    let s = pool.stats();
+    assert_eq!((s.idle, s.active, s.counters.closed_by.flush), (0, 1, 1));
+    eventually("server sees one close", || server.closed() == 1).await;
+    b.release(true);
+}
+
+#[tokio::test]
+async fn waiters_are_served_fifo_at_the_per_host_limit() {
+    let server = Server::start().await;
+    let pool = pool(PoolConfig {
+        max_connections_per_host: Some(1),
+        ..PoolConfig::default()
+    });
+    let key = server.key();
+    let held = pool.acquire(&key, &opts()).await.unwrap();
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..5 {
+        let (pool, key, order) = (pool.clone(), key.clone(), order.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = pool
+                .acquire(&key, &AcquireOptions::default())
+                .await
+                .unwrap();
+            order.lock().unwrap().push(i);
+            tokio::task::yield_now().await;
+            c.release(true);
+        }));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(pool.stats().pending, 5);
+    held.release(true);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(server.accepted(), 1);
+    assert_eq!(pool.stats().pending, 0);
+}
+
+#[tokio::test]
+async fn acquire_timeout_and_cancel_remove_the_waiter() {
+    let server = Server::start().await;
+    let pool = pool(PoolConfig {
+        max_connections_per_host: Some(1),
+        ..PoolConfig::default()
+    });
+    let key = server.key();
+    let _held = pool.acquire(&key, &opts()).await.unwrap();
+    let timed = AcquireOptions {
+        timeout: Some(Duration::from_millis(30)),
+        cancel: None,
+    };
+    let err = pool.acquire(&key, &timed).await.unwrap_err();
+    assert_eq!(err.code(), "PCONN_ACQUIRE_TIMEOUT");
+    assert_eq!(pool.stats().counters.timed_out, 1);
+
+    let cancel = Arc::new(Cancel::new());
+    let cancelled = AcquireOptions {
+        timeout: None,
+        cancel: Some(cancel.clone()),
+    };
+    let (res, _) = tokio::join!(pool.acquire(&key, &cancelled), async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        cancel.cancel();
+    });
+    assert_eq!(res.unwrap_err().code(), "ABORT_ERR");
+    assert_eq!(pool.stats().pending, 0);
+}
+
+#[tokio::test]
+async fn queue_full_is_refused() {
+    let server = Server::start().await;
+    let pool = pool(PoolConfig {
+        max_connections_per_host: Some(1),
+        max_pending: Some(1),
+        ..PoolConfig::default()
+    });
+    let key = server.key();
+    let held = pool.acquire(&key, &opts()).await.unwrap();
+    let p2 = pool.clone();
+    let k2 = key.clone();
+    let queued = tokio::spawn(async move {
+        p2.acquire(&k2, &AcquireOptions::default())
+            .await
+            .map(|c| c.release(true))
+    });
+    eventually("one waiter queued", || pool.stats().pending == 1).await;
+    assert_eq!(
+        pool.acquire(&key, &opts()).await.unwrap_err().code(),
+        "PCONN_QUEUE_FULL"
+    );
+    held.release(true);
+    queued.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn global_limit_evicts_idle_of_other_keys() {
+    let a = Server::start().await;
+    let b = Server::start().await;
+    let pool = pool(PoolConfig {
+        max_connections: Some(1),
+        ..PoolConfig::default()
+    });
+    pool.acquire(&a.key(), &opts()).await.unwrap().release(true);
+    let c = pool.acquire(&b.key(), &opts()).await.unwrap();
+    assert_eq!(pool.stats().counters.closed_by.evicted, 1);
+    c.release(true);
+    eventually("a's connection closed", || a.closed() == 1).await;
+}
+
+#[tokio::test]
+async fn connect_refused_frees_the_slot() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let pool = pool(PoolConfig {
+        max_connections_per_host: Some(1),
+        ..PoolConfig::default()
+    });
+    let key = pconn_core::Key::parse_url(&format!("tcp://127.0.0.1:{port}")).unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            pool.acquire(&key, &opts()).await.unwrap_err().code(),
+            "ECONNREFUSED"
+        );
+    }
+    let s = pool.stats();
+    assert_eq!((s.connecting, s.connections, s.pending), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn shutdown_rejects_waiters_and_closes_on_release() {
+    let server = Server::start().await;
+    let pool = pool(PoolConfig {
+        max_connections_per_host: Some(1),
+        ..PoolConfig::default()
+    });
+    let key = server.key();
+    let held = pool.acquire(&key, &opts()).await.unwrap();
+    let p2 = pool.clone();
+    let k2 = key.clone();
+    let waiter = tokio::spawn(async move {
+        p2.acquire(&k2, &AcquireOptions::default())
+            .await
+            .map(|_| ())
+    });
+    eventually("waiter queued", || pool.stats().pending == 1).await;
+    let p3 = pool.clone();
+    let shutdown = tokio::spawn(async move { p3.shutdown().await });
+    assert_eq!(
+        waiter.await.unwrap().unwrap_err().code(),
+        "PCONN_POOL_CLOSED"
+    );
+    assert_eq!(
+        pool.acquire(&key, &opts()).await.unwrap_err().code(),
+        "PCONN_POOL_CLOSED"
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        !shutdown.is_finished(),
+        "an active connection keeps shutdown pending"
+    );
+    held.release(true);
+    shutdown.await.unwrap();
+    assert_eq!(pool.open_sockets(), 0);
+    assert_eq!(pool.stats().counters.closed_by.shutdown, 1);
+    eventually("server sees the close", || server.closed() == 1).await;
+}
+
+#[tokio::test]
+async fn dropped_without_release_closes_and_frees_capacity() {
+    let server = Server::start().await;
+    let pool = pool(PoolConfig {
+        max_connections_per_host: Some(1),
+        ..PoolConfig::default()
+    });
+    let key = server.key();
+    drop(pool.acquire(&key, &opts()).await.unwrap());
+    let c = pool.acquire(&key, &opts()).await.unwrap();
+    assert!(!c.reused());
+    assert_eq!(pool.stats().counters.closed_by.broken, 1);
+    let _ = CloseReason::Broken;
+}
