@@ -1,0 +1,131 @@
+//! TLS: verification on by default, reasons for failures, and keys that never
+//! let a plaintext or differently-named connection serve a TLS acquire.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::pool;
+use pconn_core::{AcquireOptions, Key, PoolConfig, Scheme, TlsOptions};
+use rcgen::{CertificateParams, CertifiedIssuer, KeyPair};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
+
+struct TlsServer {
+    port: u16,
+    ca_pem: String,
+}
+
+/// A TLS echo server for `names`, signed by a CA made for this test.
+async fn tls_server(names: &[&str]) -> TlsServer {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(leaf.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        )
+        .unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(sock).await else { return };
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = tls.read(&mut buf).await {
+                    if n == 0 || tls.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    TlsServer { port, ca_pem: ca.pem() }
+}
+
+fn with_ca(ca_pem: &str) -> PoolConfig {
+    PoolConfig {
+        tls: TlsOptions { ca_pem: Some(ca_pem.as_bytes().to_vec()), reject_unauthorized: true, ..TlsOptions::default() },
+        ..PoolConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn handshake_with_the_right_ca_succeeds_and_is_reused() {
+    let server = tls_server(&["localhost"]).await;
+    let pool = pool(with_ca(&server.ca_pem));
+    let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
+    let mut c = pool.acquire(&key, &AcquireOptions::default()).await.unwrap();
+    c.connection().unwrap().write_all(b"hello").await.unwrap();
+    assert_eq!(c.connection().unwrap().read_chunk().await.unwrap().unwrap(), b"hello");
+    c.release(true);
+    // TLS 1.3 session tickets may arrive while parked; they must not kill it.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let again = pool.acquire(&key, &AcquireOptions::default()).await.unwrap();
+    assert!(again.reused());
+}
+
+#[tokio::test]
+async fn unknown_issuer_is_refused_with_a_reason() {
+    let server = tls_server(&["localhost"]).await;
+    let pool = pool(PoolConfig::default());
+    let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
+    let err = pool.acquire(&key, &AcquireOptions::default()).await.unwrap_err();
+    assert_eq!((err.code(), err.reason()), ("PCONN_TLS", Some("unknown-issuer")));
+    assert_eq!(pool.stats().connections, 0);
+    assert_eq!(pool.open_sockets(), 0);
+}
+
+#[tokio::test]
+async fn wrong_hostname_is_refused_with_a_reason() {
+    let server = tls_server(&["other.test"]).await;
+    let pool = pool(with_ca(&server.ca_pem));
+    let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
+    let err = pool.acquire(&key, &AcquireOptions::default()).await.unwrap_err();
+    assert_eq!((err.code(), err.reason()), ("PCONN_TLS", Some("hostname-mismatch")));
+    // The servername override makes the same server acceptable, under another key.
+    let named = key.with_servername("other.test").unwrap();
+    pool.acquire(&named, &AcquireOptions::default()).await.unwrap().release(true);
+    assert!(pool.stats().hosts.contains_key(&named.to_string()));
+}
+
+#[tokio::test]
+async fn reject_unauthorized_false_skips_verification() {
+    let server = tls_server(&["other.test"]).await;
+    let config = PoolConfig {
+        tls: TlsOptions { reject_unauthorized: false, ..TlsOptions::default() },
+        ..PoolConfig::default()
+    };
+    let pool = pool(config);
+    let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
+    pool.acquire(&key, &AcquireOptions::default()).await.unwrap().release(true);
+}
+
+#[tokio::test]
+async fn plaintext_connection_never_serves_a_tls_key() {
+    let server = tls_server(&["localhost"]).await;
+    let pool = pool(with_ca(&server.ca_pem));
+    let plain = Key::new(Scheme::Tcp, "localhost", Some(server.port), None).unwrap();
+    let tls = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
+    pool.acquire(&plain, &AcquireOptions::default()).await.unwrap().release(true);
+    let c = pool.acquire(&tls, &AcquireOptions::default()).await.unwrap();
+    assert!(!c.reused());
+    assert_eq!(pool.stats().counters.created, 2);
+}

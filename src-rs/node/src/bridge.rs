@@ -1,0 +1,76 @@
+//! Carries async completions from the I/O threads back to the Node thread.
+//!
+//! One threadsafe function, created once, replaces a Promise-plus-
+//! threadsafe-function per call: an operation is started with an id, and its
+//! outcome arrives as `onComplete(id, error, value)`. Node drains everything
+//! queued in one wake-up, so completions batch for free under load.
+//!
+//! The function never holds the event loop open by itself (it is weak): the
+//! façade keeps the loop referenced exactly while operations are pending, so
+//! an idle pool never keeps the process alive.
+
+use std::sync::OnceLock;
+
+use napi::bindgen_prelude::{Buffer, Either3, FnArgs, Function, Null};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Status;
+use napi_derive::napi;
+
+use crate::connection::NativeConnection;
+use crate::errors::ErrorInfo;
+
+/// What a finished operation yields.
+pub(crate) enum Value {
+    Connection(NativeConnection),
+    Bytes(Option<Vec<u8>>),
+    Done,
+}
+
+type Payload = Either3<NativeConnection, Buffer, Null>;
+type Args = FnArgs<(u32, Option<ErrorInfo>, Option<Payload>)>;
+type CompletionFn = ThreadsafeFunction<(u32, Result<Value, ErrorInfo>), (), Args, Status, false, true>;
+
+static BRIDGE: OnceLock<CompletionFn> = OnceLock::new();
+
+fn to_args((id, outcome): (u32, Result<Value, ErrorInfo>)) -> Args {
+    let args = match outcome {
+        Err(e) => (id, Some(e), None),
+        Ok(Value::Connection(c)) => (id, None, Some(Either3::A(c))),
+        Ok(Value::Bytes(Some(b))) => (id, None, Some(Either3::B(b.into()))),
+        Ok(Value::Bytes(None)) => (id, None, Some(Either3::C(Null))),
+        Ok(Value::Done) => (id, None, None),
+    };
+    args.into()
+}
+
+/// Install the completion callback (once per process; the façade calls it
+/// when the module loads).
+#[napi]
+pub fn init_bridge(
+    on_complete: Function<FnArgs<(u32, Option<ErrorInfo>, Option<Either3<NativeConnection, Buffer, Null>>)>, ()>,
+) -> napi::Result<()> {
+    if BRIDGE.get().is_some() {
+        return Ok(());
+    }
+    let tsfn: CompletionFn = on_complete
+        .build_threadsafe_function()
+        .weak::<true>()
+        .build_callback(|ctx| Ok(to_args(ctx.value)))?;
+    let _ = BRIDGE.set(tsfn);
+    Ok(())
+}
+
+/// Whether `initBridge` ran; operations cannot report back before it.
+pub(crate) fn ready() -> napi::Result<()> {
+    match BRIDGE.get() {
+        Some(_) => Ok(()),
+        None => Err(napi::Error::from_reason("pconn: initBridge was not called")),
+    }
+}
+
+/// Deliver an outcome (any thread).
+pub(crate) fn complete(id: u32, outcome: Result<Value, ErrorInfo>) {
+    if let Some(tsfn) = BRIDGE.get() {
+        tsfn.call((id, outcome), ThreadsafeFunctionCallMode::NonBlocking);
+    }
+}

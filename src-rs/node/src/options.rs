@@ -1,0 +1,68 @@
+//! Pool options as the façade passes them (already validated there).
+
+use std::time::Duration;
+
+use napi::bindgen_prelude::Buffer;
+use napi_derive::napi;
+use pconn_core::{PoolConfig, Scheduling, TlsOptions};
+
+#[napi(object)]
+pub struct NativeTlsOptions {
+    pub ca: Option<Buffer>,
+    pub cert: Option<Buffer>,
+    pub key: Option<Buffer>,
+    pub reject_unauthorized: bool,
+    pub servername: Option<String>,
+    pub alpn: Vec<String>,
+}
+
+/// Limits are `None` for "no limit"; durations in milliseconds.
+#[napi(object)]
+pub struct NativePoolOptions {
+    pub max_idle_per_host: u32,
+    pub max_connections_per_host: Option<u32>,
+    pub max_connections: Option<u32>,
+    pub max_pending: Option<u32>,
+    pub idle_timeout_ms: f64,
+    pub max_lifetime_ms: f64,
+    pub max_uses: f64,
+    pub fifo: bool,
+    pub connect_timeout_ms: f64,
+    pub acquire_timeout_ms: f64,
+    pub dns_cache_ms: f64,
+    pub no_delay: bool,
+    pub keep_alive_initial_delay_ms: f64,
+    pub tls: NativeTlsOptions,
+}
+
+fn ms(v: f64) -> Duration {
+    Duration::from_millis(v.max(0.0) as u64)
+}
+
+impl From<NativePoolOptions> for PoolConfig {
+    fn from(o: NativePoolOptions) -> PoolConfig {
+        PoolConfig {
+            max_idle_per_host: o.max_idle_per_host as usize,
+            max_connections_per_host: o.max_connections_per_host.map(|v| v as usize),
+            max_connections: o.max_connections.map(|v| v as usize),
+            max_pending: o.max_pending.map(|v| v as usize),
+            idle_timeout: ms(o.idle_timeout_ms),
+            max_lifetime: ms(o.max_lifetime_ms),
+            max_uses: o.max_uses.max(0.0) as u64,
+            scheduling: if o.fifo { Scheduling::Fifo } else { Scheduling::Lifo },
+            connect_timeout: ms(o.connect_timeout_ms),
+            acquire_timeout: ms(o.acquire_timeout_ms),
+            dns_cache: ms(o.dns_cache_ms),
+            no_delay: o.no_delay,
+            keep_alive_initial_delay: ms(o.keep_alive_initial_delay_ms),
+            tls: TlsOptions {
+                ca_pem: o.tls.ca.map(|b| b.to_vec()),
+                cert_pem: o.tls.cert.map(|b| b.to_vec()),
+                key_pem: o.tls.key.map(|b| b.to_vec()),
+                reject_unauthorized: o.tls.reject_unauthorized,
+                servername: o.tls.servername,
+                alpn: o.tls.alpn.into_iter().map(String::into_bytes).collect(),
+            },
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! `NativePool`: the pool's methods, converted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::{FnArgs, Function};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Status;
+use napi_derive::napi;
+use pconn_core::{AcquireOptions, Cancel, Key, Pool, Scheme};
+
+use crate::bridge::{self, Value};
+use crate::connection::NativeConnection;
+use crate::errors::{panicked, throw, ErrorInfo};
+use crate::options::NativePoolOptions;
+use crate::runtime;
+use crate::stats::StatsJs;
+
+/// A normalized key; the façade caches these per URL origin.
+#[napi]
+pub struct NativeKey {
+    pub(crate) key: Key,
+}
+
+#[napi]
+impl NativeKey {
+    /// `scheme://host:port` (plus `#servername=` when overridden).
+    #[napi(getter)]
+    pub fn display(&self) -> String {
+        self.key.to_string()
+    }
+    #[napi(getter)]
+    pub fn host(&self) -> String {
+        self.key.host().to_string()
+    }
+    /// The Host header value for this key.
+    #[napi(getter)]
+    pub fn authority(&self) -> String {
+        self.key.host_header()
+    }
+}
+
+/// Cancels the operations it was passed to (the native half of AbortSignal).
+#[napi]
+pub struct NativeCancel {
+    pub(crate) cancel: Arc<Cancel>,
+}
+
+#[napi]
+impl NativeCancel {
+    #[napi(constructor)]
+    pub fn new() -> Self {
+        NativeCancel { cancel: Arc::new(Cancel::new()) }
+    }
+    #[napi]
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+}
+
+type CloseArgs = FnArgs<(f64, String, String)>;
+type CloseFn = ThreadsafeFunction<CloseArgs, (), CloseArgs, Status, false, true>;
+
+#[napi]
+pub struct NativePool {
+    pub(crate) pool: Pool,
+}
+
+/// Run `work` on the runtime and deliver its outcome to `id`.
+pub(crate) fn start<F>(id: u32, work: F) -> napi::Result<()>
+where
+    F: std::future::Future<Output = pconn_core::Result<Value>> + Send + 'static,
+{
+    bridge::ready()?;
+    runtime::spawn_guarded(
+        async move { bridge::complete(id, work.await.map_err(|e| ErrorInfo::from(&e))) },
+        move |message| bridge::complete(id, Err(ErrorInfo::from(&panicked(&message)))),
+    )
+}
+
+#[napi]
+impl NativePool {
+    /// `on_close(id, key, reason)` is called for every closed connection.
+    #[napi(constructor)]
+    pub fn new(options: NativePoolOptions, on_close: Option<Function<FnArgs<(f64, String, String)>, ()>>) -> napi::Result<Self> {
+        let listener = match on_close {
+            None => None,
+            Some(f) => {
+                let tsfn: CloseFn = f.build_threadsafe_function().weak::<true>().build()?;
+                let listener: pconn_core::pool::CloseListener = Box::new(move |id, key, reason| {
+                    tsfn.call(
+                        (id as f64, key.to_string(), reason.as_str().to_string()).into(),
+                        ThreadsafeFunctionCallMode::NonBlocking,
+                    );
+                });
+                Some(listener)
+            }
+        };
+        let pool = Pool::with_close_listener(options.into(), runtime::handle()?.clone(), listener).map_err(throw)?;
+        Ok(NativePool { pool })
+    }
+
+    #[napi(getter)]
+    pub fn id(&self) -> f64 {
+        self.pool.id() as f64
+    }
+
+    /// Parse and normalize a URL's origin into a key (throws on bad input).
+    #[napi(catch_unwind)]
+    pub fn key_from_url(&self, url: String) -> napi::Result<NativeKey> {
+        let key = Key::parse_url(&url).and_then(|k| self.pool.effective_key(k)).map_err(throw)?;
+        Ok(NativeKey { key })
+    }
+
+    /// Build a key from parts (throws on bad input).
+    #[napi(catch_unwind)]
+    pub fn key_from_parts(
+        &self,
+        scheme: String,
+        host: String,
+        port: Option<u32>,
+        servername: Option<String>,
+    ) -> napi::Result<NativeKey> {
+        let port = match port {
+            Some(p) if p == 0 || p > 65535 => {
+                return Err(throw(pconn_core::Error::InvalidArgument(format!("port {p} is outside 1-65535"))))
+            }
+            p => p.map(|p| p as u16),
+        };
+        let key = Scheme::parse(&scheme)
+            .and_then(|s| Key::new(s, &host, port, servername.as_deref()))
+            .and_then(|k| self.pool.effective_key(k))
+            .map_err(throw)?;
+        Ok(NativeKey { key })
+    }
+
+    /// The synchronous hit path: a live idle connection, or null.
+    #[napi(catch_unwind)]
+    pub fn try_acquire_idle(&self, key: &NativeKey) -> napi::Result<Option<NativeConnection>> {
+        let found = self.pool.try_acquire_idle(&key.key).map_err(throw)?;
+        Ok(found.map(NativeConnection::new))
+    }
+
+    /// Acquire; the outcome arrives at the bridge under `id`.
+    #[napi(catch_unwind)]
+    pub fn acquire(
+        &self,
+        id: u32,
+        key: &NativeKey,
+        timeout_ms: Option<f64>,
+        cancel: Option<&NativeCancel>,
+    ) -> napi::Result<()> {
+        let pool = self.pool.clone();
+        let key = key.key.clone();
+        let opts = AcquireOptions {
+            timeout: timeout_ms.map(|ms| Duration::from_millis(ms.max(0.0) as u64)),
+            cancel: cancel.map(|c| c.cancel.clone()),
+        };
+        start(id, async move {
+            let pooled = pool.acquire(&key, &opts).await?;
+            Ok(Value::Connection(NativeConnection::new(pooled)))
+        })
+    }
+
+    /// Give a connection back (throws PCONN_ALREADY_RELEASED on a second call).
+    #[napi(catch_unwind)]
+    pub fn release(&self, conn: &NativeConnection, keep_alive_ok: bool) -> napi::Result<()> {
+        conn.release_to(self.pool.id(), keep_alive_ok).map_err(throw)
+    }
+
+    #[napi(catch_unwind)]
+    pub fn flush_for_host(&self, host: String) -> u32 {
+        self.pool.flush_for_host(&host) as u32
+    }
+
+    /// Shut down; completes at the bridge under `id` once every socket is closed.
+    #[napi(catch_unwind)]
+    pub fn shutdown(&self, id: u32) -> napi::Result<()> {
+        let pool = self.pool.clone();
+        start(id, async move {
+            pool.shutdown().await;
+            Ok(Value::Done)
+        })
+    }
+
+    /// The synchronous part of shutdown: for process exit.
+    #[napi(catch_unwind)]
+    pub fn close_now(&self) {
+        self.pool.close_now();
+    }
+
+    #[napi(catch_unwind)]
+    pub fn stats(&self) -> StatsJs {
+        self.pool.stats().into()
+    }
+
+    /// Test hook: panic inside an async operation (`async`) or inside this
+    /// call (`sync`), to prove panics surface as errors, not aborts.
+    #[napi(catch_unwind)]
+    pub fn debug_panic(&self, id: u32, sync: bool) -> napi::Result<()> {
+        if sync {
+            panic!("debug_panic (sync) requested by a test");
+        }
+        start(id, async move { panic!("debug_panic (async) requested by a test") })
+    }
+}

@@ -1,0 +1,95 @@
+/**
+ * Errors thrown or rejected by pconn. Every error has a string `code`:
+ * the contract's `PCONN_*` codes, Node's `ERR_INVALID_ARG_*`, errno names
+ * such as `ECONNREFUSED`, or `ABORT_ERR`.
+ */
+
+/** Every code a pconn operation can fail with, besides errno names. */
+export type PconnErrorCode =
+  | 'PCONN_POOL_CLOSED'
+  | 'PCONN_QUEUE_FULL'
+  | 'PCONN_ACQUIRE_TIMEOUT'
+  | 'PCONN_CONNECT_TIMEOUT'
+  | 'PCONN_TLS'
+  | 'PCONN_ALREADY_RELEASED'
+  | 'PCONN_SOCKET_CLOSED'
+  | 'PCONN_HEADERS_TIMEOUT'
+  | 'PCONN_BODY_TIMEOUT'
+  | 'PCONN_HTTP_PARSE'
+  | 'ABORT_ERR'
+  | 'ERR_INVALID_ARG_TYPE'
+  | 'ERR_INVALID_ARG_VALUE'
+
+/** Why a TLS handshake failed (`PCONN_TLS`). */
+export type TlsFailureReason =
+  | 'unknown-issuer'
+  | 'hostname-mismatch'
+  | 'expired'
+  | 'protocol'
+  | 'bad-certificate'
+  | 'config'
+
+/** An error from the pool, a connection or the network. */
+export class PconnError extends Error {
+  /** Stable code to switch on: a {@link PconnErrorCode} or an errno name. */
+  readonly code: PconnErrorCode | (string & {})
+  /** For `PCONN_TLS`: why the handshake failed. */
+  readonly reason?: TlsFailureReason
+
+  constructor(code: string, message: string, reason?: TlsFailureReason) {
+    super(message)
+    this.code = code
+    if (reason !== undefined) this.reason = reason
+    this.name = code === 'ABORT_ERR' ? 'AbortError' : 'PconnError'
+  }
+}
+
+/** A bad argument type: TypeError with `ERR_INVALID_ARG_TYPE`. */
+export function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
+  const err = new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(actual)}`)
+  return Object.assign(err, { code: 'ERR_INVALID_ARG_TYPE' as const })
+}
+
+/** A bad argument value: RangeError (or TypeError) with `ERR_INVALID_ARG_VALUE`. */
+export function invalidArgValue(name: string, why: string, actual?: unknown): RangeError {
+  const shown = arguments.length > 2 ? `. Received ${describe(actual)}` : ''
+  const err = new RangeError(`The "${name}" argument ${why}${shown}`)
+  return Object.assign(err, { code: 'ERR_INVALID_ARG_VALUE' as const })
+}
+
+export function abortError(): PconnError {
+  return new PconnError('ABORT_ERR', 'The operation was aborted')
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null'
+  if (typeof value === 'string') return `type string (${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)})`
+  if (typeof value === 'object') return `an instance of ${(value as object).constructor?.name ?? 'Object'}`
+  return `type ${typeof value} (${String(value)})`
+}
+
+/** The shape the native layer reports errors in. */
+export interface NativeErrorInfo {
+  code: string
+  message: string
+  reason?: string | null
+}
+
+const SEP = '\u001f'
+
+/** Turn an error from the native layer into the error users see. */
+export function fromNative(err: unknown): Error {
+  if (err instanceof Error && err.message.includes(SEP)) {
+    const [code = 'EIO', reason = '', message = err.message] = err.message.split(SEP)
+    return fromInfo({ code, message, reason })
+  }
+  return err instanceof Error ? err : new PconnError('EIO', String(err))
+}
+
+export function fromInfo(info: NativeErrorInfo): Error {
+  if (info.code === 'ERR_INVALID_ARG_VALUE') {
+    return Object.assign(new RangeError(info.message), { code: info.code })
+  }
+  if (info.code === 'ABORT_ERR') return abortError()
+  return new PconnError(info.code, info.message, (info.reason || undefined) as TlsFailureReason | undefined)
+}

@@ -1,0 +1,14 @@
+/**
+ * pconn: a persistent (keep-alive) connection pool with a Rust core.
+ *
+ * @packageDocumentation
+ */
+export { Pool, type AcquireOptions } from './pool.js'
+export { Connection } from './connection.js'
+export { PconnError, type PconnErrorCode, type TlsFailureReason } from './errors.js'
+export type { PoolOptions, TlsOptions, Pem } from './options.js'
+export type { KeyInput, KeyObject } from './key.js'
+export type { PoolStats, HostStats, ClosedBy } from './stats.js'
+export type { CloseReason, CloseEvent } from './diagnostics.js'
+export type { LeakEvent } from './leak-detector.js'
+export { acquire, release, flushForHost, shutdownAll, stats, getDefaultPool } from './default-pool.js'

@@ -1,0 +1,58 @@
+/**
+ * The native binding and the one channel its async results come back on.
+ *
+ * Native operations are started with a numeric id and report back through
+ * a single completion callback (see src-rs/node/src/bridge.rs); this module
+ * turns that into Promises, and keeps the event loop alive exactly while
+ * some operation is pending (an idle pool never holds the process open).
+ */
+import { fromInfo, fromNative, type NativeErrorInfo } from './errors.js'
+import binding = require('../native/index.js')
+
+export const native = binding
+export type NativePool = binding.NativePool
+export type NativeKey = binding.NativeKey
+export type NativeConnection = binding.NativeConnection
+
+interface Pending {
+  resolve(value: unknown): void
+  reject(error: Error): void
+}
+
+const pending = new Map<number, Pending>()
+let nextId = 1
+
+// A timer that never fires, referenced only while operations are pending.
+const keepAlive = setInterval(() => {}, 2 ** 31 - 1)
+keepAlive.unref()
+
+function onComplete(id: number, error: NativeErrorInfo | null | undefined, value: unknown): void {
+  const op = pending.get(id)
+  if (op === undefined) return
+  pending.delete(id)
+  if (pending.size === 0) keepAlive.unref()
+  if (error) op.reject(fromInfo(error))
+  else op.resolve(value)
+}
+
+native.initBridge(onComplete)
+
+/**
+ * Start a native operation and wait for its completion. `start` receives
+ * the id to report under; if it throws, the Promise rejects and nothing is
+ * left pending.
+ */
+export function run<T>(start: (id: number) => void): Promise<T> {
+  const id = nextId
+  nextId = nextId >= 0xfffffffe ? 1 : nextId + 1
+  return new Promise<T>((resolve, reject) => {
+    try {
+      start(id)
+    } catch (err) {
+      reject(fromNative(err))
+      return
+    }
+    pending.set(id, { resolve: resolve as (v: unknown) => void, reject })
+    if (pending.size === 1) keepAlive.ref()
+  })
+}

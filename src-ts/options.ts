@@ -1,0 +1,224 @@
+/** Pool options: what each one means, its default, and its validation. */
+import { invalidArgType, invalidArgValue } from './errors.js'
+
+/** A PEM string or buffer, or a list of them. */
+export type Pem = string | Uint8Array | ReadonlyArray<string | Uint8Array>
+
+/** TLS settings for every `https` and `tls` connection of a pool. */
+export interface TlsOptions {
+  /** Trusted CA certificates (PEM). Default: the Mozilla roots (webpki-roots). */
+  ca?: Pem
+  /** Client certificate chain (PEM), for mutual TLS. Needs `key`. */
+  cert?: Pem
+  /** Private key (PEM) of `cert`. */
+  key?: Pem
+  /**
+   * Verify the server's certificate and hostname. Default `true`.
+   * `false` accepts any certificate: anyone on the path can read and change
+   * the traffic. Only for tests against self-signed servers.
+   */
+  rejectUnauthorized?: boolean
+  /** Name sent in SNI and verified, instead of the URL's host. Becomes part of the pool key. */
+  servername?: string
+  /** ALPN protocols to offer, e.g. `['http/1.1']`. Default: none. */
+  alpn?: readonly string[]
+}
+
+/** Options of `new Pool(options)`. Every field is optional. */
+export interface PoolOptions {
+  /** Idle connections kept per key; more are closed on release. Default 256. */
+  maxIdlePerHost?: number
+  /** Idle + active + connecting connections per key. Default Infinity. */
+  maxConnectionsPerHost?: number
+  /** Idle + active + connecting connections over all keys. Default Infinity. */
+  maxConnections?: number
+  /** Acquires allowed to wait at the limits before `PCONN_QUEUE_FULL`. Default Infinity. */
+  maxPending?: number
+  /** Close a connection idle this long (ms); a server's `Keep-Alive: timeout` may lower it. Default 4000. */
+  idleTimeoutMs?: number
+  /** Retire connections this old (ms), with up to 10% random jitter; 0 = never. Default 0. */
+  maxLifetimeMs?: number
+  /** Retire a connection after this many checkouts/requests; 0 = unlimited. Default 0. */
+  maxUses?: number
+  /** Which idle connection to hand out first: most recent (`'lifo'`) or oldest (`'fifo'`). Default `'lifo'`. */
+  scheduling?: 'lifo' | 'fifo'
+  /** Give up a connect (DNS + TCP + TLS) after this long (ms): `PCONN_CONNECT_TIMEOUT`. Default 10000. */
+  connectTimeoutMs?: number
+  /** Give up waiting at a limit after this long (ms): `PCONN_ACQUIRE_TIMEOUT`; 0 = wait forever. Default 0. */
+  acquireTimeoutMs?: number
+  /** Warn (with the acquirer's stack) when a connection is held longer (ms); 0 = off. Default 0. */
+  leakDetectionMs?: number
+  /** Reuse DNS answers this long (ms); 0 = resolve on every connect. Default 0. */
+  dnsCacheMs?: number
+  /** TLS settings. */
+  tls?: TlsOptions
+  /** Disable Nagle's algorithm (TCP_NODELAY). Default true. */
+  noDelay?: boolean
+  /** TCP keep-alive probe delay (ms); 0 = TCP keep-alive off. Default 1000. */
+  keepAliveInitialDelayMs?: number
+}
+
+/** Options after defaults and validation. */
+export interface ResolvedOptions {
+  maxIdlePerHost: number
+  maxConnectionsPerHost: number
+  maxConnections: number
+  maxPending: number
+  idleTimeoutMs: number
+  maxLifetimeMs: number
+  maxUses: number
+  scheduling: 'lifo' | 'fifo'
+  connectTimeoutMs: number
+  acquireTimeoutMs: number
+  leakDetectionMs: number
+  dnsCacheMs: number
+  tls: Required<Pick<TlsOptions, 'rejectUnauthorized'>> & Omit<TlsOptions, 'rejectUnauthorized'>
+  noDelay: boolean
+  keepAliveInitialDelayMs: number
+}
+
+export const DEFAULTS: Readonly<Omit<ResolvedOptions, 'tls'>> = Object.freeze({
+  maxIdlePerHost: 256,
+  maxConnectionsPerHost: Infinity,
+  maxConnections: Infinity,
+  maxPending: Infinity,
+  idleTimeoutMs: 4_000,
+  maxLifetimeMs: 0,
+  maxUses: 0,
+  scheduling: 'lifo',
+  connectTimeoutMs: 10_000,
+  acquireTimeoutMs: 0,
+  leakDetectionMs: 0,
+  dnsCacheMs: 0,
+  noDelay: true,
+  keepAliveInitialDelayMs: 1_000,
+})
+
+/** Largest value a count or duration may take (fits u32 / a timer). */
+const MAX_COUNT = 0xffff_ffff
+const MAX_MS = 2 ** 31 - 1
+
+type Limit = 'count' | 'cap' | 'limit' | 'ms'
+const NUMERIC: Record<string, Limit> = {
+  maxIdlePerHost: 'cap',
+  maxConnectionsPerHost: 'limit',
+  maxConnections: 'limit',
+  maxPending: 'limit',
+  idleTimeoutMs: 'ms',
+  maxLifetimeMs: 'ms',
+  maxUses: 'count',
+  connectTimeoutMs: 'ms',
+  acquireTimeoutMs: 'ms',
+  leakDetectionMs: 'ms',
+  dnsCacheMs: 'ms',
+  keepAliveInitialDelayMs: 'ms',
+}
+const KNOWN = new Set([...Object.keys(NUMERIC), 'scheduling', 'tls', 'noDelay'])
+
+/**
+ * Check a number option: a non-negative integer; `cap`s and `limit`s may be
+ * Infinity, and `limit`s must be at least 1.
+ */
+export function checkNumber(name: string, value: unknown, kind: Limit): number {
+  if (typeof value !== 'number' || Number.isNaN(value)) throw invalidArgType(name, 'of type number', value)
+  if ((kind === 'limit' || kind === 'cap') && value === Infinity) return value
+  if (!Number.isInteger(value) || value < 0) throw invalidArgValue(name, 'must be a non-negative integer', value)
+  if (kind === 'limit' && value < 1) throw invalidArgValue(name, 'must be at least 1 (or Infinity)', value)
+  if (value > (kind === 'ms' ? MAX_MS : MAX_COUNT)) throw invalidArgValue(name, 'is too large', value)
+  return value
+}
+
+function checkPem(name: string, value: unknown): Buffer | undefined {
+  if (value === undefined) return undefined
+  const parts = Array.isArray(value) ? value : [value]
+  const buffers = parts.map((p: unknown) => {
+    if (typeof p === 'string') return Buffer.from(p)
+    if (p instanceof Uint8Array) return Buffer.from(p.buffer, p.byteOffset, p.byteLength)
+    throw invalidArgType(name, 'a PEM string, Buffer or an array of them', p)
+  })
+  return Buffer.concat(buffers.flatMap((b) => [b, Buffer.from('\n')]))
+}
+
+function checkTls(value: unknown): ResolvedOptions['tls'] {
+  if (value === undefined) return { rejectUnauthorized: true }
+  if (typeof value !== 'object' || value === null) throw invalidArgType('options.tls', 'of type object', value)
+  const tls = value as Record<string, unknown>
+  for (const k of Object.keys(tls)) {
+    if (!['ca', 'cert', 'key', 'rejectUnauthorized', 'servername', 'alpn'].includes(k)) {
+      throw invalidArgValue(`options.tls.${k}`, 'is not a known TLS option (ca, cert, key, rejectUnauthorized, servername, alpn)')
+    }
+  }
+  const rejectUnauthorized = tls.rejectUnauthorized ?? true
+  if (typeof rejectUnauthorized !== 'boolean') throw invalidArgType('options.tls.rejectUnauthorized', 'of type boolean', rejectUnauthorized)
+  if (tls.servername !== undefined && (typeof tls.servername !== 'string' || tls.servername === '')) {
+    throw invalidArgType('options.tls.servername', 'a non-empty string', tls.servername)
+  }
+  if (tls.alpn !== undefined && (!Array.isArray(tls.alpn) || !tls.alpn.every((p) => typeof p === 'string' && p.length > 0 && p.length < 256))) {
+    throw invalidArgType('options.tls.alpn', 'an array of non-empty strings', tls.alpn)
+  }
+  if ((tls.cert === undefined) !== (tls.key === undefined)) {
+    throw invalidArgValue('options.tls', 'must set cert and key together')
+  }
+  checkPem('options.tls.ca', tls.ca)
+  checkPem('options.tls.cert', tls.cert)
+  checkPem('options.tls.key', tls.key)
+  return { ...(tls as TlsOptions), rejectUnauthorized }
+}
+
+/** Validate options and fill in defaults. Throws before anything is created. */
+export function resolveOptions(options: unknown): ResolvedOptions {
+  if (options === undefined) return { ...DEFAULTS, tls: { rejectUnauthorized: true } }
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw invalidArgType('options', 'of type object', options)
+  }
+  const given = options as Record<string, unknown>
+  for (const k of Object.keys(given)) {
+    if (!KNOWN.has(k)) throw invalidArgValue(`options.${k}`, 'is not a known Pool option; see the PoolOptions type for the list')
+  }
+  const out: Record<string, unknown> = { ...DEFAULTS }
+  for (const [name, kind] of Object.entries(NUMERIC)) {
+    if (given[name] !== undefined) out[name] = checkNumber(`options.${name}`, given[name], kind)
+  }
+  if (given.scheduling !== undefined) {
+    if (typeof given.scheduling !== 'string') throw invalidArgType('options.scheduling', 'of type string', given.scheduling)
+    if (given.scheduling !== 'lifo' && given.scheduling !== 'fifo') {
+      throw invalidArgValue('options.scheduling', "must be 'lifo' or 'fifo'", given.scheduling)
+    }
+    out.scheduling = given.scheduling
+  }
+  if (given.noDelay !== undefined) {
+    if (typeof given.noDelay !== 'boolean') throw invalidArgType('options.noDelay', 'of type boolean', given.noDelay)
+    out.noDelay = given.noDelay
+  }
+  out.tls = checkTls(given.tls)
+  return out as unknown as ResolvedOptions
+}
+
+const finite = (n: number): number | undefined => (n === Infinity ? undefined : n)
+
+/** The shape the native pool takes. */
+export function toNative(o: ResolvedOptions) {
+  return {
+    maxIdlePerHost: Math.min(o.maxIdlePerHost, MAX_COUNT),
+    maxConnectionsPerHost: finite(o.maxConnectionsPerHost),
+    maxConnections: finite(o.maxConnections),
+    maxPending: finite(o.maxPending),
+    idleTimeoutMs: o.idleTimeoutMs,
+    maxLifetimeMs: o.maxLifetimeMs,
+    maxUses: o.maxUses,
+    fifo: o.scheduling === 'fifo',
+    connectTimeoutMs: o.connectTimeoutMs,
+    acquireTimeoutMs: o.acquireTimeoutMs,
+    dnsCacheMs: o.dnsCacheMs,
+    noDelay: o.noDelay,
+    keepAliveInitialDelayMs: o.keepAliveInitialDelayMs,
+    tls: {
+      ca: checkPem('options.tls.ca', o.tls.ca),
+      cert: checkPem('options.tls.cert', o.tls.cert),
+      key: checkPem('options.tls.key', o.tls.key),
+      rejectUnauthorized: o.tls.rejectUnauthorized,
+      servername: o.tls.servername,
+      alpn: [...(o.tls.alpn ?? [])],
+    },
+  }
+}

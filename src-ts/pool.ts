@@ -1,0 +1,193 @@
+/** The pool: acquire, release, flushForHost, shutdownAll, stats. */
+import { Connection, loanOf, type Loan } from './connection.js'
+import { connectChannel, publishClose, reuseChannel } from './diagnostics.js'
+import { abortError, fromNative, invalidArgType, invalidArgValue, PconnError } from './errors.js'
+import { KeyResolver, type KeyInput } from './key.js'
+import { watchLoan } from './leak-detector.js'
+import { native, run, type NativeConnection, type NativeKey, type NativePool } from './native.js'
+import { checkNumber, resolveOptions, toNative, type PoolOptions, type ResolvedOptions } from './options.js'
+import { toPoolStats, type PoolStats } from './stats.js'
+
+/** Options of one `acquire`. */
+export interface AcquireOptions {
+  /** Abort waiting or connecting: rejects with `ABORT_ERR` (name `AbortError`). */
+  signal?: AbortSignal
+  /** Overrides the pool's `acquireTimeoutMs` for this call. */
+  acquireTimeoutMs?: number
+}
+
+/**
+ * A keep-alive connection pool. Connections are keyed by scheme, host, port
+ * and TLS identity; see DESIGN.md for the exact rules.
+ *
+ * ```ts
+ * const pool = new Pool({ maxConnectionsPerHost: 16 })
+ * const conn = await pool.acquire('tls://db.internal:5433')
+ * await conn.write(query)
+ * const reply = await conn.read()
+ * pool.release(conn)
+ * ```
+ */
+export class Pool {
+  /** The options in force, defaults filled in. */
+  readonly options: Readonly<ResolvedOptions>
+  /** @internal */
+  readonly native: NativePool
+  readonly #keys: KeyResolver
+  readonly #poolId: number
+  #shutdown: Promise<void> | undefined
+
+  constructor(options?: PoolOptions) {
+    this.options = Object.freeze(resolveOptions(options))
+    try {
+      this.native = new native.NativePool(toNative(this.options), publishClose)
+    } catch (err) {
+      throw fromNative(err)
+    }
+    this.#poolId = this.native.id
+    this.#keys = new KeyResolver(this.native)
+  }
+
+  /** Get a connection: a live idle one, a new one, or (at a limit) the next released one. */
+  acquire(key: KeyInput, options?: AcquireOptions): Promise<Connection>
+  /** The callback form: exactly one of `onReady` / `onError` is called. */
+  acquire(key: KeyInput, onReady: (conn: Connection) => void, onError: (err: Error) => void): void
+  acquire(
+    key: KeyInput,
+    second?: AcquireOptions | ((conn: Connection) => void),
+    onError?: (err: Error) => void,
+  ): Promise<Connection> | void {
+    if (typeof second === 'function') {
+      if (typeof onError !== 'function') throw invalidArgType('onError', 'of type function', onError)
+      this.acquire(key).then(second, onError)
+      return
+    }
+    return this.acquireKey(this.resolveKey(key), second)
+  }
+
+  /** @internal Resolve a destination to a key (throws on bad input). */
+  resolveKey(key: unknown): NativeKey {
+    return this.#keys.resolve(key)
+  }
+
+  /** @internal Acquire by resolved key. */
+  acquireKey(key: NativeKey, options?: AcquireOptions): Promise<Connection> {
+    const { signal, timeoutMs } = checkAcquireOptions(options)
+    if (signal?.aborted) return Promise.reject(abortError())
+    let idle: NativeConnection | null
+    try {
+      idle = this.native.tryAcquireIdle(key)
+    } catch (err) {
+      return Promise.reject(fromNative(err))
+    }
+    if (idle !== null) return Promise.resolve(this.#lend(idle))
+    return this.#acquireWaiting(key, signal, timeoutMs)
+  }
+
+  async #acquireWaiting(key: NativeKey, signal: AbortSignal | undefined, timeoutMs: number | undefined): Promise<Connection> {
+    const cancel = signal === undefined ? undefined : new native.NativeCancel()
+    const onAbort = () => cancel?.cancel()
+    signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      const conn = await run<NativeConnection>((id) => this.native.acquire(id, key, timeoutMs, cancel))
+      if (signal?.aborted) {
+        this.native.release(conn, true)
+        throw abortError()
+      }
+      return this.#lend(conn)
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+    }
+  }
+
+  #lend(conn: NativeConnection): Connection {
+    const limit = this.options.leakDetectionMs
+    const loan: Loan = {
+      native: conn,
+      poolId: this.#poolId,
+      stopLeakWatch: limit > 0 ? watchLoan(conn.id, conn.key, limit) : undefined,
+    }
+    const channel = conn.reused ? reuseChannel : connectChannel
+    if (channel.hasSubscribers) {
+      channel.publish({ id: conn.id, key: conn.key, uses: conn.uses, remoteAddress: conn.remoteAddress, remotePort: conn.remotePort })
+    }
+    return new Connection(loan, (c, ok) => this.release(c, ok))
+  }
+
+  /**
+   * Give a connection back. `keepAliveOk = false` closes it (use when the
+   * protocol state is unknown). Releasing twice throws
+   * `PCONN_ALREADY_RELEASED`; releasing into another pool throws
+   * `ERR_INVALID_ARG_VALUE`. Neither changes any state.
+   */
+  release(conn: Connection, keepAliveOk = true): void {
+    const loan = conn instanceof Connection ? loanOf(conn) : undefined
+    if (loan === undefined) throw invalidArgType('conn', 'a Connection from Pool.acquire', conn)
+    if (typeof keepAliveOk !== 'boolean') throw invalidArgType('keepAliveOk', 'of type boolean', keepAliveOk)
+    if (loan.poolId !== this.#poolId) {
+      throw invalidArgValue('conn', 'belongs to another pool; release it to the pool that acquired it')
+    }
+    try {
+      this.native.release(loan.native, keepAliveOk)
+    } catch (err) {
+      throw fromNative(err)
+    }
+    loan.stopLeakWatch?.()
+  }
+
+  /** Close every idle connection to `host` (all schemes and ports). Returns how many. */
+  flushForHost(host: string): number {
+    if (typeof host !== 'string') throw invalidArgType('host', 'of type string', host)
+    if (host === '') throw invalidArgValue('host', 'must not be empty', host)
+    return this.native.flushForHost(host)
+  }
+
+  /**
+   * Close idle connections now, reject waiting and later acquires with
+   * `PCONN_POOL_CLOSED`, close active ones as they are released. Resolves
+   * once every socket of the pool is closed. Calling it again returns the
+   * same Promise.
+   */
+  shutdownAll(): Promise<void> {
+    this.#shutdown ??= run<void>((id) => this.native.shutdown(id))
+    return this.#shutdown
+  }
+
+  /** `await using pool = new Pool()` shuts it down at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdownAll()
+  }
+
+  /** Whether `shutdownAll` was called. */
+  get closed(): boolean {
+    return this.#shutdown !== undefined
+  }
+
+  /** Connection gauges and totals, for the pool and per key. */
+  stats(): PoolStats {
+    return toPoolStats(this.native.stats())
+  }
+
+  /** @internal Test hook: a panic inside native code must reject, not abort. */
+  debugPanic(where: 'sync' | 'async'): Promise<void> {
+    if (where === 'sync') {
+      try {
+        this.native.debugPanic(0, true)
+      } catch (err) {
+        return Promise.reject(fromNative(err))
+      }
+    }
+    return run<void>((id) => this.native.debugPanic(id, false))
+  }
+}
+
+function checkAcquireOptions(options: AcquireOptions | undefined): { signal?: AbortSignal; timeoutMs?: number } {
+  if (options === undefined) return {}
+  if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options)
+  const { signal, acquireTimeoutMs } = options
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an AbortSignal', signal)
+  const timeoutMs = acquireTimeoutMs === undefined ? undefined : checkNumber('options.acquireTimeoutMs', acquireTimeoutMs, 'ms')
+  return { signal, timeoutMs }
+}
+
+export { PconnError }

@@ -1,0 +1,50 @@
+/** The shape of `pool.stats()`. */
+import type { CloseReason } from './diagnostics.js'
+
+/** Connections closed, by reason. */
+export type ClosedBy = Record<CloseReason, number>
+
+/** Gauges (now) and totals (since the pool was made) for one key. */
+export interface HostStats {
+  /** Open connections: idle + active. */
+  connections: number
+  idle: number
+  /** On loan (acquired, not yet released). */
+  active: number
+  /** Being opened (DNS, TCP, TLS). */
+  connecting: number
+  /** Acquires waiting at a limit. */
+  pending: number
+  /** Connections opened. */
+  created: number
+  /** Acquires served by an existing connection. */
+  reused: number
+  /** Connections closed. */
+  closed: number
+  /** Acquires that had to wait. */
+  waited: number
+  /** Acquires that failed with `PCONN_ACQUIRE_TIMEOUT`. */
+  timedOut: number
+  closedBy: ClosedBy
+}
+
+/** `HostStats` for the whole pool, plus one entry per key in use. */
+export interface PoolStats extends HostStats {
+  /** Keyed by `scheme://host:port`. Keys with no connections and no waiters are dropped. */
+  hosts: Record<string, HostStats>
+}
+
+interface NativeStats extends HostStats {
+  hosts?: Record<string, HostStats> | null
+}
+
+function host(s: HostStats): HostStats {
+  const { connections, idle, active, connecting, pending, created, reused, closed, waited, timedOut, closedBy } = s
+  return { connections, idle, active, connecting, pending, created, reused, closed, waited, timedOut, closedBy: { ...closedBy } }
+}
+
+export function toPoolStats(s: NativeStats): PoolStats {
+  const hosts: Record<string, HostStats> = {}
+  for (const [k, v] of Object.entries(s.hosts ?? {})) hosts[k] = host(v)
+  return { ...host(s), hosts }
+}
