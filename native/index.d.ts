@@ -51,10 +51,12 @@ export declare class NativePool {
   keyFromUrl(url: string): NativeKey
   /** Build a key from parts (throws on bad input). */
   keyFromParts(scheme: string, host: string, port?: number | undefined | null, servername?: string | undefined | null): NativeKey
-  /** The synchronous hit path: a live idle connection, or null. */
-  tryAcquireIdle(key: NativeKey): NativeConnection | null
-  /** Acquire; the outcome arrives at the bridge under `id`. */
-  acquire(id: number, key: NativeKey, timeoutMs?: number | undefined | null, cancel?: NativeCancel | undefined | null): void
+  /**
+   * Acquire. A live idle connection is returned at once; otherwise this
+   * returns null and the outcome arrives at the bridge under `id`. The
+   * place in the queue is taken before this returns.
+   */
+  acquire(id: number, key: NativeKey, timeoutMs?: number | undefined | null, cancel?: NativeCancel | undefined | null): NativeConnection | null
   /** Give a connection back (throws PCONN_ALREADY_RELEASED on a second call). */
   release(conn: NativeConnection, keepAliveOk: boolean): void
   flushForHost(host: string): number

@@ -12,12 +12,12 @@ export interface LeakEvent {
   stack: string
 }
 
-/** Start watching a loan; call the returned function on release. */
-export function watchLoan(id: number, key: string, limitMs: number): () => void {
-  const origin: { stack?: string } = {}
-  Error.captureStackTrace(origin, watchLoan)
+/**
+ * Start watching a loan made at `stack` (the acquirer's call site); call the
+ * returned function on release.
+ */
+export function watchLoan(id: number, key: string, limitMs: number, stack: string): () => void {
   const timer = setTimeout(() => {
-    const stack = (origin.stack ?? '').split('\n').slice(1).join('\n')
     const event: LeakEvent = { id, key, heldMs: limitMs, stack }
     process.emitWarning(`pconn: connection ${id} to ${key} has been held for more than ${limitMs} ms without release; acquired at:\n${stack}`, {
       type: 'PconnLeakWarning',

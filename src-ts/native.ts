@@ -37,22 +37,36 @@ function onComplete(id: number, error: NativeErrorInfo | null | undefined, value
 
 native.initBridge(onComplete)
 
+/** A fresh id for a native operation. */
+export function nextOperationId(): number {
+  const id = nextId
+  nextId = nextId >= 0xfffffffe ? 1 : nextId + 1
+  return id
+}
+
+/**
+ * Wait for the completion of operation `id`, already started. Completions
+ * arrive through the threadsafe function, never synchronously, so
+ * registering after the start is safe.
+ */
+export function completionOf<T>(id: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    pending.set(id, { resolve: resolve as (v: unknown) => void, reject })
+    if (pending.size === 1) keepAlive.ref()
+  })
+}
+
 /**
  * Start a native operation and wait for its completion. `start` receives
  * the id to report under; if it throws, the Promise rejects and nothing is
  * left pending.
  */
 export function run<T>(start: (id: number) => void): Promise<T> {
-  const id = nextId
-  nextId = nextId >= 0xfffffffe ? 1 : nextId + 1
-  return new Promise<T>((resolve, reject) => {
-    try {
-      start(id)
-    } catch (err) {
-      reject(fromNative(err))
-      return
-    }
-    pending.set(id, { resolve: resolve as (v: unknown) => void, reject })
-    if (pending.size === 1) keepAlive.ref()
-  })
+  const id = nextOperationId()
+  try {
+    start(id)
+  } catch (err) {
+    return Promise.reject(fromNative(err))
+  }
+  return completionOf<T>(id)
 }

@@ -4,7 +4,7 @@ import { connectChannel, publishClose, reuseChannel } from './diagnostics.js'
 import { abortError, fromNative, invalidArgType, invalidArgValue, PconnError } from './errors.js'
 import { KeyResolver, type KeyInput } from './key.js'
 import { watchLoan } from './leak-detector.js'
-import { native, run, type NativeConnection, type NativeKey, type NativePool } from './native.js'
+import { completionOf, native, nextOperationId, run, type NativeConnection, type NativeKey, type NativePool } from './native.js'
 import { checkNumber, resolveOptions, toNative, type PoolOptions, type ResolvedOptions } from './options.js'
 import { toPoolStats, type PoolStats } from './stats.js'
 
@@ -62,7 +62,8 @@ export class Pool {
       this.acquire(key).then(second, onError)
       return
     }
-    return this.acquireKey(this.resolveKey(key), second)
+    const site = this.options.leakDetectionMs > 0 ? acquireSite(Pool.prototype.acquire) : undefined
+    return this.acquireKey(this.resolveKey(key), second, site)
   }
 
   /** @internal Resolve a destination to a key (throws on bad input). */
@@ -71,41 +72,47 @@ export class Pool {
   }
 
   /** @internal Acquire by resolved key. */
-  acquireKey(key: NativeKey, options?: AcquireOptions): Promise<Connection> {
+  acquireKey(key: NativeKey, options?: AcquireOptions, site?: string): Promise<Connection> {
     const { signal, timeoutMs } = checkAcquireOptions(options)
     if (signal?.aborted) return Promise.reject(abortError())
-    let idle: NativeConnection | null
+    const cancel = signal === undefined ? undefined : new native.NativeCancel()
+    const id = nextOperationId()
+    let ready: NativeConnection | null
     try {
-      idle = this.native.tryAcquireIdle(key)
+      ready = this.native.acquire(id, key, timeoutMs, cancel)
     } catch (err) {
       return Promise.reject(fromNative(err))
     }
-    if (idle !== null) return Promise.resolve(this.#lend(idle))
-    return this.#acquireWaiting(key, signal, timeoutMs)
+    if (ready !== null) return Promise.resolve(this.#lend(ready, site))
+    return this.#completeAcquire(id, signal, cancel, site)
   }
 
-  async #acquireWaiting(key: NativeKey, signal: AbortSignal | undefined, timeoutMs: number | undefined): Promise<Connection> {
-    const cancel = signal === undefined ? undefined : new native.NativeCancel()
+  async #completeAcquire(
+    id: number,
+    signal: AbortSignal | undefined,
+    cancel: InstanceType<typeof native.NativeCancel> | undefined,
+    site: string | undefined,
+  ): Promise<Connection> {
     const onAbort = () => cancel?.cancel()
     signal?.addEventListener('abort', onAbort, { once: true })
     try {
-      const conn = await run<NativeConnection>((id) => this.native.acquire(id, key, timeoutMs, cancel))
+      const conn = await completionOf<NativeConnection>(id)
       if (signal?.aborted) {
         this.native.release(conn, true)
         throw abortError()
       }
-      return this.#lend(conn)
+      return this.#lend(conn, site)
     } finally {
       signal?.removeEventListener('abort', onAbort)
     }
   }
 
-  #lend(conn: NativeConnection): Connection {
+  #lend(conn: NativeConnection, site: string | undefined): Connection {
     const limit = this.options.leakDetectionMs
     const loan: Loan = {
       native: conn,
       poolId: this.#poolId,
-      stopLeakWatch: limit > 0 ? watchLoan(conn.id, conn.key, limit) : undefined,
+      stopLeakWatch: limit > 0 ? watchLoan(conn.id, conn.key, limit, site ?? acquireSite(this.#lend)) : undefined,
     }
     const channel = conn.reused ? reuseChannel : connectChannel
     if (channel.hasSubscribers) {
@@ -179,6 +186,13 @@ export class Pool {
     }
     return run<void>((id) => this.native.debugPanic(id, false))
   }
+}
+
+/** The caller's stack, without pconn's own frames (from `above` up). */
+function acquireSite(above: Function): string {
+  const holder: { stack?: string } = {}
+  Error.captureStackTrace(holder, above)
+  return (holder.stack ?? '').split('\n').slice(1).join('\n')
 }
 
 function checkAcquireOptions(options: AcquireOptions | undefined): { signal?: AbortSignal; timeoutMs?: number } {

@@ -68,9 +68,9 @@ export async function silentServer() {
 }
 
 /** A TLS echo server with the given certificate. */
-export async function tlsEchoServer({ cert, key, ca, requestCert = false }) {
+export async function tlsEchoServer({ cert, key, ca, requestCert = false, ALPNProtocols }) {
   const tracker = new Tracker()
-  const server = tls.createServer({ cert, key, ca, requestCert, rejectUnauthorized: requestCert }, (socket) => {
+  const server = tls.createServer({ cert, key, ca, requestCert, rejectUnauthorized: requestCert, ALPNProtocols }, (socket) => {
     socket.pipe(socket)
   })
   server.on('connection', (raw) => tracker.track(raw))

@@ -7,7 +7,7 @@ use napi::bindgen_prelude::{FnArgs, Function};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
-use pconn_core::{AcquireOptions, Cancel, Key, Pool, Scheme};
+use pconn_core::{AcquireOptions, Acquiring, Cancel, Key, Pool, Scheme};
 
 use crate::bridge::{self, Value};
 use crate::connection::NativeConnection;
@@ -134,14 +134,9 @@ impl NativePool {
         Ok(NativeKey { key })
     }
 
-    /// The synchronous hit path: a live idle connection, or null.
-    #[napi(catch_unwind)]
-    pub fn try_acquire_idle(&self, key: &NativeKey) -> napi::Result<Option<NativeConnection>> {
-        let found = self.pool.try_acquire_idle(&key.key).map_err(throw)?;
-        Ok(found.map(NativeConnection::new))
-    }
-
-    /// Acquire; the outcome arrives at the bridge under `id`.
+    /// Acquire. A live idle connection is returned at once; otherwise this
+    /// returns null and the outcome arrives at the bridge under `id`. The
+    /// place in the queue is taken before this returns.
     #[napi(catch_unwind)]
     pub fn acquire(
         &self,
@@ -149,17 +144,20 @@ impl NativePool {
         key: &NativeKey,
         timeout_ms: Option<f64>,
         cancel: Option<&NativeCancel>,
-    ) -> napi::Result<()> {
-        let pool = self.pool.clone();
-        let key = key.key.clone();
+    ) -> napi::Result<Option<NativeConnection>> {
         let opts = AcquireOptions {
             timeout: timeout_ms.map(|ms| Duration::from_millis(ms.max(0.0) as u64)),
             cancel: cancel.map(|c| c.cancel.clone()),
         };
+        let pending = match self.pool.begin_acquire(&key.key, &opts).map_err(throw)? {
+            Acquiring::Ready(pooled) => return Ok(Some(NativeConnection::new(pooled))),
+            Acquiring::Pending(pending) => pending,
+        };
         start(id, async move {
-            let pooled = pool.acquire(&key, &opts).await?;
+            let pooled = pending.finish(&opts).await?;
             Ok(Value::Connection(NativeConnection::new(pooled)))
-        })
+        })?;
+        Ok(None)
     }
 
     /// Give a connection back (throws PCONN_ALREADY_RELEASED on a second call).

@@ -159,48 +159,32 @@ impl Pool {
         }
     }
 
-    /// Take an idle connection without waiting, if a live one is parked.
-    /// The synchronous fast path of `acquire`.
-    pub fn try_acquire_idle(&self, key: &Key) -> Result<Option<Pooled>> {
-        let mut doomed = Doomed::new();
-        let found = {
-            let mut st = self.inner.lock();
-            if st.closed {
-                return Err(Error::PoolClosed);
-            }
-            self.inner.take_idle(&mut st, key, &mut doomed)
-        };
-        self.inner.bury(doomed);
-        Ok(found.map(|c| Pooled::new(c, self.inner.clone(), true)))
-    }
-
     /// Get a connection for `key`: a live idle one, a new one, or (at a
     /// limit) the next one released, in FIFO order.
     pub async fn acquire(&self, key: &Key, opts: &AcquireOptions) -> Result<Pooled> {
-        let cancel = opts.cancel.as_deref();
-        if cancel.is_some_and(Cancel::is_cancelled) {
+        match self.begin_acquire(key, opts)? {
+            Acquiring::Ready(pooled) => Ok(pooled),
+            Acquiring::Pending(pending) => pending.finish(opts).await,
+        }
+    }
+
+    /// The synchronous first half of `acquire`: takes an idle connection,
+    /// reserves room to connect, or joins the queue, all before returning,
+    /// so queue order is call order even when the second half runs on
+    /// another thread.
+    pub fn begin_acquire(&self, key: &Key, opts: &AcquireOptions) -> Result<Acquiring> {
+        if opts.cancel.as_deref().is_some_and(Cancel::is_cancelled) {
             return Err(Error::Aborted);
         }
-        let timeout = opts.timeout.unwrap_or(self.inner.config.acquire_timeout);
-        match self.inner.checkout(key)? {
-            Checkout::Ready(pooled) => Ok(pooled),
-            Checkout::Connect(slot) => or_cancelled(cancel, self.inner.clone().open(slot)).await,
+        let step = match self.inner.checkout(key)? {
+            Checkout::Ready(pooled) => return Ok(Acquiring::Ready(pooled)),
+            Checkout::Connect(slot) => Step::Connect(slot),
             Checkout::Wait(rx, seq) => {
-                let waiting = WaitGuard {
-                    pool: &self.inner,
-                    key,
-                    seq,
-                    done: false,
-                };
-                let grant = or_cancelled(cancel, waiting.wait(rx, timeout)).await?;
-                match grant {
-                    Grant::Conn(pooled) => Ok(pooled.arrived()),
-                    Grant::Permit(slot) => {
-                        or_cancelled(cancel, self.inner.clone().open(slot)).await
-                    }
-                }
+                let guard = WaitGuard { pool: self.inner.clone(), key: key.clone(), seq, done: false };
+                Step::Wait(rx, guard)
             }
-        }
+        };
+        Ok(Acquiring::Pending(PendingAcquire { pool: self.inner.clone(), step }))
     }
 
     /// Close every idle connection whose host is `host` (any scheme or port).
@@ -306,21 +290,68 @@ enum Checkout {
     Wait(oneshot::Receiver<Result<Grant>>, u64),
 }
 
+/// The outcome of [`Pool::begin_acquire`].
+#[derive(Debug)]
+pub enum Acquiring {
+    /// An idle connection, checked and handed out.
+    Ready(Pooled),
+    /// A connect or a wait to finish with [`PendingAcquire::finish`].
+    Pending(PendingAcquire),
+}
+
+enum Step {
+    Connect(ConnectSlot),
+    Wait(oneshot::Receiver<Result<Grant>>, WaitGuard),
+}
+
+/// An acquire that holds its place (a reserved slot or a queue position).
+/// Dropping it gives the place up.
+pub struct PendingAcquire {
+    pool: Arc<PoolInner>,
+    step: Step,
+}
+
+impl std::fmt::Debug for PendingAcquire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let step = match self.step {
+            Step::Connect(_) => "connect",
+            Step::Wait(..) => "wait",
+        };
+        f.debug_struct("PendingAcquire").field("step", &step).finish()
+    }
+}
+
+impl PendingAcquire {
+    /// Whether this acquire queued behind a limit (rather than connecting).
+    pub fn is_waiting(&self) -> bool {
+        matches!(self.step, Step::Wait(..))
+    }
+
+    /// Connect, or wait for a released connection or for room to connect.
+    pub async fn finish(self, opts: &AcquireOptions) -> Result<Pooled> {
+        let cancel = opts.cancel.as_deref();
+        let timeout = opts.timeout.unwrap_or(self.pool.config.acquire_timeout);
+        match self.step {
+            Step::Connect(slot) => or_cancelled(cancel, self.pool.open(slot)).await,
+            Step::Wait(rx, guard) => match or_cancelled(cancel, guard.wait(rx, timeout)).await? {
+                Grant::Conn(pooled) => Ok(pooled.arrived()),
+                Grant::Permit(slot) => or_cancelled(cancel, self.pool.open(slot)).await,
+            },
+        }
+    }
+}
+
 /// Removes a waiter from its queue if the acquire stops waiting for any
 /// reason (timeout, abort, dropped future).
-struct WaitGuard<'a> {
-    pool: &'a Arc<PoolInner>,
-    key: &'a Key,
+struct WaitGuard {
+    pool: Arc<PoolInner>,
+    key: Key,
     seq: u64,
     done: bool,
 }
 
-impl WaitGuard<'_> {
-    async fn wait(
-        mut self,
-        rx: oneshot::Receiver<Result<Grant>>,
-        timeout: Duration,
-    ) -> Result<Grant> {
+impl WaitGuard {
+    async fn wait(mut self, rx: oneshot::Receiver<Result<Grant>>, timeout: Duration) -> Result<Grant> {
         let outcome = if timeout.is_zero() {
             rx.await
         } else {
@@ -328,9 +359,7 @@ impl WaitGuard<'_> {
                 Ok(r) => r,
                 Err(_) => {
                     self.pool.lock().counters.timed_out += 1;
-                    return Err(Error::AcquireTimeout {
-                        waited_ms: timeout.as_millis() as u64,
-                    });
+                    return Err(Error::AcquireTimeout { waited_ms: timeout.as_millis() as u64 });
                 }
             }
         };
@@ -340,10 +369,10 @@ impl WaitGuard<'_> {
     }
 }
 
-impl Drop for WaitGuard<'_> {
+impl Drop for WaitGuard {
     fn drop(&mut self) {
         if !self.done {
-            self.pool.forget_waiter(self.key, self.seq);
+            self.pool.forget_waiter(&self.key, self.seq);
         }
     }
 }
@@ -479,7 +508,7 @@ impl PoolInner {
     }
 
     /// Open a connection in a reserved slot.
-    async fn open(self: Arc<Self>, slot: ConnectSlot) -> Result<Pooled> {
+    async fn open(self: &Arc<Self>, slot: ConnectSlot) -> Result<Pooled> {
         let opened = self.connector.connect(&slot.key, &self.sockets).await?;
         let now = Instant::now();
         let conn = Connection {
@@ -517,7 +546,7 @@ impl PoolInner {
             st.counters.created += 1;
         }
         slot.fulfil();
-        Ok(Pooled::new(conn, self, false))
+        Ok(Pooled::new(conn, self.clone(), false))
     }
 
     /// `maxLifetimeMs` minus up to 10% (at most 10 s) of random jitter, so

@@ -1,0 +1,115 @@
+import test from 'ava'
+import { Pool } from '../dist/index.js'
+import { makeCa, makeLeaf } from './helpers/certs.mjs'
+import { eventually, tlsEchoServer, useServer, usePool } from './helpers/servers.mjs'
+
+const ca = makeCa()
+const leaf = makeLeaf(ca, ['localhost', '127.0.0.1'])
+const otherCa = makeCa('another CA')
+
+test('TLS with the test CA: handshake, echo, reuse of the same session', async (t) => {
+  const server = await useServer(t, tlsEchoServer, { ...leaf })
+  const pool = usePool(t, Pool, { tls: { ca: ca.cert } })
+  const url = `tls://localhost:${server.port}`
+  for (let i = 0; i < 5; i++) {
+    const conn = await pool.acquire(url)
+    t.is(conn.reused, i > 0)
+    await conn.write(`secret ${i}`)
+    t.is(String(await conn.read()), `secret ${i}`)
+    pool.release(conn)
+  }
+  await eventually(() => server.opened === 1, 3000, 'one TCP connection at the server')
+})
+
+test('an unknown CA fails with PCONN_TLS, reason unknown-issuer, and leaks nothing', async (t) => {
+  const server = await useServer(t, tlsEchoServer, { ...leaf })
+  const pool = usePool(t, Pool, { tls: { ca: otherCa.cert } })
+  const err = await t.throwsAsync(pool.acquire(`tls://localhost:${server.port}`))
+  t.is(err.code, 'PCONN_TLS')
+  t.is(err.reason, 'unknown-issuer')
+  t.like(pool.stats(), { connections: 0, connecting: 0 })
+  await eventually(() => server.closed === server.opened, 3000, 'server to see the connection closed')
+})
+
+test('the default trust store (webpki roots) rejects a private CA', async (t) => {
+  const server = await useServer(t, tlsEchoServer, { ...leaf })
+  const pool = usePool(t, Pool)
+  const err = await t.throwsAsync(pool.acquire(`https://localhost:${server.port}`))
+  t.is(err.code, 'PCONN_TLS')
+  t.is(err.reason, 'unknown-issuer')
+})
+
+test('a certificate for another name fails with reason hostname-mismatch', async (t) => {
+  const server = await useServer(t, tlsEchoServer, { ...makeLeaf(ca, ['api.example.test']) })
+  const pool = usePool(t, Pool, { tls: { ca: ca.cert } })
+  const err = await t.throwsAsync(pool.acquire(`tls://localhost:${server.port}`))
+  t.is(err.code, 'PCONN_TLS')
+  t.is(err.reason, 'hostname-mismatch')
+})
+
+test('servername overrides the name sent and checked, and keys connections apart', async (t) => {
+  const server = await useServer(t, tlsEchoServer, { ...makeLeaf(ca, ['api.example.test']) })
+  const pool = usePool(t, Pool, { tls: { ca: ca.cert } })
+  const conn = await pool.acquire({ scheme: 'tls', host: '127.0.0.1', port: server.port, servername: 'api.example.test' })
+  t.is(conn.key, `tls://127.0.0.1:${server.port}#servername=api.example.test`)
+  pool.release(conn)
+  await t.throwsAsync(pool.acquire(`tls://127.0.0.1:${server.port}`), { code: 'PCONN_TLS' })
+  // A pool-wide servername applies to every TLS key of that pool.
+  const named = usePool(t, Pool, { tls: { ca: ca.cert, servername: 'api.example.test' } })
+  named.release(await named.acquire(`tls://127.0.0.1:${server.port}`))
+})
+
+test('rejectUnauthorized: false connects to an untrusted server (explicitly dangerous)', async (t) => {
+  const server = await useServer(t, tlsEchoServer, { ...makeLeaf(otherCa, ['elsewhere.test']) })
+  const pool = usePool(t, Pool, { tls: { rejectUnauthorized: false } })
+  const conn = await pool.acquire(`tls://localhost:${server.port}`)
+  await conn.write('insecure')
+  t.is(String(await conn.read()), 'insecure')
+  pool.release(conn)
+})
+
+test('a plaintext connection never serves a TLS key, and a TLS one never serves plaintext', async (t) => {
+  const server = await useServer(t, tlsEchoServer, { ...leaf })
+  const pool = usePool(t, Pool, { tls: { ca: ca.cert } })
+  const plain = await pool.acquire(`tcp://localhost:${server.port}`)
+  pool.release(plain)
+  const secure = await pool.acquire(`tls://localhost:${server.port}`)
+  t.false(secure.reused)
+  t.not(secure.id, plain.id)
+  pool.release(secure)
+  const plainAgain = await pool.acquire(`tcp://localhost:${server.port}`)
+  t.is(plainAgain.id, plain.id)
+  t.is(Object.keys(pool.stats().hosts).length, 2)
+  pool.release(plainAgain, false)
+})
+
+test('client certificates (mutual TLS) are presented when configured', async (t) => {
+  const client = makeLeaf(ca, ['pconn-client'], { client: true })
+  const server = await useServer(t, tlsEchoServer, { ...leaf, ca: ca.cert, requestCert: true })
+  const withCert = usePool(t, Pool, { tls: { ca: ca.cert, cert: client.cert, key: client.key } })
+  const conn = await withCert.acquire(`tls://localhost:${server.port}`)
+  await conn.write('mtls')
+  t.is(String(await conn.read()), 'mtls')
+  withCert.release(conn)
+  // Without one the server refuses; with TLS 1.3 that shows on first read.
+  const without = usePool(t, Pool, { tls: { ca: ca.cert } })
+  const refused = await without.acquire(`tls://localhost:${server.port}`).then(
+    async (c) => {
+      await c.write('no cert').catch(() => {})
+      return c.read().then(
+        (chunk) => chunk === null,
+        () => true,
+      )
+    },
+    () => true,
+  )
+  t.true(refused)
+})
+
+test('ALPN: the protocol the server picked is reported', async (t) => {
+  const server = await useServer(t, tlsEchoServer, { ...leaf, ALPNProtocols: ['http/1.1'] })
+  const pool = usePool(t, Pool, { tls: { ca: ca.cert, alpn: ['h2', 'http/1.1'] } })
+  const conn = await pool.acquire(`tls://localhost:${server.port}`)
+  t.is(conn.alpnProtocol, 'http/1.1')
+  pool.release(conn)
+})
