@@ -9,6 +9,14 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** The remainder of a response body, read on demand. */
+export declare class NativeBody {
+  /** Next chunk (null at the end); completes at the bridge under `id`. */
+  read(id: number): void
+  /** Stop reading: the connection is closed unless the body had ended. */
+  destroy(): void
+}
+
 /** Cancels the operations it was passed to (the native half of AbortSignal). */
 export declare class NativeCancel {
   constructor()
@@ -44,6 +52,12 @@ export declare class NativeKey {
 }
 
 export declare class NativePool {
+  /**
+   * Start an HTTP request; the response arrives at the bridge under `id`.
+   * Bad input throws before anything is sent. With `stream_body`, the
+   * body is fed through the returned upload handle.
+   */
+  request(id: number, key: NativeKey, method: string, path: string, headers: Array<string>, body: Buffer | undefined | null, streamBody: boolean, options: NativeRequestOptions, cancel?: NativeCancel | undefined | null): NativeUpload | null
   /** `on_close(id, key, reason)` is called for every closed connection. */
   constructor(options: NativePoolOptions, onClose?: ((arg0: number, arg1: string, arg2: string) => void) | undefined | null)
   get id(): number
@@ -72,6 +86,17 @@ export declare class NativePool {
   debugPanic(id: number, sync: boolean): void
 }
 
+/** Feeds a streamed request body to the exchange, one chunk at a time. */
+export declare class NativeUpload {
+  /**
+   * Queue a chunk; completes when the exchange took it (at most one
+   * chunk waits in memory, so a slow server slows the producer).
+   */
+  write(id: number, chunk: Buffer): void
+  /** End the body. */
+  end(): void
+}
+
 export interface ClosedByJs {
   idle: number
   lifetime: number
@@ -94,7 +119,7 @@ export interface ErrorInfo {
  * Install the completion callback (once per process; the façade calls it
  * when the module loads).
  */
-export declare function initBridge(onComplete: (arg0: number, arg1?: ErrorInfo | undefined | null, arg2?: NativeConnection | Buffer | null | undefined | null) => void): void
+export declare function initBridge(onComplete: (arg0: number, arg1?: ErrorInfo | undefined | null, arg2?: NativeConnection | Buffer | null | NativeResponse | Array<string> | undefined | null) => void): void
 
 /** Limits are `None` for "no limit"; durations in milliseconds. */
 export interface NativePoolOptions {
@@ -112,6 +137,33 @@ export interface NativePoolOptions {
   noDelay: boolean
   keepAliveInitialDelayMs: number
   tls: NativeTlsOptions
+}
+
+/** Per-request options, validated by the façade. */
+export interface NativeRequestOptions {
+  headersTimeoutMs: number
+  bodyTimeoutMs: number
+  idempotent: boolean
+}
+
+/**
+ * Everything about a response that is known when its head has arrived,
+ * plus the body if it is already complete.
+ */
+export interface NativeResponse {
+  status: number
+  statusText: string
+  httpVersion: string
+  /** `[name, value, name, value, ...]`, names lower-cased. */
+  headers: Array<string>
+  reused: boolean
+  /** The body bytes read so far (all of them when `complete`). */
+  body: Buffer
+  complete: boolean
+  /** Trailers of a complete chunked body, flattened like `headers`. */
+  trailers: Array<string>
+  /** The rest of the body, when not `complete`. */
+  stream?: NativeBody
 }
 
 export interface NativeTlsOptions {

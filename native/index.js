@@ -835,8 +835,10 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.NativeBody = nativeBinding.NativeBody
 module.exports.NativeCancel = nativeBinding.NativeCancel
 module.exports.NativeConnection = nativeBinding.NativeConnection
 module.exports.NativeKey = nativeBinding.NativeKey
 module.exports.NativePool = nativeBinding.NativePool
+module.exports.NativeUpload = nativeBinding.NativeUpload
 module.exports.initBridge = nativeBinding.initBridge

@@ -6,6 +6,8 @@ import type { Connection } from './connection.js'
 import type { KeyInput } from './key.js'
 import { Pool, type AcquireOptions } from './pool.js'
 import type { PoolStats } from './stats.js'
+import type { RequestOptions } from './http/request.js'
+import type { Response } from './http/response.js'
 
 let defaultPool: Pool | undefined
 
@@ -44,4 +46,8 @@ export function shutdownAll(): Promise<void> {
 
 export function stats(): PoolStats {
   return getDefaultPool().stats()
+}
+
+export function request(url: string | URL, options?: RequestOptions): Promise<Response> {
+  return getDefaultPool().request(url, options)
 }

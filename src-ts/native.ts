@@ -13,6 +13,9 @@ export const native = binding
 export type NativePool = binding.NativePool
 export type NativeKey = binding.NativeKey
 export type NativeConnection = binding.NativeConnection
+export type NativeResponse = binding.NativeResponse
+export type NativeBody = binding.NativeBody
+export type NativeUpload = binding.NativeUpload
 
 interface Pending {
   resolve(value: unknown): void

@@ -7,6 +7,8 @@ import { watchLoan } from './leak-detector.js'
 import { completionOf, native, nextOperationId, run, type NativeConnection, type NativeKey, type NativePool } from './native.js'
 import { checkNumber, resolveOptions, toNative, type PoolOptions, type ResolvedOptions } from './options.js'
 import { toPoolStats, type PoolStats } from './stats.js'
+import { sendRequest, type RequestOptions } from './http/request.js'
+import type { Response } from './http/response.js'
 
 /** Options of one `acquire`. */
 export interface AcquireOptions {
@@ -140,6 +142,20 @@ export class Pool {
       throw fromNative(err)
     }
     loan.stopLeakWatch?.()
+  }
+
+  /**
+   * Send an HTTP/1.1 request over a pooled connection. The connection goes
+   * back to the pool by itself once the body is read (see DESIGN.md for when
+   * it is closed instead).
+   *
+   * ```ts
+   * const res = await pool.request('http://127.0.0.1:8080/users/1')
+   * const user = await res.body.json()
+   * ```
+   */
+  request(url: string | URL, options?: RequestOptions): Promise<Response> {
+    return sendRequest(this, url, options)
   }
 
   /** Close every idle connection to `host` (all schemes and ports). Returns how many. */

@@ -168,10 +168,11 @@ impl Connection {
         }
     }
 
-    /// Read more bytes into `self.buffered`; returns how many (0 = EOF).
-    pub(crate) async fn fill_buffer(&mut self) -> io::Result<usize> {
-        if self.buffered.capacity() - self.buffered.len() < 4096 {
-            self.buffered.reserve(16 * 1024);
+    /// Read up to `want` more bytes into `self.buffered`; returns how many
+    /// (0 = EOF).
+    pub(crate) async fn fill_buffer(&mut self, want: usize) -> io::Result<usize> {
+        if self.buffered.capacity() - self.buffered.len() < want / 4 {
+            self.buffered.reserve(want);
         }
         let result = self.stream.read_buf(&mut self.buffered).await;
         if matches!(result, Ok(0) | Err(_)) {

@@ -24,6 +24,7 @@ pub mod config;
 pub mod connection;
 mod connector;
 pub mod error;
+pub mod http1;
 pub mod key;
 pub mod pool;
 mod socket;

@@ -11,12 +11,13 @@
 
 use std::sync::OnceLock;
 
-use napi::bindgen_prelude::{Buffer, Either3, FnArgs, Function, Null};
+use napi::bindgen_prelude::{Buffer, Either5, FnArgs, Function, Null};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
 
 use crate::connection::NativeConnection;
+use crate::http::NativeResponse;
 use crate::errors::ErrorInfo;
 
 /// What a finished operation yields.
@@ -24,9 +25,12 @@ pub(crate) enum Value {
     Connection(NativeConnection),
     Bytes(Option<Vec<u8>>),
     Done,
+    Response(NativeResponse),
+    /// The end of a body, with its trailers (flattened name/value pairs).
+    Trailers(Vec<String>),
 }
 
-type Payload = Either3<NativeConnection, Buffer, Null>;
+type Payload = Either5<NativeConnection, Buffer, Null, NativeResponse, Vec<String>>;
 type Args = FnArgs<(u32, Option<ErrorInfo>, Option<Payload>)>;
 type CompletionFn = ThreadsafeFunction<(u32, Result<Value, ErrorInfo>), (), Args, Status, false, true>;
 
@@ -35,10 +39,12 @@ static BRIDGE: OnceLock<CompletionFn> = OnceLock::new();
 fn to_args((id, outcome): (u32, Result<Value, ErrorInfo>)) -> Args {
     let args = match outcome {
         Err(e) => (id, Some(e), None),
-        Ok(Value::Connection(c)) => (id, None, Some(Either3::A(c))),
-        Ok(Value::Bytes(Some(b))) => (id, None, Some(Either3::B(b.into()))),
-        Ok(Value::Bytes(None)) => (id, None, Some(Either3::C(Null))),
+        Ok(Value::Connection(c)) => (id, None, Some(Either5::A(c))),
+        Ok(Value::Bytes(Some(b))) => (id, None, Some(Either5::B(b.into()))),
+        Ok(Value::Bytes(None)) => (id, None, Some(Either5::C(Null))),
         Ok(Value::Done) => (id, None, None),
+        Ok(Value::Response(r)) => (id, None, Some(Either5::D(r))),
+        Ok(Value::Trailers(t)) => (id, None, Some(Either5::E(t))),
     };
     args.into()
 }
@@ -47,7 +53,10 @@ fn to_args((id, outcome): (u32, Result<Value, ErrorInfo>)) -> Args {
 /// when the module loads).
 #[napi]
 pub fn init_bridge(
-    on_complete: Function<FnArgs<(u32, Option<ErrorInfo>, Option<Either3<NativeConnection, Buffer, Null>>)>, ()>,
+    on_complete: Function<
+        FnArgs<(u32, Option<ErrorInfo>, Option<Either5<NativeConnection, Buffer, Null, NativeResponse, Vec<String>>>)>,
+        (),
+    >,
 ) -> napi::Result<()> {
     if BRIDGE.get().is_some() {
         return Ok(());

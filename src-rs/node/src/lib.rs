@@ -6,11 +6,12 @@
 //!   completion back to the Node thread (no per-call Promise machinery);
 //! - `errors`: core errors as JS errors with the contract's codes;
 //! - `options`, `stats`: plain conversions;
-//! - `pool`, `connection`: the classes the TypeScript façade wraps.
+//! - `pool`, `connection`, `http`: the classes the TypeScript façade wraps.
 
 mod bridge;
 mod connection;
 mod errors;
+mod http;
 mod options;
 mod pool;
 mod runtime;

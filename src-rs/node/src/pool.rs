@@ -148,6 +148,7 @@ impl NativePool {
         let opts = AcquireOptions {
             timeout: timeout_ms.map(|ms| Duration::from_millis(ms.max(0.0) as u64)),
             cancel: cancel.map(|c| c.cancel.clone()),
+            fresh: false,
         };
         let pending = match self.pool.begin_acquire(&key.key, &opts).map_err(throw)? {
             Acquiring::Ready(pooled) => return Ok(Some(NativeConnection::new(pooled))),

@@ -48,6 +48,8 @@ pub struct AcquireOptions {
     /// Overrides the pool's `acquire_timeout` (zero = wait forever).
     pub timeout: Option<Duration>,
     pub cancel: Option<Arc<Cancel>>,
+    /// Skip idle connections and open a new one (used for retries).
+    pub fresh: bool,
 }
 
 /// Called with every closed connection: `(id, key, reason)`.
@@ -176,7 +178,7 @@ impl Pool {
         if opts.cancel.as_deref().is_some_and(Cancel::is_cancelled) {
             return Err(Error::Aborted);
         }
-        let step = match self.inner.checkout(key)? {
+        let step = match self.inner.checkout(key, opts.fresh)? {
             Checkout::Ready(pooled) => return Ok(Acquiring::Ready(pooled)),
             Checkout::Connect(slot) => Step::Connect(slot),
             Checkout::Wait(rx, seq) => {
@@ -436,7 +438,7 @@ impl PoolInner {
         found
     }
 
-    fn checkout(self: &Arc<Self>, key: &Key) -> Result<Checkout> {
+    fn checkout(self: &Arc<Self>, key: &Key, fresh: bool) -> Result<Checkout> {
         let mut doomed = Doomed::new();
         let step = {
             let mut st = self.lock();
@@ -444,7 +446,8 @@ impl PoolInner {
             if st.closed {
                 return Err(Error::PoolClosed);
             }
-            if let Some(conn) = self.take_idle(st, key, &mut doomed) {
+            let idle = if fresh { None } else { self.take_idle(st, key, &mut doomed) };
+            if let Some(conn) = idle {
                 Checkout::Ready(Pooled::new(conn, self.clone(), true))
             } else if self.can_open(st, st.hosts.get(key))
                 || self.evict_for_room(st, key, &mut doomed)

@@ -1,0 +1,18 @@
+//! HTTP/1.1 over pooled connections, exchanged entirely in Rust so that a
+//! small response crosses into JavaScript once.
+//!
+//! Organization:
+//! - `request`: validation (no CR, LF or NUL anywhere) and encoding;
+//! - `response`: head parsing, framing and keep-alive rules;
+//! - `body`: Content-Length, chunked and close-delimited decoding;
+//! - `exchange`: the request/response flow, eager small bodies, retries.
+
+mod body;
+mod exchange;
+mod request;
+mod response;
+
+pub use body::BodyDecoder;
+pub use exchange::{send, RequestOptions, Response, ResponseBody, EAGER_BODY_LIMIT};
+pub use request::{is_idempotent_method, RequestBody, RequestHead};
+pub use response::{parse_head, Framing, ResponseHead, MAX_HEADERS, MAX_HEAD_BYTES};

@@ -1,0 +1,192 @@
+//! Request validation and encoding: nothing with CR, LF or NUL ever reaches
+//! the wire, and pconn alone decides the framing headers.
+
+use crate::error::{Error, Result};
+use crate::key::Key;
+
+/// What to send as the request body.
+pub enum RequestBody {
+    Empty,
+    /// Sent with `Content-Length`; can be resent on a retry.
+    Bytes(Vec<u8>),
+    /// Sent with `Transfer-Encoding: chunked`, chunk by chunk as they come;
+    /// `None` from the receiver ends the body.
+    Stream(tokio::sync::mpsc::Receiver<Vec<u8>>),
+}
+
+impl RequestBody {
+    /// Whether the body can be sent again (a retry needs that).
+    pub fn is_replayable(&self) -> bool {
+        !matches!(self, RequestBody::Stream(_))
+    }
+}
+
+/// A validated request head.
+pub struct RequestHead {
+    pub method: String,
+    pub path: String,
+    /// Header lines as given (names validated), framing headers excluded.
+    pub headers: Vec<(String, String)>,
+    /// The user asked for `Connection: close`.
+    pub close: bool,
+}
+
+/// RFC 9110 `tchar`.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token_byte)
+}
+
+fn invalid(what: &str, value: &str) -> Error {
+    let shown: String = value.chars().take(60).collect();
+    Error::InvalidArgument(format!("invalid {what} {shown:?}: CR, LF, NUL and (in names) separators are not allowed"))
+}
+
+/// Methods whose requests may be sent twice without changing the outcome
+/// (RFC 9110 §9.2.2).
+pub fn is_idempotent_method(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE")
+}
+
+impl RequestHead {
+    /// Validate a request. Header names are tokens; values, the method and
+    /// the path carry no CR, LF or NUL.
+    pub fn new(method: &str, path: &str, headers: Vec<(String, String)>) -> Result<RequestHead> {
+        if !is_token(method) {
+            return Err(invalid("method", method));
+        }
+        let path_ok = (path.starts_with('/') || path == "*")
+            && path.bytes().all(|b| b > b' ' && b != 0x7f);
+        if !path_ok {
+            return Err(Error::InvalidArgument(format!(
+                "invalid path {:?}: it must start with '/' and hold no spaces or control characters",
+                path.chars().take(60).collect::<String>()
+            )));
+        }
+        let mut close = false;
+        for (name, value) in &headers {
+            if !is_token(name) {
+                return Err(invalid("header name", name));
+            }
+            if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+                return Err(invalid("header value", value));
+            }
+            if name.eq_ignore_ascii_case("transfer-encoding") {
+                return Err(Error::InvalidArgument(
+                    "transfer-encoding is set by pconn: pass a stream body for chunked encoding".into(),
+                ));
+            }
+            if name.eq_ignore_ascii_case("connection") {
+                close |= value.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
+            }
+        }
+        Ok(RequestHead { method: method.to_string(), path: path.to_string(), headers, close })
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// Check a user-given Content-Length against the body.
+    pub fn check_length(&self, body: &RequestBody) -> Result<()> {
+        let Some(given) = self.header("content-length") else { return Ok(()) };
+        let given: u64 = given
+            .trim()
+            .parse()
+            .map_err(|_| Error::InvalidArgument(format!("content-length {given:?} is not a number")))?;
+        match body {
+            RequestBody::Bytes(b) if b.len() as u64 == given => Ok(()),
+            RequestBody::Empty if given == 0 => Ok(()),
+            RequestBody::Stream(_) => Err(Error::InvalidArgument(
+                "content-length cannot be combined with a stream body (it is sent chunked)".into(),
+            )),
+            _ => Err(Error::InvalidArgument(format!("content-length {given} does not match the body"))),
+        }
+    }
+
+    /// The head as it goes on the wire, with Host and framing headers added.
+    pub fn encode(&self, key: &Key, body: &RequestBody) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128 + self.headers.len() * 32);
+        out.extend_from_slice(self.method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.path.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        if self.header("host").is_none() {
+            out.extend_from_slice(b"host: ");
+            out.extend_from_slice(key.host_header().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        for (name, value) in &self.headers {
+            if name.eq_ignore_ascii_case("content-length") {
+                continue;
+            }
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        match body {
+            RequestBody::Bytes(b) => {
+                out.extend_from_slice(b"content-length: ");
+                out.extend_from_slice(b.len().to_string().as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            RequestBody::Empty if matches!(self.method.as_str(), "POST" | "PUT" | "PATCH") => {
+                out.extend_from_slice(b"content-length: 0\r\n");
+            }
+            RequestBody::Empty => {}
+            RequestBody::Stream(_) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> Key {
+        Key::parse_url("http://example.com:8080").unwrap()
+    }
+
+    #[test]
+    fn encodes_host_and_content_length() {
+        let head = RequestHead::new("POST", "/x?y=1", vec![("x-a".into(), "1".into())]).unwrap();
+        let wire = head.encode(&key(), &RequestBody::Bytes(b"hi".to_vec()));
+        assert_eq!(
+            String::from_utf8(wire).unwrap(),
+            "POST /x?y=1 HTTP/1.1\r\nhost: example.com:8080\r\nx-a: 1\r\ncontent-length: 2\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn refuses_injection_in_every_part() {
+        for (m, p, h, v) in [
+            ("GE T", "/", "a", "b"),
+            ("GET\r\n", "/", "a", "b"),
+            ("GET", "/a b", "a", "b"),
+            ("GET", "/\r\nx", "a", "b"),
+            ("GET", "no-slash", "a", "b"),
+            ("GET", "/", "a\r\nb", "c"),
+            ("GET", "/", "a:", "c"),
+            ("GET", "/", "a", "b\r\nx: y"),
+            ("GET", "/", "a", "b\0"),
+            ("GET", "/", "a", "b\nc"),
+            ("GET", "/", "transfer-encoding", "chunked"),
+        ] {
+            let r = RequestHead::new(m, p, vec![(h.into(), v.into())]);
+            assert_eq!(r.err().map(|e| e.code()), Some("ERR_INVALID_ARG_VALUE"), "{m:?} {p:?} {h:?} {v:?}");
+        }
+    }
+
+    #[test]
+    fn content_length_must_match() {
+        let head = RequestHead::new("POST", "/", vec![("Content-Length".into(), "3".into())]).unwrap();
+        assert!(head.check_length(&RequestBody::Bytes(b"abc".to_vec())).is_ok());
+        assert!(head.check_length(&RequestBody::Bytes(b"ab".to_vec())).is_err());
+    }
+}

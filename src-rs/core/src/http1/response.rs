@@ -1,0 +1,217 @@
+//! Response heads: parsing (httparse, strict) and what they say about the
+//! body's framing and the connection's reuse (RFC 9112 §6.3, §9.3).
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Largest response head accepted (status line + headers + blank line).
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Most header lines accepted in one head.
+pub const MAX_HEADERS: usize = 128;
+
+/// A parsed response head. Header names are lower-cased; values are kept as
+/// sent (ISO-8859-1 decoded, as node:http does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub reason: String,
+    /// Minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub version: u8,
+    pub headers: Vec<(String, String)>,
+}
+
+/// How the body that follows a head is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (HEAD, 1xx, 204, 304).
+    None,
+    Length(u64),
+    Chunked,
+    /// Read until the server closes; the connection cannot be reused.
+    UntilClose,
+}
+
+fn parse_error(why: impl Into<String>) -> Error {
+    Error::HttpParse(why.into())
+}
+
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| b as char).collect()
+}
+
+/// Parse a head at the start of `buf`: `Ok(None)` means more bytes are needed.
+pub fn parse_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(buf) {
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => {
+            Err(parse_error(format!("response head is larger than {MAX_HEAD_BYTES} bytes")))
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD_BYTES => {
+            Err(parse_error(format!("response head is larger than {MAX_HEAD_BYTES} bytes")))
+        }
+        Ok(httparse::Status::Complete(len)) => {
+            let head = ResponseHead {
+                status: response.code.unwrap_or(0),
+                reason: response.reason.unwrap_or("").to_string(),
+                version: response.version.unwrap_or(1),
+                headers: response
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_ascii_lowercase(), latin1(h.value)))
+                    .collect(),
+            };
+            Ok(Some((head, len)))
+        }
+        Err(httparse::Error::TooManyHeaders) => Err(parse_error(format!("more than {MAX_HEADERS} headers"))),
+        Err(e) => Err(parse_error(e.to_string())),
+    }
+}
+
+impl ResponseHead {
+    /// Every value of header `name` (lower-case), split on commas.
+    fn tokens<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    }
+
+    fn has_token(&self, name: &str, token: &str) -> bool {
+        self.tokens(name).any(|t| t.eq_ignore_ascii_case(token))
+    }
+
+    /// An interim response (1xx other than 101) precedes the real one.
+    pub fn is_interim(&self) -> bool {
+        (100..200).contains(&self.status) && self.status != 101
+    }
+
+    /// The body's framing and whether that framing allows reuse.
+    pub fn framing(&self, request_method: &str) -> Result<(Framing, bool)> {
+        if request_method.eq_ignore_ascii_case("HEAD")
+            || (100..200).contains(&self.status)
+            || self.status == 204
+            || self.status == 304
+        {
+            return Ok((Framing::None, self.status != 101));
+        }
+        let has_length = self.headers.iter().any(|(n, _)| n == "content-length");
+        if let Some(last) = self.tokens("transfer-encoding").last() {
+            // Transfer-Encoding wins over Content-Length, but a message with
+            // both (or TE in HTTP/1.0) may be a smuggling attempt: never reuse.
+            let reusable = !has_length && self.version == 1;
+            return Ok(if last.eq_ignore_ascii_case("chunked") {
+                (Framing::Chunked, reusable)
+            } else {
+                (Framing::UntilClose, false)
+            });
+        }
+        if has_length {
+            let mut length = None;
+            for value in self.tokens("content-length") {
+                let valid = !value.is_empty() && value.len() <= 19 && value.bytes().all(|b| b.is_ascii_digit());
+                let n: u64 = match value.parse() {
+                    Ok(n) if valid => n,
+                    _ => return Err(parse_error(format!("invalid content-length {value:?}"))),
+                };
+                if length.is_some_and(|l| l != n) {
+                    return Err(parse_error("differing content-length values"));
+                }
+                length = Some(n);
+            }
+            return match length {
+                Some(n) => Ok((Framing::Length(n), true)),
+                None => Err(parse_error("empty content-length")),
+            };
+        }
+        Ok((Framing::UntilClose, false))
+    }
+
+    /// Whether the server lets the connection be reused (HTTP/1.1 unless
+    /// `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`).
+    pub fn allows_keep_alive(&self) -> bool {
+        if self.version == 1 {
+            !self.has_token("connection", "close")
+        } else {
+            self.has_token("connection", "keep-alive")
+        }
+    }
+
+    /// `Keep-Alive: timeout=N`, in seconds, as the server announced it.
+    pub fn keep_alive_timeout(&self) -> Option<Duration> {
+        self.tokens("keep-alive").find_map(|t| {
+            let (k, v) = t.split_once('=')?;
+            if !k.trim().eq_ignore_ascii_case("timeout") {
+                return None;
+            }
+            v.trim().trim_matches('"').parse::<u64>().ok().map(Duration::from_secs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> ResponseHead {
+        parse_head(raw.as_bytes()).unwrap().unwrap().0
+    }
+
+    #[test]
+    fn parses_status_headers_and_length() {
+        let h = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nX-A: 2\r\n\r\nhello");
+        assert_eq!((h.status, h.version, h.reason.as_str()), (200, 1, "OK"));
+        assert_eq!(h.headers[1], ("x-a".to_string(), "1".to_string()));
+        assert_eq!(h.framing("GET").unwrap(), (Framing::Length(5), true));
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le").unwrap().is_none());
+    }
+
+    #[test]
+    fn framing_rules() {
+        let both = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(both.framing("GET").unwrap(), (Framing::Chunked, false));
+        let close = head("HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(close.framing("GET").unwrap(), (Framing::UntilClose, false));
+        let no_body = head("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(no_body.framing("GET").unwrap().0, Framing::None);
+        assert_eq!(head("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n").framing("HEAD").unwrap().0, Framing::None);
+        let same = head("HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!(same.framing("GET").unwrap().0, Framing::Length(3));
+        for bad in ["3, 4", "-1", "+3", "0x3", "", "99999999999999999999"] {
+            let h = head(&format!("HTTP/1.1 200 OK\r\nContent-Length: {bad}\r\n\r\n"));
+            assert!(h.framing("GET").is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        assert!(head("HTTP/1.1 200 OK\r\n\r\n").allows_keep_alive());
+        assert!(!head("HTTP/1.1 200 OK\r\nConnection: Close\r\n\r\n").allows_keep_alive());
+        assert!(!head("HTTP/1.0 200 OK\r\n\r\n").allows_keep_alive());
+        assert!(head("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n").allows_keep_alive());
+        let ka = head("HTTP/1.1 200 OK\r\nKeep-Alive: max=5, timeout=3\r\n\r\n");
+        assert_eq!(ka.keep_alive_timeout(), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn malformed_heads_are_refused() {
+        for raw in [
+            "HTTP/1.1 2000 OK\r\n\r\n",
+            "HTTP/2.0 200 OK\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX: a\r\n folded\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
+            "garbage\r\n\r\n",
+        ] {
+            assert!(parse_head(raw.as_bytes()).is_err(), "{raw:?}");
+        }
+        let huge = format!("HTTP/1.1 200 OK\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD_BYTES));
+        assert!(parse_head(huge.as_bytes()).is_err());
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert!(parse_head(format!("HTTP/1.1 200 OK\r\n{many}\r\n").as_bytes()).is_err());
+    }
+}

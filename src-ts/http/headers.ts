@@ -1,0 +1,48 @@
+/** Header conversions between users and the native exchange. */
+import { invalidArgType } from '../errors.js'
+
+/** Request headers: an object (arrays repeat a header) or a list of pairs. */
+export type OutgoingHeaders =
+  | Record<string, string | number | readonly string[] | undefined>
+  | ReadonlyArray<readonly [string, string]>
+
+/** Response headers: lower-cased names; a repeated header becomes an array. */
+export type IncomingHeaders = Record<string, string | string[]>
+
+/** Flatten to `[name, value, ...]`; the native side refuses CR, LF and NUL. */
+export function flattenHeaders(headers: unknown): string[] {
+  const flat: string[] = []
+  if (headers === undefined || headers === null) return flat
+  if (Array.isArray(headers)) {
+    for (const pair of headers) {
+      if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string' || typeof pair[1] !== 'string') {
+        throw invalidArgType('options.headers', 'an object or an array of [name, value] string pairs', pair)
+      }
+      flat.push(pair[0], pair[1])
+    }
+    return flat
+  }
+  if (typeof headers !== 'object') throw invalidArgType('options.headers', 'of type object', headers)
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue
+    if (typeof value === 'string') flat.push(name, value)
+    else if (typeof value === 'number') flat.push(name, String(value))
+    else if (Array.isArray(value) && value.every((v) => typeof v === 'string')) for (const v of value) flat.push(name, v)
+    else throw invalidArgType(`options.headers[${JSON.stringify(name)}]`, 'a string, a number or an array of strings', value)
+  }
+  return flat
+}
+
+/** Build the headers object from `[name, value, ...]` (names already lower-case). */
+export function toHeaderObject(flat: readonly string[]): IncomingHeaders {
+  const out: IncomingHeaders = {}
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const name = flat[i] as string
+    const value = flat[i + 1] as string
+    const prev = out[name]
+    if (prev === undefined) out[name] = value
+    else if (Array.isArray(prev)) prev.push(value)
+    else out[name] = [prev, value]
+  }
+  return out
+}
