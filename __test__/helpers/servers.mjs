@@ -63,7 +63,10 @@ export async function tcpEchoServer() {
 /** A TCP server that accepts and then says nothing (for stalls). */
 export async function silentServer() {
   const tracker = new Tracker()
-  const server = net.createServer((socket) => tracker.track(socket))
+  const server = net.createServer((socket) => {
+    tracker.track(socket)
+    socket.resume() // read (and drop) so that the peer's close is noticed
+  })
   return listen(server, tracker)
 }
 

@@ -121,7 +121,8 @@ export function sendRequest(pool: Pool, url: string | URL, options: RequestOptio
     (res) => {
       signal?.removeEventListener('abort', onAbort)
       const response = new Response(res)
-      if (signal !== undefined && !response.body.readableEnded) {
+      if (signal !== undefined && res.stream) {
+        // The signal still covers the body: abort destroys it (and closes the connection).
         const abortBody = () => response.body.destroy(abortError())
         signal.addEventListener('abort', abortBody, { once: true })
         response.body.once('close', () => signal.removeEventListener('abort', abortBody))

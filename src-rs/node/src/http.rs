@@ -7,7 +7,7 @@ use std::time::Duration;
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 use pconn_core::http1::{self, RequestBody, RequestHead, RequestOptions, ResponseBody};
-use pconn_core::Error;
+use pconn_core::{Cancel, Error};
 use tokio::sync::{mpsc, Mutex};
 
 use crate::bridge::Value;
@@ -49,6 +49,8 @@ fn flatten(pairs: &[(String, String)]) -> Vec<String> {
 #[napi]
 pub struct NativeBody {
     body: Arc<Mutex<Option<ResponseBody>>>,
+    /// Fired by `destroy`: interrupts a read in flight.
+    stop: Arc<Cancel>,
 }
 
 #[napi]
@@ -56,21 +58,30 @@ impl NativeBody {
     /// Next chunk (null at the end); completes at the bridge under `id`.
     #[napi(catch_unwind)]
     pub fn read(&self, id: u32) -> napi::Result<()> {
-        let body = self.body.clone();
+        let (body, stop) = (self.body.clone(), self.stop.clone());
         start(id, async move {
             let mut guard = body.lock().await;
             let Some(b) = guard.as_mut() else { return Ok(Value::Bytes(None)) };
-            let chunk = b.next_chunk().await?;
-            if chunk.is_none() {
-                return Ok(Value::Trailers(flatten(b.trailers())));
+            let chunk = tokio::select! {
+                biased;
+                _ = stop.cancelled() => {
+                    // Dropping the body mid-read closes its connection.
+                    guard.take();
+                    return Err(Error::Aborted);
+                }
+                chunk = b.next_chunk() => chunk?,
+            };
+            match chunk {
+                None => Ok(Value::Trailers(flatten(b.trailers()))),
+                Some(bytes) => Ok(Value::Bytes(Some(bytes))),
             }
-            Ok(Value::Bytes(chunk))
         })
     }
 
     /// Stop reading: the connection is closed unless the body had ended.
     #[napi(catch_unwind)]
     pub fn destroy(&self) {
+        self.stop.cancel();
         if let Ok(mut guard) = self.body.try_lock() {
             guard.take();
         }
@@ -171,7 +182,10 @@ impl NativePool {
                 body: first.into(),
                 complete,
                 trailers: flatten(response.body.trailers()),
-                stream: (!complete).then(|| NativeBody { body: Arc::new(Mutex::new(Some(response.body))) }),
+                stream: (!complete).then(|| NativeBody {
+                    body: Arc::new(Mutex::new(Some(response.body))),
+                    stop: Arc::new(Cancel::new()),
+                }),
             }))
         })?;
         Ok(upload)
