@@ -59,16 +59,17 @@ function toBuffer(chunk: unknown): Buffer {
   throw invalidArgType('body chunk', 'a string, Buffer or Uint8Array', chunk)
 }
 
-/** Feed a streamed body to the exchange, one chunk in flight at a time. */
+/**
+ * Feed a streamed body to the exchange, one chunk in flight at a time. The
+ * body is ended only when the source ends cleanly: a failing source must
+ * never look like a complete request to the server.
+ */
 async function pump(source: AsyncIterable<unknown>, upload: NativeUpload): Promise<void> {
-  try {
-    for await (const chunk of source) {
-      const buf = toBuffer(chunk)
-      if (buf.length > 0) await run<void>((id) => upload.write(id, buf))
-    }
-  } finally {
-    upload.end()
+  for await (const chunk of source) {
+    const buf = toBuffer(chunk)
+    if (buf.length > 0) await run<void>((id) => upload.write(id, buf))
   }
+  upload.end()
 }
 
 /** @internal The body of `Pool.request`. */

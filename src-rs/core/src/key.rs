@@ -124,7 +124,7 @@ impl Key {
         if authority.contains('@') {
             return Err(bad("credentials in the URL are not supported"));
         }
-        let (host, port) = split_host_port(authority).map_err(|why| bad(why))?;
+        let (host, port) = split_host_port(authority).map_err(bad)?;
         Key::new(scheme, host, port, None)
     }
 

@@ -33,4 +33,6 @@ pub use config::{PoolConfig, Scheduling, TlsOptions};
 pub use connection::Connection;
 pub use error::{Error, Result, TlsReason};
 pub use key::{Key, Scheme};
-pub use pool::{AcquireOptions, Acquiring, Cancel, CloseReason, PendingAcquire, Pool, PoolStats, Pooled};
+pub use pool::{
+    AcquireOptions, Acquiring, Cancel, CloseReason, PendingAcquire, Pool, PoolStats, Pooled,
+};

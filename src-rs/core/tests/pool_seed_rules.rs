@@ -237,13 +237,19 @@ async fn acquire_timeout_and_cancel_remove_the_waiter() {
     });
     let key = server.key();
     let _held = pool.acquire(&key, &opts()).await.unwrap();
-    let timed = AcquireOptions { timeout: Some(Duration::from_millis(30)), ..AcquireOptions::default() };
+    let timed = AcquireOptions {
+        timeout: Some(Duration::from_millis(30)),
+        ..AcquireOptions::default()
+    };
     let err = pool.acquire(&key, &timed).await.unwrap_err();
     assert_eq!(err.code(), "PCONN_ACQUIRE_TIMEOUT");
     assert_eq!(pool.stats().counters.timed_out, 1);
 
     let cancel = Arc::new(Cancel::new());
-    let cancelled = AcquireOptions { cancel: Some(cancel.clone()), ..AcquireOptions::default() };
+    let cancelled = AcquireOptions {
+        cancel: Some(cancel.clone()),
+        ..AcquireOptions::default()
+    };
     let (res, _) = tokio::join!(pool.acquire(&key, &cancelled), async {
         tokio::time::sleep(Duration::from_millis(20)).await;
         cancel.cancel();

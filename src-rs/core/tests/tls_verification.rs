@@ -47,7 +47,9 @@ async fn tls_server(names: &[&str]) -> TlsServer {
         while let Ok((sock, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(sock).await else { return };
+                let Ok(mut tls) = acceptor.accept(sock).await else {
+                    return;
+                };
                 let mut buf = [0u8; 1024];
                 while let Ok(n) = tls.read(&mut buf).await {
                     if n == 0 || tls.write_all(&buf[..n]).await.is_err() {
@@ -57,12 +59,19 @@ async fn tls_server(names: &[&str]) -> TlsServer {
             });
         }
     });
-    TlsServer { port, ca_pem: ca.pem() }
+    TlsServer {
+        port,
+        ca_pem: ca.pem(),
+    }
 }
 
 fn with_ca(ca_pem: &str) -> PoolConfig {
     PoolConfig {
-        tls: TlsOptions { ca_pem: Some(ca_pem.as_bytes().to_vec()), reject_unauthorized: true, ..TlsOptions::default() },
+        tls: TlsOptions {
+            ca_pem: Some(ca_pem.as_bytes().to_vec()),
+            reject_unauthorized: true,
+            ..TlsOptions::default()
+        },
         ..PoolConfig::default()
     }
 }
@@ -72,13 +81,22 @@ async fn handshake_with_the_right_ca_succeeds_and_is_reused() {
     let server = tls_server(&["localhost"]).await;
     let pool = pool(with_ca(&server.ca_pem));
     let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
-    let mut c = pool.acquire(&key, &AcquireOptions::default()).await.unwrap();
+    let mut c = pool
+        .acquire(&key, &AcquireOptions::default())
+        .await
+        .unwrap();
     c.connection().unwrap().write_all(b"hello").await.unwrap();
-    assert_eq!(c.connection().unwrap().read_chunk().await.unwrap().unwrap(), b"hello");
+    assert_eq!(
+        c.connection().unwrap().read_chunk().await.unwrap().unwrap(),
+        b"hello"
+    );
     c.release(true);
     // TLS 1.3 session tickets may arrive while parked; they must not kill it.
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let again = pool.acquire(&key, &AcquireOptions::default()).await.unwrap();
+    let again = pool
+        .acquire(&key, &AcquireOptions::default())
+        .await
+        .unwrap();
     assert!(again.reused());
 }
 
@@ -87,8 +105,14 @@ async fn unknown_issuer_is_refused_with_a_reason() {
     let server = tls_server(&["localhost"]).await;
     let pool = pool(PoolConfig::default());
     let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
-    let err = pool.acquire(&key, &AcquireOptions::default()).await.unwrap_err();
-    assert_eq!((err.code(), err.reason()), ("PCONN_TLS", Some("unknown-issuer")));
+    let err = pool
+        .acquire(&key, &AcquireOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.reason()),
+        ("PCONN_TLS", Some("unknown-issuer"))
+    );
     assert_eq!(pool.stats().connections, 0);
     assert_eq!(pool.open_sockets(), 0);
 }
@@ -98,11 +122,20 @@ async fn wrong_hostname_is_refused_with_a_reason() {
     let server = tls_server(&["other.test"]).await;
     let pool = pool(with_ca(&server.ca_pem));
     let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
-    let err = pool.acquire(&key, &AcquireOptions::default()).await.unwrap_err();
-    assert_eq!((err.code(), err.reason()), ("PCONN_TLS", Some("hostname-mismatch")));
+    let err = pool
+        .acquire(&key, &AcquireOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.reason()),
+        ("PCONN_TLS", Some("hostname-mismatch"))
+    );
     // The servername override makes the same server acceptable, under another key.
     let named = key.with_servername("other.test").unwrap();
-    pool.acquire(&named, &AcquireOptions::default()).await.unwrap().release(true);
+    pool.acquire(&named, &AcquireOptions::default())
+        .await
+        .unwrap()
+        .release(true);
     assert!(pool.stats().hosts.contains_key(&named.to_string()));
 }
 
@@ -110,12 +143,18 @@ async fn wrong_hostname_is_refused_with_a_reason() {
 async fn reject_unauthorized_false_skips_verification() {
     let server = tls_server(&["other.test"]).await;
     let config = PoolConfig {
-        tls: TlsOptions { reject_unauthorized: false, ..TlsOptions::default() },
+        tls: TlsOptions {
+            reject_unauthorized: false,
+            ..TlsOptions::default()
+        },
         ..PoolConfig::default()
     };
     let pool = pool(config);
     let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
-    pool.acquire(&key, &AcquireOptions::default()).await.unwrap().release(true);
+    pool.acquire(&key, &AcquireOptions::default())
+        .await
+        .unwrap()
+        .release(true);
 }
 
 #[tokio::test]
@@ -124,8 +163,14 @@ async fn plaintext_connection_never_serves_a_tls_key() {
     let pool = pool(with_ca(&server.ca_pem));
     let plain = Key::new(Scheme::Tcp, "localhost", Some(server.port), None).unwrap();
     let tls = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
-    pool.acquire(&plain, &AcquireOptions::default()).await.unwrap().release(true);
-    let c = pool.acquire(&tls, &AcquireOptions::default()).await.unwrap();
+    pool.acquire(&plain, &AcquireOptions::default())
+        .await
+        .unwrap()
+        .release(true);
+    let c = pool
+        .acquire(&tls, &AcquireOptions::default())
+        .await
+        .unwrap();
     assert!(!c.reused());
     assert_eq!(pool.stats().counters.created, 2);
 }

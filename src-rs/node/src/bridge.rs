@@ -17,8 +17,8 @@ use napi::Status;
 use napi_derive::napi;
 
 use crate::connection::NativeConnection;
-use crate::http::NativeResponse;
 use crate::errors::ErrorInfo;
+use crate::http::NativeResponse;
 
 /// What a finished operation yields.
 pub(crate) enum Value {
@@ -32,7 +32,8 @@ pub(crate) enum Value {
 
 type Payload = Either5<NativeConnection, Buffer, Null, NativeResponse, Vec<String>>;
 type Args = FnArgs<(u32, Option<ErrorInfo>, Option<Payload>)>;
-type CompletionFn = ThreadsafeFunction<(u32, Result<Value, ErrorInfo>), (), Args, Status, false, true>;
+type CompletionFn =
+    ThreadsafeFunction<(u32, Result<Value, ErrorInfo>), (), Args, Status, false, true>;
 
 static BRIDGE: OnceLock<CompletionFn> = OnceLock::new();
 
@@ -51,10 +52,16 @@ fn to_args((id, outcome): (u32, Result<Value, ErrorInfo>)) -> Args {
 
 /// Install the completion callback (once per process; the façade calls it
 /// when the module loads).
+// The type is spelled out (not `Args`) so the generated .d.ts names it.
+#[allow(clippy::type_complexity)]
 #[napi]
 pub fn init_bridge(
     on_complete: Function<
-        FnArgs<(u32, Option<ErrorInfo>, Option<Either5<NativeConnection, Buffer, Null, NativeResponse, Vec<String>>>)>,
+        FnArgs<(
+            u32,
+            Option<ErrorInfo>,
+            Option<Either5<NativeConnection, Buffer, Null, NativeResponse, Vec<String>>>,
+        )>,
         (),
     >,
 ) -> napi::Result<()> {

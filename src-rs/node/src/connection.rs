@@ -40,7 +40,8 @@ impl NativeConnection {
                 c.key().to_string(),
                 c.uses() as f64,
                 c.remote_addr(),
-                c.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned()),
+                c.alpn_protocol()
+                    .map(|p| String::from_utf8_lossy(p).into_owned()),
             ),
             Err(_) => unreachable!("a fresh loan always holds its connection"),
         };
@@ -53,7 +54,10 @@ impl NativeConnection {
             remote_port: remote.port() as u32,
             alpn,
             pool_id: pooled.pool_id(),
-            slot: Arc::new(Slot { pooled: Mutex::new(Some(pooled)), released: AtomicBool::new(false) }),
+            slot: Arc::new(Slot {
+                pooled: Mutex::new(Some(pooled)),
+                released: AtomicBool::new(false),
+            }),
         }
     }
 
@@ -149,6 +153,10 @@ impl NativeConnection {
     #[napi(catch_unwind)]
     pub fn read(&self, id: u32) -> napi::Result<()> {
         let slot = self.check_open()?;
-        start(id, async move { Ok(Value::Bytes(slot.with(async |c| c.read_chunk().await).await?)) })
+        start(id, async move {
+            Ok(Value::Bytes(
+                slot.with(async |c| c.read_chunk().await).await?,
+            ))
+        })
     }
 }

@@ -14,7 +14,11 @@ pub struct ErrorInfo {
 
 impl From<&Error> for ErrorInfo {
     fn from(e: &Error) -> ErrorInfo {
-        ErrorInfo { code: e.code().to_string(), message: e.to_string(), reason: e.reason().map(str::to_string) }
+        ErrorInfo {
+            code: e.code().to_string(),
+            message: e.to_string(),
+            reason: e.reason().map(str::to_string),
+        }
     }
 }
 
@@ -24,9 +28,16 @@ pub(crate) const SEP: char = '\u{1f}';
 
 /// A synchronous throw with the contract's code.
 pub(crate) fn throw(e: Error) -> napi::Error {
-    napi::Error::from_reason(format!("{}{SEP}{}{SEP}{}", e.code(), e.reason().unwrap_or(""), e))
+    napi::Error::from_reason(format!(
+        "{}{SEP}{}{SEP}{}",
+        e.code(),
+        e.reason().unwrap_or(""),
+        e
+    ))
 }
 
 pub(crate) fn panicked(message: &str) -> Error {
-    Error::Io(std::io::Error::other(format!("internal error (Rust panic): {message}")))
+    Error::Io(std::io::Error::other(format!(
+        "internal error (Rust panic): {message}"
+    )))
 }

@@ -42,7 +42,10 @@ pub struct NativeResponse {
 }
 
 fn flatten(pairs: &[(String, String)]) -> Vec<String> {
-    pairs.iter().flat_map(|(n, v)| [n.clone(), v.clone()]).collect()
+    pairs
+        .iter()
+        .flat_map(|(n, v)| [n.clone(), v.clone()])
+        .collect()
 }
 
 /// The remainder of a response body, read on demand.
@@ -61,7 +64,9 @@ impl NativeBody {
         let (body, stop) = (self.body.clone(), self.stop.clone());
         start(id, async move {
             let mut guard = body.lock().await;
-            let Some(b) = guard.as_mut() else { return Ok(Value::Bytes(None)) };
+            let Some(b) = guard.as_mut() else {
+                return Ok(Value::Bytes(None));
+            };
             let chunk = tokio::select! {
                 biased;
                 _ = stop.cancelled() => {
@@ -103,11 +108,11 @@ impl NativeUpload {
         let sender = self.sender.lock().ok().and_then(|s| s.clone());
         let chunk = chunk.to_vec();
         start(id, async move {
-            let sender = sender.ok_or_else(|| Error::InvalidArgument("the request body already ended".into()))?;
-            sender
-                .send(chunk)
-                .await
-                .map_err(|_| Error::SocketClosed("the request ended before its body was sent".into()))?;
+            let sender = sender
+                .ok_or_else(|| Error::InvalidArgument("the request body already ended".into()))?;
+            sender.send(chunk).await.map_err(|_| {
+                Error::SocketClosed("the request ended before its body was sent".into())
+            })?;
             Ok(Value::Done)
         })
     }
@@ -153,7 +158,9 @@ impl NativePool {
         let (body, upload) = match (body, stream_body) {
             (_, true) => {
                 let (tx, rx) = mpsc::channel(1);
-                let upload = NativeUpload { sender: Arc::new(std::sync::Mutex::new(Some(tx))) };
+                let upload = NativeUpload {
+                    sender: Arc::new(std::sync::Mutex::new(Some(tx))),
+                };
                 (RequestBody::Stream(rx), Some(upload))
             }
             (Some(b), false) => (RequestBody::Bytes(b.to_vec()), None),

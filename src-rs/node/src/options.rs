@@ -49,7 +49,11 @@ impl From<NativePoolOptions> for PoolConfig {
             idle_timeout: ms(o.idle_timeout_ms),
             max_lifetime: ms(o.max_lifetime_ms),
             max_uses: o.max_uses.max(0.0) as u64,
-            scheduling: if o.fifo { Scheduling::Fifo } else { Scheduling::Lifo },
+            scheduling: if o.fifo {
+                Scheduling::Fifo
+            } else {
+                Scheduling::Lifo
+            },
             connect_timeout: ms(o.connect_timeout_ms),
             acquire_timeout: ms(o.acquire_timeout_ms),
             dns_cache: ms(o.dns_cache_ms),

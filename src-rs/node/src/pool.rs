@@ -50,7 +50,9 @@ pub struct NativeCancel {
 impl NativeCancel {
     #[napi(constructor)]
     pub fn new() -> Self {
-        NativeCancel { cancel: Arc::new(Cancel::new()) }
+        NativeCancel {
+            cancel: Arc::new(Cancel::new()),
+        }
     }
     #[napi]
     pub fn cancel(&self) {
@@ -81,8 +83,13 @@ where
 #[napi]
 impl NativePool {
     /// `on_close(id, key, reason)` is called for every closed connection.
+    // The type is spelled out (not an alias) so the generated .d.ts names it.
+    #[allow(clippy::type_complexity)]
     #[napi(constructor)]
-    pub fn new(options: NativePoolOptions, on_close: Option<Function<FnArgs<(f64, String, String)>, ()>>) -> napi::Result<Self> {
+    pub fn new(
+        options: NativePoolOptions,
+        on_close: Option<Function<FnArgs<(f64, String, String)>, ()>>,
+    ) -> napi::Result<Self> {
         let listener = match on_close {
             None => None,
             Some(f) => {
@@ -96,7 +103,8 @@ impl NativePool {
                 Some(listener)
             }
         };
-        let pool = Pool::with_close_listener(options.into(), runtime::handle()?.clone(), listener).map_err(throw)?;
+        let pool = Pool::with_close_listener(options.into(), runtime::handle()?.clone(), listener)
+            .map_err(throw)?;
         Ok(NativePool { pool })
     }
 
@@ -108,7 +116,9 @@ impl NativePool {
     /// Parse and normalize a URL's origin into a key (throws on bad input).
     #[napi(catch_unwind)]
     pub fn key_from_url(&self, url: String) -> napi::Result<NativeKey> {
-        let key = Key::parse_url(&url).and_then(|k| self.pool.effective_key(k)).map_err(throw)?;
+        let key = Key::parse_url(&url)
+            .and_then(|k| self.pool.effective_key(k))
+            .map_err(throw)?;
         Ok(NativeKey { key })
     }
 
@@ -123,7 +133,9 @@ impl NativePool {
     ) -> napi::Result<NativeKey> {
         let port = match port {
             Some(p) if p == 0 || p > 65535 => {
-                return Err(throw(pconn_core::Error::InvalidArgument(format!("port {p} is outside 1-65535"))))
+                return Err(throw(pconn_core::Error::InvalidArgument(format!(
+                    "port {p} is outside 1-65535"
+                ))))
             }
             p => p.map(|p| p as u16),
         };
@@ -164,7 +176,8 @@ impl NativePool {
     /// Give a connection back (throws PCONN_ALREADY_RELEASED on a second call).
     #[napi(catch_unwind)]
     pub fn release(&self, conn: &NativeConnection, keep_alive_ok: bool) -> napi::Result<()> {
-        conn.release_to(self.pool.id(), keep_alive_ok).map_err(throw)
+        conn.release_to(self.pool.id(), keep_alive_ok)
+            .map_err(throw)
     }
 
     #[napi(catch_unwind)]
@@ -200,6 +213,8 @@ impl NativePool {
         if sync {
             panic!("debug_panic (sync) requested by a test");
         }
-        start(id, async move { panic!("debug_panic (async) requested by a test") })
+        start(id, async move {
+            panic!("debug_panic (async) requested by a test")
+        })
     }
 }

@@ -44,7 +44,10 @@ pub(crate) fn handle() -> napi::Result<&'static Handle> {
 
 /// Run `fut` on the runtime; a panic inside it becomes `on_panic(message)`
 /// instead of tearing down a worker (and with it the process).
-pub(crate) fn spawn_guarded<F>(fut: F, on_panic: impl FnOnce(String) + Send + 'static) -> napi::Result<()>
+pub(crate) fn spawn_guarded<F>(
+    fut: F,
+    on_panic: impl FnOnce(String) + Send + 'static,
+) -> napi::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {

@@ -73,6 +73,10 @@ impl From<PoolStats> for StatsJs {
                 (k.clone(), stats(gauges, &h.counters, None))
             })
             .collect();
-        stats([s.connections, s.idle, s.active, s.connecting, s.pending], &s.counters, Some(hosts))
+        stats(
+            [s.connections, s.idle, s.active, s.connecting, s.pending],
+            &s.counters,
+            Some(hosts),
+        )
     }
 }

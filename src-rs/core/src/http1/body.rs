@@ -50,7 +50,11 @@ impl BodyDecoder {
             Framing::Chunked => State::Chunked(Chunked::Size(Vec::new())),
             Framing::UntilClose => State::UntilClose,
         };
-        BodyDecoder { state, trailers: Vec::new(), trailer_bytes: 0 }
+        BodyDecoder {
+            state,
+            trailers: Vec::new(),
+            trailer_bytes: 0,
+        }
     }
 
     pub fn is_done(&self) -> bool {
@@ -97,7 +101,9 @@ impl BodyDecoder {
             State::Done => Ok(()),
             _ => {
                 self.state = State::Failed;
-                Err(Error::SocketClosed("the server closed the connection before the body was complete".into()))
+                Err(Error::SocketClosed(
+                    "the server closed the connection before the body was complete".into(),
+                ))
             }
         }
     }
@@ -108,13 +114,17 @@ impl BodyDecoder {
             let rest = &input[used..];
             match &mut self.state {
                 State::Done => break,
-                State::Failed => return Err(Error::HttpParse("the body already failed to decode".into())),
+                State::Failed => {
+                    return Err(Error::HttpParse("the body already failed to decode".into()))
+                }
                 State::UntilClose => {
                     out.extend_from_slice(rest);
                     used += rest.len();
                 }
                 State::Length(remaining) => {
-                    let take = rest.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                    let take = rest
+                        .len()
+                        .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
                     out.extend_from_slice(&rest[..take]);
                     used += take;
                     *remaining -= take as u64;
@@ -123,7 +133,13 @@ impl BodyDecoder {
                     }
                 }
                 State::Chunked(chunked) => {
-                    let (n, finished) = step_chunked(chunked, rest, out, &mut self.trailers, &mut self.trailer_bytes)?;
+                    let (n, finished) = step_chunked(
+                        chunked,
+                        rest,
+                        out,
+                        &mut self.trailers,
+                        &mut self.trailer_bytes,
+                    )?;
                     used += n;
                     if finished {
                         self.state = State::Done;
@@ -163,7 +179,10 @@ fn take_line(line: &mut Vec<u8>, input: &[u8], limit: usize) -> Result<(usize, b
 }
 
 fn parse_size(line: &[u8]) -> Result<u64> {
-    let digits_end = line.iter().position(|b| !b.is_ascii_hexdigit()).unwrap_or(line.len());
+    let digits_end = line
+        .iter()
+        .position(|b| !b.is_ascii_hexdigit())
+        .unwrap_or(line.len());
     let (digits, ext) = line.split_at(digits_end);
     if digits.is_empty() || digits.len() > 16 {
         return Err(framing_error("invalid chunk size"));
@@ -190,12 +209,18 @@ fn step_chunked(
             let (used, complete) = take_line(line, input, MAX_SIZE_LINE)?;
             if complete {
                 let size = parse_size(line)?;
-                *state = if size == 0 { Chunked::Trailer(Vec::new()) } else { Chunked::Data(size) };
+                *state = if size == 0 {
+                    Chunked::Trailer(Vec::new())
+                } else {
+                    Chunked::Data(size)
+                };
             }
             Ok((used, false))
         }
         Chunked::Data(remaining) => {
-            let take = input.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+            let take = input
+                .len()
+                .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
             out.extend_from_slice(&input[..take]);
             *remaining -= take as u64;
             if *remaining == 0 {
@@ -225,9 +250,13 @@ fn step_chunked(
                     return Ok((used, true));
                 }
                 let text: String = line.iter().map(|&b| b as char).collect();
-                let (name, value) = text.split_once(':').ok_or_else(|| framing_error("malformed trailer"))?;
+                let (name, value) = text
+                    .split_once(':')
+                    .ok_or_else(|| framing_error("malformed trailer"))?;
                 let valid_name = !name.is_empty()
-                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
                 if !valid_name {
                     return Err(framing_error("malformed trailer name"));
                 }
@@ -254,7 +283,10 @@ mod tests {
     #[test]
     fn content_length_stops_at_the_length() {
         let (out, used, d) = decode_all(Framing::Length(5), b"helloEXTRA").unwrap();
-        assert_eq!((out.as_slice(), used, d.is_done()), (&b"hello"[..], 5, true));
+        assert_eq!(
+            (out.as_slice(), used, d.is_done()),
+            (&b"hello"[..], 5, true)
+        );
     }
 
     #[test]
@@ -264,12 +296,21 @@ mod tests {
         assert_eq!(out, b"hello world");
         assert_eq!(used, wire.len() - 4);
         assert!(d.is_done());
-        assert_eq!(d.trailers(), &[("x-sum".into(), "abc".into()), ("x-two".into(), "2".into())]);
+        assert_eq!(
+            d.trailers(),
+            &[("x-sum".into(), "abc".into()), ("x-two".into(), "2".into())]
+        );
     }
 
     #[test]
     fn chunked_errors_are_sticky() {
-        for bad in [&b"zz\r\n"[..], b"5\r\nhelloXX", b"5\nhello\r\n", b"11111111111111111\r\n", b"5\r\r\n"] {
+        for bad in [
+            &b"zz\r\n"[..],
+            b"5\r\nhelloXX",
+            b"5\nhello\r\n",
+            b"11111111111111111\r\n",
+            b"5\r\r\n",
+        ] {
             let mut d = BodyDecoder::new(Framing::Chunked);
             assert!(d.decode(bad, &mut Vec::new()).is_err(), "{bad:?}");
             assert!(!d.ended_cleanly());

@@ -80,14 +80,20 @@ struct Failure {
 
 impl From<Error> for Failure {
     fn from(error: Error) -> Failure {
-        Failure { error, answered: false }
+        Failure {
+            error,
+            answered: false,
+        }
     }
 }
 
 /// A failed write: the server cannot have answered yet.
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Failure {
-        Failure { error: e.into(), answered: false }
+        Failure {
+            error: e.into(),
+            answered: false,
+        }
     }
 }
 
@@ -102,19 +108,33 @@ pub async fn send(
     head.check_length(&body)?;
     let idempotent = opts.idempotent
         || is_idempotent_method(&head.method)
-        || head.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"));
+        || head
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"));
     let wire = head.encode(key, &body);
     let cancel = opts.cancel.as_deref();
     let mut fresh = false;
     loop {
-        let acquire = AcquireOptions { cancel: opts.cancel.clone(), fresh, ..AcquireOptions::default() };
+        let acquire = AcquireOptions {
+            cancel: opts.cancel.clone(),
+            fresh,
+            ..AcquireOptions::default()
+        };
         let mut pooled = pool.acquire(key, &acquire).await?;
         let reused = pooled.reused();
         let attempt = async {
-            match tokio::time::timeout(opts.headers_timeout, attempt(&mut pooled, &wire, &mut body, &head.method)).await {
+            match tokio::time::timeout(
+                opts.headers_timeout,
+                attempt(&mut pooled, &wire, &mut body, &head.method),
+            )
+            .await
+            {
                 Ok(result) => result,
                 Err(_) => Err(Failure {
-                    error: Error::HeadersTimeout { timeout_ms: opts.headers_timeout.as_millis() as u64 },
+                    error: Error::HeadersTimeout {
+                        timeout_ms: opts.headers_timeout.as_millis() as u64,
+                    },
                     answered: true,
                 }),
             }
@@ -143,7 +163,11 @@ pub async fn send(
                     fresh = true;
                     continue;
                 }
-                let why = if idempotent { "and the retry failed too" } else { "and the request is not idempotent, so it was not retried" };
+                let why = if idempotent {
+                    "and the retry failed too"
+                } else {
+                    "and the request is not idempotent, so it was not retried"
+                };
                 return Err(Error::SocketClosed(format!(
                     "the server closed a reused connection before answering ({error}), {why}"
                 )));
@@ -189,13 +213,21 @@ async fn attempt(
     }
     loop {
         match parse_head(&conn.buffered) {
-            Err(error) => return Err(Failure { error, answered: true }),
+            Err(error) => {
+                return Err(Failure {
+                    error,
+                    answered: true,
+                })
+            }
             Ok(Some((head, used))) => {
                 conn.buffered.drain(..used);
                 if head.is_interim() {
                     continue;
                 }
-                let (framing, reusable) = head.framing(method).map_err(|error| Failure { error, answered: true })?;
+                let (framing, reusable) = head.framing(method).map_err(|error| Failure {
+                    error,
+                    answered: true,
+                })?;
                 let reusable = reusable && head.allows_keep_alive();
                 if let Some(hint) = head.keep_alive_timeout() {
                     let hint = hint.saturating_sub(KEEP_ALIVE_MARGIN);
@@ -210,11 +242,19 @@ async fn attempt(
                 let answered = !conn.buffered.is_empty();
                 match conn.fill_buffer(MAX_HEAD_BYTES).await {
                     Ok(0) => {
-                        let error = Error::SocketClosed("the server closed the connection before a complete response head".into());
+                        let error = Error::SocketClosed(
+                            "the server closed the connection before a complete response head"
+                                .into(),
+                        );
                         return Err(Failure { error, answered });
                     }
                     Ok(_) => {}
-                    Err(e) => return Err(Failure { error: e.into(), answered }),
+                    Err(e) => {
+                        return Err(Failure {
+                            error: e.into(),
+                            answered,
+                        })
+                    }
                 }
             }
         }
@@ -233,17 +273,27 @@ async fn finish(
 ) -> Result<Response> {
     let mut body = ResponseBody {
         ready: None,
-        stream: Some(BodyStream { pooled, decoder: BodyDecoder::new(framing), reusable }),
+        stream: Some(BodyStream {
+            pooled,
+            decoder: BodyDecoder::new(framing),
+            reusable,
+        }),
         trailers: Vec::new(),
         body_timeout: opts.body_timeout,
         cancel: opts.cancel.clone(),
     };
-    let eager = matches!(framing, Framing::None) || matches!(framing, Framing::Length(n) if n <= EAGER_BODY_LIMIT);
+    let eager = matches!(framing, Framing::None)
+        || matches!(framing, Framing::Length(n) if n <= EAGER_BODY_LIMIT);
     let mut collected = Vec::new();
     loop {
         // Streamed bodies stop at what already arrived: the head must not
         // wait for body bytes (think server-sent events).
-        if !eager && body.stream.as_ref().is_some_and(BodyStream::has_nothing_buffered) {
+        if !eager
+            && body
+                .stream
+                .as_ref()
+                .is_some_and(BodyStream::has_nothing_buffered)
+        {
             break;
         }
         match body.next_chunk().await? {
@@ -258,7 +308,9 @@ async fn finish(
 
 impl BodyStream {
     fn has_nothing_buffered(&self) -> bool {
-        self.pooled.connection_ref().is_ok_and(|c| c.buffered.is_empty())
+        self.pooled
+            .connection_ref()
+            .is_ok_and(|c| c.buffered.is_empty())
     }
 
     /// Give the connection back if the body ended cleanly with nothing
@@ -266,7 +318,10 @@ impl BodyStream {
     fn end(mut self) {
         let clean = self.decoder.ended_cleanly()
             && self.reusable
-            && self.pooled.connection().is_ok_and(|c| c.buffered.is_empty() && !c.is_broken());
+            && self
+                .pooled
+                .connection()
+                .is_ok_and(|c| c.buffered.is_empty() && !c.is_broken());
         self.pooled.release(clean);
     }
 }
@@ -316,7 +371,9 @@ impl ResponseBody {
                 r = tokio::time::timeout(timeout, read) => r,
             },
         };
-        let result = result.unwrap_or(Err(Error::BodyTimeout { timeout_ms: timeout.as_millis() as u64 }));
+        let result = result.unwrap_or(Err(Error::BodyTimeout {
+            timeout_ms: timeout.as_millis() as u64,
+        }));
         if result.is_err() {
             // Drop closes the connection: its position in the stream is unknown.
             if let Some(stream) = self.stream.take() {
@@ -327,7 +384,9 @@ impl ResponseBody {
     }
 
     async fn read_stream(&mut self) -> Result<Option<Vec<u8>>> {
-        let Some(stream) = self.stream.as_mut() else { return Ok(None) };
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(None);
+        };
         let mut out = Vec::new();
         loop {
             let conn = stream.pooled.connection()?;

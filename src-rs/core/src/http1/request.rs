@@ -42,13 +42,18 @@ fn is_token(s: &str) -> bool {
 
 fn invalid(what: &str, value: &str) -> Error {
     let shown: String = value.chars().take(60).collect();
-    Error::InvalidArgument(format!("invalid {what} {shown:?}: CR, LF, NUL and (in names) separators are not allowed"))
+    Error::InvalidArgument(format!(
+        "invalid {what} {shown:?}: CR, LF, NUL and (in names) separators are not allowed"
+    ))
 }
 
 /// Methods whose requests may be sent twice without changing the outcome
 /// (RFC 9110 §9.2.2).
 pub fn is_idempotent_method(method: &str) -> bool {
-    matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE")
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
+    )
 }
 
 impl RequestHead {
@@ -58,8 +63,8 @@ impl RequestHead {
         if !is_token(method) {
             return Err(invalid("method", method));
         }
-        let path_ok = (path.starts_with('/') || path == "*")
-            && path.bytes().all(|b| b > b' ' && b != 0x7f);
+        let path_ok =
+            (path.starts_with('/') || path == "*") && path.bytes().all(|b| b > b' ' && b != 0x7f);
         if !path_ok {
             return Err(Error::InvalidArgument(format!(
                 "invalid path {:?}: it must start with '/' and hold no spaces or control characters",
@@ -76,34 +81,48 @@ impl RequestHead {
             }
             if name.eq_ignore_ascii_case("transfer-encoding") {
                 return Err(Error::InvalidArgument(
-                    "transfer-encoding is set by pconn: pass a stream body for chunked encoding".into(),
+                    "transfer-encoding is set by pconn: pass a stream body for chunked encoding"
+                        .into(),
                 ));
             }
             if name.eq_ignore_ascii_case("connection") {
-                close |= value.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
+                close |= value
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("close"));
             }
         }
-        Ok(RequestHead { method: method.to_string(), path: path.to_string(), headers, close })
+        Ok(RequestHead {
+            method: method.to_string(),
+            path: path.to_string(),
+            headers,
+            close,
+        })
     }
 
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Check a user-given Content-Length against the body.
     pub fn check_length(&self, body: &RequestBody) -> Result<()> {
-        let Some(given) = self.header("content-length") else { return Ok(()) };
-        let given: u64 = given
-            .trim()
-            .parse()
-            .map_err(|_| Error::InvalidArgument(format!("content-length {given:?} is not a number")))?;
+        let Some(given) = self.header("content-length") else {
+            return Ok(());
+        };
+        let given: u64 = given.trim().parse().map_err(|_| {
+            Error::InvalidArgument(format!("content-length {given:?} is not a number"))
+        })?;
         match body {
             RequestBody::Bytes(b) if b.len() as u64 == given => Ok(()),
             RequestBody::Empty if given == 0 => Ok(()),
             RequestBody::Stream(_) => Err(Error::InvalidArgument(
                 "content-length cannot be combined with a stream body (it is sent chunked)".into(),
             )),
-            _ => Err(Error::InvalidArgument(format!("content-length {given} does not match the body"))),
+            _ => Err(Error::InvalidArgument(format!(
+                "content-length {given} does not match the body"
+            ))),
         }
     }
 
@@ -179,14 +198,23 @@ mod tests {
             ("GET", "/", "transfer-encoding", "chunked"),
         ] {
             let r = RequestHead::new(m, p, vec![(h.into(), v.into())]);
-            assert_eq!(r.err().map(|e| e.code()), Some("ERR_INVALID_ARG_VALUE"), "{m:?} {p:?} {h:?} {v:?}");
+            assert_eq!(
+                r.err().map(|e| e.code()),
+                Some("ERR_INVALID_ARG_VALUE"),
+                "{m:?} {p:?} {h:?} {v:?}"
+            );
         }
     }
 
     #[test]
     fn content_length_must_match() {
-        let head = RequestHead::new("POST", "/", vec![("Content-Length".into(), "3".into())]).unwrap();
-        assert!(head.check_length(&RequestBody::Bytes(b"abc".to_vec())).is_ok());
-        assert!(head.check_length(&RequestBody::Bytes(b"ab".to_vec())).is_err());
+        let head =
+            RequestHead::new("POST", "/", vec![("Content-Length".into(), "3".into())]).unwrap();
+        assert!(head
+            .check_length(&RequestBody::Bytes(b"abc".to_vec()))
+            .is_ok());
+        assert!(head
+            .check_length(&RequestBody::Bytes(b"ab".to_vec()))
+            .is_err());
     }
 }

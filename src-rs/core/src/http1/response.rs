@@ -45,13 +45,13 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     match response.parse(buf) {
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => {
-            Err(parse_error(format!("response head is larger than {MAX_HEAD_BYTES} bytes")))
-        }
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => Err(parse_error(format!(
+            "response head is larger than {MAX_HEAD_BYTES} bytes"
+        ))),
         Ok(httparse::Status::Partial) => Ok(None),
-        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD_BYTES => {
-            Err(parse_error(format!("response head is larger than {MAX_HEAD_BYTES} bytes")))
-        }
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD_BYTES => Err(parse_error(format!(
+            "response head is larger than {MAX_HEAD_BYTES} bytes"
+        ))),
         Ok(httparse::Status::Complete(len)) => {
             let head = ResponseHead {
                 status: response.code.unwrap_or(0),
@@ -65,7 +65,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>> {
             };
             Ok(Some((head, len)))
         }
-        Err(httparse::Error::TooManyHeaders) => Err(parse_error(format!("more than {MAX_HEADERS} headers"))),
+        Err(httparse::Error::TooManyHeaders) => {
+            Err(parse_error(format!("more than {MAX_HEADERS} headers")))
+        }
         Err(e) => Err(parse_error(e.to_string())),
     }
 }
@@ -113,7 +115,9 @@ impl ResponseHead {
         if has_length {
             let mut length = None;
             for value in self.tokens("content-length") {
-                let valid = !value.is_empty() && value.len() <= 19 && value.bytes().all(|b| b.is_ascii_digit());
+                let valid = !value.is_empty()
+                    && value.len() <= 19
+                    && value.bytes().all(|b| b.is_ascii_digit());
                 let n: u64 = match value.parse() {
                     Ok(n) if valid => n,
                     _ => return Err(parse_error(format!("invalid content-length {value:?}"))),
@@ -148,7 +152,11 @@ impl ResponseHead {
             if !k.trim().eq_ignore_ascii_case("timeout") {
                 return None;
             }
-            v.trim().trim_matches('"').parse::<u64>().ok().map(Duration::from_secs)
+            v.trim()
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs)
         })
     }
 }
@@ -167,18 +175,27 @@ mod tests {
         assert_eq!((h.status, h.version, h.reason.as_str()), (200, 1, "OK"));
         assert_eq!(h.headers[1], ("x-a".to_string(), "1".to_string()));
         assert_eq!(h.framing("GET").unwrap(), (Framing::Length(5), true));
-        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le").unwrap().is_none());
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le")
+            .unwrap()
+            .is_none());
     }
 
     #[test]
     fn framing_rules() {
-        let both = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let both =
+            head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert_eq!(both.framing("GET").unwrap(), (Framing::Chunked, false));
         let close = head("HTTP/1.1 200 OK\r\n\r\n");
         assert_eq!(close.framing("GET").unwrap(), (Framing::UntilClose, false));
         let no_body = head("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n");
         assert_eq!(no_body.framing("GET").unwrap().0, Framing::None);
-        assert_eq!(head("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n").framing("HEAD").unwrap().0, Framing::None);
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n")
+                .framing("HEAD")
+                .unwrap()
+                .0,
+            Framing::None
+        );
         let same = head("HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\nContent-Length: 3\r\n\r\n");
         assert_eq!(same.framing("GET").unwrap().0, Framing::Length(3));
         for bad in ["3, 4", "-1", "+3", "0x3", "", "99999999999999999999"] {
@@ -209,7 +226,10 @@ mod tests {
         ] {
             assert!(parse_head(raw.as_bytes()).is_err(), "{raw:?}");
         }
-        let huge = format!("HTTP/1.1 200 OK\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD_BYTES));
+        let huge = format!(
+            "HTTP/1.1 200 OK\r\nX: {}\r\n\r\n",
+            "a".repeat(MAX_HEAD_BYTES)
+        );
         assert!(parse_head(huge.as_bytes()).is_err());
         let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
         assert!(parse_head(format!("HTTP/1.1 200 OK\r\n{many}\r\n").as_bytes()).is_err());

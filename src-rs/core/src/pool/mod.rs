@@ -182,11 +182,19 @@ impl Pool {
             Checkout::Ready(pooled) => return Ok(Acquiring::Ready(pooled)),
             Checkout::Connect(slot) => Step::Connect(slot),
             Checkout::Wait(rx, seq) => {
-                let guard = WaitGuard { pool: self.inner.clone(), key: key.clone(), seq, done: false };
+                let guard = WaitGuard {
+                    pool: self.inner.clone(),
+                    key: key.clone(),
+                    seq,
+                    done: false,
+                };
                 Step::Wait(rx, guard)
             }
         };
-        Ok(Acquiring::Pending(PendingAcquire { pool: self.inner.clone(), step }))
+        Ok(Acquiring::Pending(PendingAcquire {
+            pool: self.inner.clone(),
+            step,
+        }))
     }
 
     /// Close every idle connection whose host is `host` (any scheme or port).
@@ -319,7 +327,9 @@ impl std::fmt::Debug for PendingAcquire {
             Step::Connect(_) => "connect",
             Step::Wait(..) => "wait",
         };
-        f.debug_struct("PendingAcquire").field("step", &step).finish()
+        f.debug_struct("PendingAcquire")
+            .field("step", &step)
+            .finish()
     }
 }
 
@@ -353,7 +363,11 @@ struct WaitGuard {
 }
 
 impl WaitGuard {
-    async fn wait(mut self, rx: oneshot::Receiver<Result<Grant>>, timeout: Duration) -> Result<Grant> {
+    async fn wait(
+        mut self,
+        rx: oneshot::Receiver<Result<Grant>>,
+        timeout: Duration,
+    ) -> Result<Grant> {
         let outcome = if timeout.is_zero() {
             rx.await
         } else {
@@ -361,7 +375,9 @@ impl WaitGuard {
                 Ok(r) => r,
                 Err(_) => {
                     self.pool.lock().counters.timed_out += 1;
-                    return Err(Error::AcquireTimeout { waited_ms: timeout.as_millis() as u64 });
+                    return Err(Error::AcquireTimeout {
+                        waited_ms: timeout.as_millis() as u64,
+                    });
                 }
             }
         };
@@ -446,7 +462,11 @@ impl PoolInner {
             if st.closed {
                 return Err(Error::PoolClosed);
             }
-            let idle = if fresh { None } else { self.take_idle(st, key, &mut doomed) };
+            let idle = if fresh {
+                None
+            } else {
+                self.take_idle(st, key, &mut doomed)
+            };
             if let Some(conn) = idle {
                 Checkout::Ready(Pooled::new(conn, self.clone(), true))
             } else if self.can_open(st, st.hosts.get(key))
@@ -529,7 +549,7 @@ impl PoolInner {
         };
         self.runtime.spawn(tasks::watch_idle(
             conn.socket.clone(),
-            Arc::downgrade(&self),
+            Arc::downgrade(self),
             conn.key.clone(),
             conn.id,
         ));
