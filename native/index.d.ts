@@ -57,7 +57,7 @@ export declare class NativePool {
    * Bad input throws before anything is sent. With `stream_body`, the
    * body is fed through the returned upload handle.
    */
-  request(id: number, key: NativeKey, method: string, path: string, headers: Array<string>, body: Buffer | undefined | null, streamBody: boolean, options: NativeRequestOptions, cancel?: NativeCancel | undefined | null): NativeUpload | null
+  request(id: number, key: NativeKey, method: string, path: string, headers: Array<string>, body: Buffer | undefined | null, streamBody: boolean, headersTimeoutMs: number, bodyTimeoutMs: number, idempotent: boolean, cancel?: NativeCancel | undefined | null): NativeUpload | null
   /** `on_close(id, key, reason)` is called for every closed connection. */
   constructor(options: NativePoolOptions, onClose?: ((arg0: number, arg1: string, arg2: string) => void) | undefined | null)
   get id(): number
@@ -119,7 +119,7 @@ export interface ErrorInfo {
  * Install the completion callback (once per process; the façade calls it
  * when the module loads).
  */
-export declare function initBridge(onComplete: (arg0: number, arg1?: ErrorInfo | undefined | null, arg2?: NativeConnection | Buffer | null | NativeResponse | Array<string> | undefined | null) => void): void
+export declare function initBridge(onComplete: (arg0: number, arg1?: ErrorInfo | undefined | null, arg2?: NativeConnection | Buffer | null | string | undefined | null, arg3?: number | undefined | null, arg4?: string | undefined | null, arg5?: NativeBody | undefined | null) => void): void
 
 /** Limits are `None` for "no limit"; durations in milliseconds. */
 export interface NativePoolOptions {
@@ -137,33 +137,6 @@ export interface NativePoolOptions {
   noDelay: boolean
   keepAliveInitialDelayMs: number
   tls: NativeTlsOptions
-}
-
-/** Per-request options, validated by the façade. */
-export interface NativeRequestOptions {
-  headersTimeoutMs: number
-  bodyTimeoutMs: number
-  idempotent: boolean
-}
-
-/**
- * Everything about a response that is known when its head has arrived,
- * plus the body if it is already complete.
- */
-export interface NativeResponse {
-  status: number
-  statusText: string
-  httpVersion: string
-  /** `[name, value, name, value, ...]`, names lower-cased. */
-  headers: Array<string>
-  reused: boolean
-  /** The body bytes read so far (all of them when `complete`). */
-  body: Buffer
-  complete: boolean
-  /** Trailers of a complete chunked body, flattened like `headers`. */
-  trailers: Array<string>
-  /** The rest of the body, when not `complete`. */
-  stream?: NativeBody
 }
 
 export interface NativeTlsOptions {

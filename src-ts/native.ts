@@ -13,12 +13,11 @@ export const native = binding
 export type NativePool = binding.NativePool
 export type NativeKey = binding.NativeKey
 export type NativeConnection = binding.NativeConnection
-export type NativeResponse = binding.NativeResponse
 export type NativeBody = binding.NativeBody
 export type NativeUpload = binding.NativeUpload
 
 interface Pending {
-  resolve(value: unknown): void
+  resolve(value: unknown, status?: number, head?: string, stream?: NativeBody): void
   reject(error: Error): void
 }
 
@@ -29,13 +28,20 @@ let nextId = 1
 const keepAlive = setInterval(() => {}, 2 ** 31 - 1)
 keepAlive.unref()
 
-function onComplete(id: number, error: NativeErrorInfo | null | undefined, value: unknown): void {
+function onComplete(
+  id: number,
+  error: NativeErrorInfo | null | undefined,
+  value: unknown,
+  status?: number | null,
+  head?: string | null,
+  stream?: NativeBody | null,
+): void {
   const op = pending.get(id)
   if (op === undefined) return
   pending.delete(id)
   if (pending.size === 0) keepAlive.unref()
   if (error) op.reject(fromInfo(error))
-  else op.resolve(value)
+  else op.resolve(value, status ?? undefined, head ?? undefined, stream ?? undefined)
 }
 
 native.initBridge(onComplete)
@@ -55,6 +61,28 @@ export function nextOperationId(): number {
 export function completionOf<T>(id: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     pending.set(id, { resolve: resolve as (v: unknown) => void, reject })
+    if (pending.size === 1) keepAlive.ref()
+  })
+}
+
+/** An HTTP response as the bridge delivers it (see src-rs/node/src/http.rs). */
+export interface ResponseParts {
+  body: Buffer
+  /** Status code; bit 10: HTTP/1.1, bit 11: reused, bit 12: body complete. */
+  statusFlags: number
+  /** Reason phrase, then `name: value` lines; trailers after an empty line. */
+  head: string
+  stream: NativeBody | undefined
+}
+
+/** Like `completionOf`, for an HTTP request: resolves with the response parts. */
+export function responseOf(id: number): Promise<ResponseParts> {
+  return new Promise<ResponseParts>((resolve, reject) => {
+    pending.set(id, {
+      resolve: (body, statusFlags, head, stream) =>
+        resolve({ body: body as Buffer, statusFlags: statusFlags ?? 0, head: head ?? '', stream }),
+      reject,
+    })
     if (pending.size === 1) keepAlive.ref()
   })
 }

@@ -33,12 +33,21 @@ export function flattenHeaders(headers: unknown): string[] {
   return flat
 }
 
-/** Build the headers object from `[name, value, ...]` (names already lower-case). */
-export function toHeaderObject(flat: readonly string[]): IncomingHeaders {
+/**
+ * Build the headers object from `name: value` lines (CRLF-separated, names
+ * already lower-case), from `start` up to an empty line or the end.
+ */
+export function parseHeaderBlock(block: string, start = 0): IncomingHeaders {
   const out: IncomingHeaders = {}
-  for (let i = 0; i + 1 < flat.length; i += 2) {
-    const name = flat[i] as string
-    const value = flat[i + 1] as string
+  let at = start
+  while (at < block.length) {
+    let end = block.indexOf('\r\n', at)
+    if (end < 0) end = block.length
+    if (end === at) break
+    const colon = block.indexOf(': ', at)
+    const name = block.slice(at, colon)
+    const value = block.slice(colon + 2, end)
+    at = end + 2
     const prev = out[name]
     if (prev === undefined) out[name] = value
     else if (Array.isArray(prev)) prev.push(value)

@@ -1,7 +1,7 @@
 /** `request()`: HTTP/1.1 over the pool. */
 import { Readable } from 'node:stream'
 import { abortError, fromNative, invalidArgType, invalidArgValue } from '../errors.js'
-import { completionOf, native, nextOperationId, run, type NativeResponse, type NativeUpload } from '../native.js'
+import { native, nextOperationId, responseOf, run, type NativeUpload } from '../native.js'
 import { checkNumber } from '../options.js'
 import type { Pool } from '../pool.js'
 import { flattenHeaders, type OutgoingHeaders } from './headers.js'
@@ -87,11 +87,10 @@ export function sendRequest(pool: Pool, url: string | URL, options: RequestOptio
   if (options.idempotent !== undefined && typeof options.idempotent !== 'boolean') {
     throw invalidArgType('options.idempotent', 'of type boolean', options.idempotent)
   }
-  const nativeOptions = {
-    headersTimeoutMs: options.headersTimeoutMs === undefined ? DEFAULT_TIMEOUT_MS : checkNumber('options.headersTimeoutMs', options.headersTimeoutMs, 'ms'),
-    bodyTimeoutMs: options.bodyTimeoutMs === undefined ? DEFAULT_TIMEOUT_MS : checkNumber('options.bodyTimeoutMs', options.bodyTimeoutMs, 'ms'),
-    idempotent: options.idempotent ?? false,
-  }
+  const headersTimeoutMs =
+    options.headersTimeoutMs === undefined ? DEFAULT_TIMEOUT_MS : checkNumber('options.headersTimeoutMs', options.headersTimeoutMs, 'ms')
+  const bodyTimeoutMs =
+    options.bodyTimeoutMs === undefined ? DEFAULT_TIMEOUT_MS : checkNumber('options.bodyTimeoutMs', options.bodyTimeoutMs, 'ms')
   const streamed = isStreamBody(body)
   let bytes: Buffer | undefined
   if (body !== undefined && body !== null && !streamed) {
@@ -105,7 +104,10 @@ export function sendRequest(pool: Pool, url: string | URL, options: RequestOptio
   const id = nextOperationId()
   let upload: NativeUpload | null
   try {
-    upload = pool.native.request(id, key, method.toUpperCase(), path, headers, bytes, streamed, nativeOptions, cancel)
+    upload = pool.native.request(
+      id, key, method.toUpperCase(), path, headers, bytes, streamed,
+      headersTimeoutMs, bodyTimeoutMs, options.idempotent ?? false, cancel,
+    )
   } catch (err) {
     throw fromNative(err)
   }
@@ -118,11 +120,11 @@ export function sendRequest(pool: Pool, url: string | URL, options: RequestOptio
       cancel?.cancel()
     })
   }
-  return completionOf<NativeResponse>(id).then(
+  return responseOf(id).then(
     (res) => {
       signal?.removeEventListener('abort', onAbort)
       const response = new Response(res)
-      if (signal !== undefined && res.stream) {
+      if (signal !== undefined && res.stream !== undefined) {
         // The signal still covers the body: abort destroys it (and closes the connection).
         const abortBody = () => response.body.destroy(abortError())
         signal.addEventListener('abort', abortBody, { once: true })

@@ -1,8 +1,8 @@
 /** Responses of `request()`: status, headers and a streaming body. */
 import { Readable } from 'node:stream'
 import { fromNative } from '../errors.js'
-import { run, type NativeBody, type NativeResponse } from '../native.js'
-import { toHeaderObject, type IncomingHeaders } from './headers.js'
+import { run, type NativeBody, type ResponseParts } from '../native.js'
+import { parseHeaderBlock, type IncomingHeaders } from './headers.js'
 
 /**
  * A response body: a Readable of Buffers with helpers to consume it whole.
@@ -16,10 +16,10 @@ import { toHeaderObject, type IncomingHeaders } from './headers.js'
 export class ResponseBody extends Readable {
   #first: Buffer | undefined
   #rest: NativeBody | undefined
-  #onTrailers: (flat: string[]) => void
+  #onTrailers: (block: string) => void
 
   /** @internal */
-  constructor(first: Buffer, rest: NativeBody | undefined, onTrailers: (flat: string[]) => void) {
+  constructor(first: Buffer, rest: NativeBody | undefined, onTrailers: (block: string) => void) {
     super()
     this.#first = first.length > 0 ? first : undefined
     this.#rest = rest
@@ -39,7 +39,7 @@ export class ResponseBody extends Readable {
       this.push(null)
       return
     }
-    run<Buffer | string[]>((id) => rest.read(id)).then(
+    run<Buffer | string>((id) => rest.read(id)).then(
       (value) => {
         if (Buffer.isBuffer(value)) {
           this.push(value)
@@ -102,33 +102,51 @@ export class ResponseBody extends Readable {
 export class Response {
   /** The status code, e.g. 200. */
   readonly statusCode: number
-  /** The reason phrase, e.g. `'OK'`. */
-  readonly statusMessage: string
   /** `'1.1'` or `'1.0'`. */
   readonly httpVersion: string
-  /** Lower-cased names; a repeated header is an array of its values. */
-  readonly headers: IncomingHeaders
   /** Whether the request went over a connection that served an earlier one. */
   readonly reused: boolean
   /** The body (see {@link ResponseBody}). */
   readonly body: ResponseBody
-  #trailers: IncomingHeaders = {}
+  readonly #head: string
+  #headers: IncomingHeaders | undefined
+  #trailers: IncomingHeaders | string
 
   /** @internal */
-  constructor(native: NativeResponse) {
-    this.statusCode = native.status
-    this.statusMessage = native.statusText
-    this.httpVersion = native.httpVersion
-    this.headers = toHeaderObject(native.headers)
-    this.reused = native.reused
-    if (native.complete) this.#trailers = toHeaderObject(native.trailers)
-    this.body = new ResponseBody(native.body, native.stream ?? undefined, (flat) => {
-      this.#trailers = toHeaderObject(flat)
+  constructor(parts: ResponseParts) {
+    const flags = parts.statusFlags
+    this.statusCode = flags & 0x3ff
+    this.httpVersion = flags & 0x400 ? '1.1' : '1.0'
+    this.reused = (flags & 0x800) !== 0
+    this.#head = parts.head
+    this.#trailers = ''
+    if (flags & 0x1000) {
+      const gap = parts.head.indexOf('\r\n\r\n')
+      if (gap >= 0) this.#trailers = parts.head.slice(gap + 4)
+    }
+    this.body = new ResponseBody(parts.body, parts.stream, (block) => {
+      this.#trailers = block
     })
+  }
+
+  /** The reason phrase, e.g. `'OK'`. */
+  get statusMessage(): string {
+    const end = this.#head.indexOf('\r\n')
+    return end < 0 ? this.#head : this.#head.slice(0, end)
+  }
+
+  /** Lower-cased names; a repeated header is an array of its values. */
+  get headers(): IncomingHeaders {
+    if (this.#headers === undefined) {
+      const end = this.#head.indexOf('\r\n')
+      this.#headers = end < 0 ? {} : parseHeaderBlock(this.#head, end + 2)
+    }
+    return this.#headers
   }
 
   /** Trailers of a chunked body; filled in once the body has been read. */
   get trailers(): IncomingHeaders {
+    if (typeof this.#trailers === 'string') this.#trailers = parseHeaderBlock(this.#trailers)
     return this.#trailers
   }
 }

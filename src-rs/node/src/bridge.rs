@@ -2,8 +2,10 @@
 //!
 //! One threadsafe function, created once, replaces a Promise-plus-
 //! threadsafe-function per call: an operation is started with an id, and its
-//! outcome arrives as `onComplete(id, error, value)`. Node drains everything
-//! queued in one wake-up, so completions batch for free under load.
+//! outcome arrives as `onComplete(id, error, value, status, head, stream)`
+//! (the last three only for HTTP responses: positional values are far
+//! cheaper to create than an object). Node drains everything queued in one
+//! wake-up, so completions batch for free under load.
 //!
 //! The function never holds the event loop open by itself (it is weak): the
 //! façade keeps the loop referenced exactly while operations are pending, so
@@ -11,43 +13,45 @@
 
 use std::sync::OnceLock;
 
-use napi::bindgen_prelude::{Buffer, Either5, FnArgs, Function, Null};
+use napi::bindgen_prelude::{Buffer, Either4, FnArgs, Function, Null};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
 
 use crate::connection::NativeConnection;
 use crate::errors::ErrorInfo;
-use crate::http::NativeResponse;
+use crate::http::{NativeBody, ResponseHandoff};
 
 /// What a finished operation yields.
 pub(crate) enum Value {
     Connection(NativeConnection),
     Bytes(Option<Vec<u8>>),
     Done,
-    Response(NativeResponse),
-    /// The end of a body, with its trailers (flattened name/value pairs).
-    Trailers(Vec<String>),
+    Response(ResponseHandoff),
+    /// The end of a body, with its trailers as a header block.
+    Trailers(String),
 }
 
-type Payload = Either5<NativeConnection, Buffer, Null, NativeResponse, Vec<String>>;
-type Args = FnArgs<(u32, Option<ErrorInfo>, Option<Payload>)>;
+type Payload = Either4<NativeConnection, Buffer, Null, String>;
+type Args = FnArgs<(u32, Option<ErrorInfo>, Option<Payload>, Option<u32>, Option<String>, Option<NativeBody>)>;
 type CompletionFn =
     ThreadsafeFunction<(u32, Result<Value, ErrorInfo>), (), Args, Status, false, true>;
 
 static BRIDGE: OnceLock<CompletionFn> = OnceLock::new();
 
 fn to_args((id, outcome): (u32, Result<Value, ErrorInfo>)) -> Args {
-    let args = match outcome {
-        Err(e) => (id, Some(e), None),
-        Ok(Value::Connection(c)) => (id, None, Some(Either5::A(c))),
-        Ok(Value::Bytes(Some(b))) => (id, None, Some(Either5::B(b.into()))),
-        Ok(Value::Bytes(None)) => (id, None, Some(Either5::C(Null))),
-        Ok(Value::Done) => (id, None, None),
-        Ok(Value::Response(r)) => (id, None, Some(Either5::D(r))),
-        Ok(Value::Trailers(t)) => (id, None, Some(Either5::E(t))),
+    let value = match outcome {
+        Err(e) => return (id, Some(e), None, None, None, None).into(),
+        Ok(Value::Response(r)) => {
+            return (id, None, Some(Either4::B(r.body.into())), Some(r.status_flags), Some(r.head), r.stream).into()
+        }
+        Ok(Value::Connection(c)) => Some(Either4::A(c)),
+        Ok(Value::Bytes(Some(b))) => Some(Either4::B(b.into())),
+        Ok(Value::Bytes(None)) => Some(Either4::C(Null)),
+        Ok(Value::Done) => None,
+        Ok(Value::Trailers(t)) => Some(Either4::D(t)),
     };
-    args.into()
+    (id, None, value, None, None, None).into()
 }
 
 /// Install the completion callback (once per process; the façade calls it
@@ -60,7 +64,10 @@ pub fn init_bridge(
         FnArgs<(
             u32,
             Option<ErrorInfo>,
-            Option<Either5<NativeConnection, Buffer, Null, NativeResponse, Vec<String>>>,
+            Option<Either4<NativeConnection, Buffer, Null, String>>,
+            Option<u32>,
+            Option<String>,
+            Option<NativeBody>,
         )>,
         (),
     >,

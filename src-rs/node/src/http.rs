@@ -14,38 +14,26 @@ use crate::bridge::Value;
 use crate::errors::throw;
 use crate::pool::{start, NativeCancel, NativeKey, NativePool};
 
-/// Per-request options, validated by the façade.
-#[napi(object)]
-pub struct NativeRequestOptions {
-    pub headers_timeout_ms: f64,
-    pub body_timeout_ms: f64,
-    pub idempotent: bool,
+/// A response handed to JavaScript in one crossing.
+pub(crate) struct ResponseHandoff {
+    /// Status code, plus bit 10: HTTP/1.1, bit 11: reused, bit 12: body complete.
+    pub(crate) status_flags: u32,
+    /// Reason phrase, then `name: value` lines (CRLF-separated); for a
+    /// complete chunked body, an empty line and the trailers follow.
+    pub(crate) head: String,
+    /// The body read so far (all of it when complete).
+    pub(crate) body: Vec<u8>,
+    pub(crate) stream: Option<NativeBody>,
 }
 
-/// Everything about a response that is known when its head has arrived,
-/// plus the body if it is already complete.
-#[napi(object, object_from_js = false)]
-pub struct NativeResponse {
-    pub status: u32,
-    pub status_text: String,
-    pub http_version: String,
-    /// `[name, value, name, value, ...]`, names lower-cased.
-    pub headers: Vec<String>,
-    pub reused: bool,
-    /// The body bytes read so far (all of them when `complete`).
-    pub body: Buffer,
-    pub complete: bool,
-    /// Trailers of a complete chunked body, flattened like `headers`.
-    pub trailers: Vec<String>,
-    /// The rest of the body, when not `complete`.
-    pub stream: Option<NativeBody>,
-}
-
-fn flatten(pairs: &[(String, String)]) -> Vec<String> {
-    pairs
-        .iter()
-        .flat_map(|(n, v)| [n.clone(), v.clone()])
-        .collect()
+/// `name: value\r\n` lines; names are lower-case tokens, values had no CR/LF.
+fn header_block(out: &mut String, pairs: &[(String, String)]) {
+    for (name, value) in pairs {
+        out.push_str(name);
+        out.push_str(": ");
+        out.push_str(value);
+        out.push_str("\r\n");
+    }
 }
 
 /// The remainder of a response body, read on demand.
@@ -77,7 +65,11 @@ impl NativeBody {
                 chunk = b.next_chunk() => chunk?,
             };
             match chunk {
-                None => Ok(Value::Trailers(flatten(b.trailers()))),
+                None => {
+                    let mut block = String::new();
+                    header_block(&mut block, b.trailers());
+                    Ok(Value::Trailers(block))
+                }
                 Some(bytes) => Ok(Value::Bytes(Some(bytes))),
             }
         })
@@ -146,7 +138,9 @@ impl NativePool {
         headers: Vec<String>,
         body: Option<Buffer>,
         stream_body: bool,
-        options: NativeRequestOptions,
+        headers_timeout_ms: f64,
+        body_timeout_ms: f64,
+        idempotent: bool,
         cancel: Option<&NativeCancel>,
     ) -> napi::Result<Option<NativeUpload>> {
         let mut pairs = Vec::with_capacity(headers.len() / 2);
@@ -168,27 +162,34 @@ impl NativePool {
         };
         head.check_length(&body).map_err(throw)?;
         let opts = RequestOptions {
-            headers_timeout: ms(options.headers_timeout_ms),
-            body_timeout: ms(options.body_timeout_ms),
-            idempotent: options.idempotent,
+            headers_timeout: ms(headers_timeout_ms),
+            body_timeout: ms(body_timeout_ms),
+            idempotent,
             cancel: cancel.map(|c| c.cancel.clone()),
         };
         let pool = self.pool.clone();
         let key = key.key.clone();
         start(id, async move {
             let mut response = http1::send(&pool, &key, head, body, &opts).await?;
-            let first = response.body.next_chunk_ready();
+            let body = response.body.next_chunk_ready();
             let complete = response.body.is_complete();
             let h = &response.head;
-            Ok(Value::Response(NativeResponse {
-                status: h.status as u32,
-                status_text: h.reason.clone(),
-                http_version: format!("1.{}", h.version),
-                headers: flatten(&h.headers),
-                reused: response.reused,
-                body: first.into(),
-                complete,
-                trailers: flatten(response.body.trailers()),
+            let mut block = String::with_capacity(64 + h.headers.len() * 32);
+            block.push_str(&h.reason);
+            block.push_str("\r\n");
+            header_block(&mut block, &h.headers);
+            if complete && !response.body.trailers().is_empty() {
+                block.push_str("\r\n");
+                header_block(&mut block, response.body.trailers());
+            }
+            let flags = u32::from(h.status)
+                | (u32::from(h.version == 1) << 10)
+                | (u32::from(response.reused) << 11)
+                | (u32::from(complete) << 12);
+            Ok(Value::Response(ResponseHandoff {
+                status_flags: flags,
+                head: block,
+                body,
                 stream: (!complete).then(|| NativeBody {
                     body: Arc::new(Mutex::new(Some(response.body))),
                     stop: Arc::new(Cancel::new()),

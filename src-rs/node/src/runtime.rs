@@ -10,14 +10,15 @@ use tokio::runtime::{Builder, Handle};
 
 static HANDLE: OnceLock<Handle> = OnceLock::new();
 
-/// Worker threads: `PCONN_THREADS`, else one per core up to two. The work
-/// per request is a few syscalls; more threads than cores only adds wake-ups.
+/// Worker threads: `PCONN_THREADS`, else one. The work per request is a few
+/// syscalls; the Node thread already takes a core, and a second worker on a
+/// small machine mostly adds cross-thread wake-ups (measured: BENCHMARKS.md).
 fn worker_threads() -> usize {
     std::env::var("PCONN_THREADS")
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|n| *n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(2)))
+        .unwrap_or(1)
 }
 
 /// Build the runtime and hand it to napi-rs, keeping a handle for spawning.
