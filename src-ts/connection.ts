@@ -10,12 +10,8 @@ export interface Loan {
   readonly stopLeakWatch: (() => void) | undefined
 }
 
-const loans = new WeakMap<Connection, Loan>()
-
-/** The loan behind a connection (for the pool that made it). */
-export function loanOf(conn: Connection): Loan | undefined {
-  return loans.get(conn)
-}
+/** The loan behind a connection, or undefined for anything else (for the pool). */
+export let loanOf: (conn: unknown) => Loan | undefined
 
 /**
  * One checkout of a pooled TCP or TLS connection. Give it back with
@@ -23,38 +19,56 @@ export function loanOf(conn: Connection): Loan | undefined {
  * method fails with `PCONN_ALREADY_RELEASED`.
  */
 export class Connection {
-  /** Unique id of the underlying connection (stable across reuses). */
-  readonly id: number
-  /** The pool key, e.g. `'https://example.com:443'`. */
-  readonly key: string
-  /** Whether this connection served an earlier checkout. */
-  readonly reused: boolean
-  /** How many checkouts this connection has served, this one included. */
-  readonly uses: number
-  /** The peer's IP address. */
-  readonly remoteAddress: string
-  readonly remotePort: number
-  /** The ALPN protocol the TLS server chose, if any. */
-  readonly alpnProtocol: string | null
+  readonly #native: NativeConnection
+  readonly #poolId: number
+  readonly #stopLeakWatch: (() => void) | undefined
   readonly #release: (conn: Connection, keepAliveOk: boolean) => void
+
+  static {
+    loanOf = (conn) =>
+      typeof conn === 'object' && conn !== null && #native in conn
+        ? { native: conn.#native, poolId: conn.#poolId, stopLeakWatch: conn.#stopLeakWatch }
+        : undefined
+  }
 
   /** @internal Connections are made by `Pool.acquire`. */
   constructor(loan: Loan, release: (conn: Connection, keepAliveOk: boolean) => void) {
-    const n = loan.native
-    this.id = n.id
-    this.key = n.key
-    this.reused = n.reused
-    this.uses = n.uses
-    this.remoteAddress = n.remoteAddress
-    this.remotePort = n.remotePort
-    this.alpnProtocol = n.alpnProtocol ?? null
+    this.#native = loan.native
+    this.#poolId = loan.poolId
+    this.#stopLeakWatch = loan.stopLeakWatch
     this.#release = release
-    loans.set(this, loan)
   }
 
+  /** Unique id of the underlying connection (stable across reuses). */
+  get id(): number {
+    return this.#native.id
+  }
+  /** The pool key, e.g. `'https://example.com:443'`. */
+  get key(): string {
+    return this.#native.key
+  }
+  /** Whether this connection served an earlier checkout. */
+  get reused(): boolean {
+    return this.#native.reused
+  }
+  /** How many checkouts this connection has served, this one included. */
+  get uses(): number {
+    return this.#native.uses
+  }
+  /** The peer's IP address. */
+  get remoteAddress(): string {
+    return this.#native.remoteAddress
+  }
+  get remotePort(): number {
+    return this.#native.remotePort
+  }
+  /** The ALPN protocol the TLS server chose, if any. */
+  get alpnProtocol(): string | null {
+    return this.#native.alpnProtocol ?? null
+  }
   /** Whether this checkout was released. */
   get released(): boolean {
-    return loans.get(this)?.native.released ?? true
+    return this.#native.released
   }
 
   /** Write `data` (strings as UTF-8); resolves once it is flushed to the socket. */
@@ -62,14 +76,14 @@ export class Connection {
     if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
       throw invalidArgType('data', 'a string, Buffer or Uint8Array', data)
     }
-    const conn = this.#native()
+    const conn = this.#native
     const bytes = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength)
     return run<void>((id) => conn.write(id, bytes))
   }
 
   /** The next chunk received, or `null` once the peer closed its side. */
   read(): Promise<Buffer | null> {
-    const conn = this.#native()
+    const conn = this.#native
     return run<Buffer | null>((id) => conn.read(id))
   }
 
@@ -77,11 +91,4 @@ export class Connection {
   release(keepAliveOk = true): void {
     this.#release(this, keepAliveOk)
   }
-
-  #native(): NativeConnection {
-    const loan = loans.get(this)
-    if (loan === undefined) throw new TypeError('not a pconn connection')
-    return loan.native
-  }
 }
-

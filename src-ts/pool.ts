@@ -37,6 +37,7 @@ export class Pool {
   readonly native: NativePool
   readonly #keys: KeyResolver
   readonly #poolId: number
+  readonly #releaseFn = (conn: Connection, keepAliveOk: boolean): void => this.release(conn, keepAliveOk)
   #shutdown: Promise<void> | undefined
 
   constructor(options?: PoolOptions) {
@@ -116,11 +117,11 @@ export class Pool {
       poolId: this.#poolId,
       stopLeakWatch: limit > 0 ? watchLoan(conn.id, conn.key, limit, site ?? acquireSite(this.#lend)) : undefined,
     }
-    const channel = conn.reused ? reuseChannel : connectChannel
-    if (channel.hasSubscribers) {
+    if (connectChannel.hasSubscribers || reuseChannel.hasSubscribers) {
+      const channel = conn.reused ? reuseChannel : connectChannel
       channel.publish({ id: conn.id, key: conn.key, uses: conn.uses, remoteAddress: conn.remoteAddress, remotePort: conn.remotePort })
     }
-    return new Connection(loan, (c, ok) => this.release(c, ok))
+    return new Connection(loan, this.#releaseFn)
   }
 
   /**
@@ -130,7 +131,7 @@ export class Pool {
    * `ERR_INVALID_ARG_VALUE`. Neither changes any state.
    */
   release(conn: Connection, keepAliveOk = true): void {
-    const loan = conn instanceof Connection ? loanOf(conn) : undefined
+    const loan = loanOf(conn)
     if (loan === undefined) throw invalidArgType('conn', 'a Connection from Pool.acquire', conn)
     if (typeof keepAliveOk !== 'boolean') throw invalidArgType('keepAliveOk', 'of type boolean', keepAliveOk)
     if (loan.poolId !== this.#poolId) {

@@ -78,7 +78,7 @@ export function sendRequest(pool: Pool, url: string | URL, options: RequestOptio
   if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options)
   const { origin, path } = splitUrl(url)
   const key = pool.resolveKey(origin)
-  if (!/^https?:/i.test(origin)) throw invalidArgValue('url', 'must use http: or https: (use acquire() for tcp and tls)', origin)
+  if (!key.display.startsWith('http')) throw invalidArgValue('url', 'must use http: or https: (use acquire() for tcp and tls)', origin)
   const method = options.method ?? 'GET'
   if (typeof method !== 'string') throw invalidArgType('options.method', 'of type string', method)
   const headers = flattenHeaders(options.headers)

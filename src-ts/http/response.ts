@@ -62,11 +62,10 @@ export class ResponseBody extends Readable {
   /** The whole body as a Buffer. */
   async bytes(): Promise<Buffer> {
     if (this.#rest === undefined && !this.readableDidRead) {
-      // Complete already: no stream machinery needed.
+      // Complete already: hand the buffer over without stream machinery;
+      // a later read of the stream sees its end at once.
       const first = this.#first ?? Buffer.alloc(0)
       this.#first = undefined
-      this.push(null)
-      this.resume()
       return first
     }
     const chunks: Buffer[] = []

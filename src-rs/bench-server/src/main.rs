@@ -43,7 +43,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, responses: Arc<Resp
         let mut start = 0;
         while let Some(end) = find_head_end(&buf[start..filled]) {
             let head = &buf[start..start + end];
-            let reply = if head.starts_with(b"GET /64k") { &responses.large } else { &responses.small };
+            let reply = if head.starts_with(b"GET /64k") {
+                &responses.large
+            } else {
+                &responses.small
+            };
             if io.write_all(reply).await.is_err() {
                 return;
             }
@@ -58,16 +62,22 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, responses: Arc<Resp
 }
 
 fn find_head_end(data: &[u8]) -> Option<usize> {
-    data.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+    data.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
 }
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn tls_acceptor() -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
-    let (Some(cert), Some(key)) = (arg("--cert"), arg("--key")) else { return Ok(None) };
+    let (Some(cert), Some(key)) = (arg("--cert"), arg("--key")) else {
+        return Ok(None);
+    };
     let chain = CertificateDer::pem_file_iter(&cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("--cert {cert}: {e}"))?;
@@ -82,7 +92,10 @@ fn tls_acceptor() -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
 
 fn main() {
     let threads = arg("--threads").and_then(|t| t.parse().ok()).unwrap_or(1);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build();
     let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
@@ -98,9 +111,14 @@ fn main() {
 
 async fn run() -> Result<(), String> {
     let acceptor = tls_acceptor()?;
-    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let responses = Arc::new(Responses { small: response(b"hello world"), large: response(&vec![b'x'; 64 * 1024]) });
+    let responses = Arc::new(Responses {
+        small: response(b"hello world"),
+        large: response(&vec![b'x'; 64 * 1024]),
+    });
     println!("listening {port}");
     loop {
         let (socket, _) = listener.accept().await.map_err(|e| e.to_string())?;

@@ -9,6 +9,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::read_buffer::ReadBuffer;
 use tokio_rustls::client::TlsStream;
 
 use crate::key::Key;
@@ -94,7 +96,7 @@ pub struct Connection {
     pub(crate) stream: Stream,
     pub(crate) socket: Arc<Socket>,
     /// Bytes read from the stream that the current user has not consumed.
-    pub(crate) buffered: Vec<u8>,
+    pub(crate) buffered: ReadBuffer,
     /// When `maxLifetimeMs` (with its jitter) retires this connection.
     pub(crate) retire_at: Option<Instant>,
     pub(crate) uses: u64,
@@ -104,6 +106,9 @@ pub struct Connection {
     pub(crate) idle_timeout_hint: Option<Duration>,
     /// Set when an I/O error or EOF made the stream unusable.
     pub(crate) broken: bool,
+    /// Whether anything was read or written since the checkout (release
+    /// only peeks at the socket for unread bytes when it was).
+    pub(crate) used_since_checkout: bool,
 }
 
 impl Connection {
@@ -138,6 +143,7 @@ impl Connection {
 
     /// Write all of `data` and flush it to the socket.
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.used_since_checkout = true;
         let result = async {
             self.stream.write_all(data).await?;
             self.stream.flush().await
@@ -151,32 +157,20 @@ impl Connection {
 
     /// The next chunk of bytes, or `None` at EOF.
     pub async fn read_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
-        if !self.buffered.is_empty() {
-            return Ok(Some(std::mem::take(&mut self.buffered)));
+        if self.buffered.is_empty() && self.fill_buffer(READ_CHUNK).await? == 0 {
+            return Ok(None);
         }
-        let mut chunk = Vec::with_capacity(READ_CHUNK);
-        match self.stream.read_buf(&mut chunk).await {
-            Ok(0) => {
-                self.broken = true;
-                Ok(None)
-            }
-            Ok(_) => Ok(Some(chunk)),
-            Err(e) => {
-                self.broken = true;
-                Err(e)
-            }
-        }
+        Ok(Some(self.buffered.take_all()))
     }
 
     /// Read up to `want` more bytes into `self.buffered`; returns how many
-    /// (0 = EOF).
+    /// (0 = EOF, after which the connection is marked broken).
     pub(crate) async fn fill_buffer(&mut self, want: usize) -> io::Result<usize> {
-        if self.buffered.capacity() - self.buffered.len() < want / 4 {
-            self.buffered.reserve(want);
-        }
-        let result = self.stream.read_buf(&mut self.buffered).await;
-        if matches!(result, Ok(0) | Err(_)) {
-            self.broken = true;
+        self.used_since_checkout = true;
+        let result = self.stream.read(self.buffered.spare(want)).await;
+        match result {
+            Ok(0) | Err(_) => self.broken = true,
+            Ok(n) => self.buffered.commit(n),
         }
         result
     }

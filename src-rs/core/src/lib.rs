@@ -27,6 +27,7 @@ pub mod error;
 pub mod http1;
 pub mod key;
 pub mod pool;
+mod read_buffer;
 mod socket;
 
 pub use config::{PoolConfig, Scheduling, TlsOptions};

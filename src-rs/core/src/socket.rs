@@ -39,7 +39,10 @@ pub(crate) struct Socket {
     pub(crate) tcp: TcpStream,
     parked: AtomicBool,
     closed: AtomicBool,
-    /// Wakes the watcher when `parked` or `closed` changes.
+    /// Set by the watcher while it waits for the connection to be parked
+    /// again; only then does parking need to wake it.
+    watcher_waiting: AtomicBool,
+    /// Wakes the watcher (see `watcher_waiting`).
     pub(crate) changed: Notify,
     counter: Arc<SocketCounter>,
 }
@@ -51,6 +54,7 @@ impl Socket {
             tcp,
             parked: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            watcher_waiting: AtomicBool::new(false),
             changed: Notify::new(),
             counter,
         })
@@ -62,9 +66,19 @@ impl Socket {
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
+    /// Parking wakes the watcher only if it is waiting for that; taking a
+    /// connection out never does (the watcher notices on its own when the
+    /// socket next becomes readable). So a hot connection costs no wake-ups.
     pub(crate) fn set_parked(&self, parked: bool) {
         self.parked.store(parked, Ordering::Release);
-        self.changed.notify_one();
+        if parked && self.watcher_waiting.load(Ordering::Acquire) {
+            self.changed.notify_one();
+        }
+    }
+
+    /// The watcher announces it waits for the next park (or close).
+    pub(crate) fn set_watcher_waiting(&self, waiting: bool) {
+        self.watcher_waiting.store(waiting, Ordering::Release);
     }
     /// Send FIN now; the descriptor itself closes when the last owner drops.
     pub(crate) fn close(&self) {

@@ -33,7 +33,14 @@ pub(crate) enum Value {
 }
 
 type Payload = Either4<NativeConnection, Buffer, Null, String>;
-type Args = FnArgs<(u32, Option<ErrorInfo>, Option<Payload>, Option<u32>, Option<String>, Option<NativeBody>)>;
+type Args = FnArgs<(
+    u32,
+    Option<ErrorInfo>,
+    Option<Payload>,
+    Option<u32>,
+    Option<String>,
+    Option<NativeBody>,
+)>;
 type CompletionFn =
     ThreadsafeFunction<(u32, Result<Value, ErrorInfo>), (), Args, Status, false, true>;
 
@@ -43,7 +50,15 @@ fn to_args((id, outcome): (u32, Result<Value, ErrorInfo>)) -> Args {
     let value = match outcome {
         Err(e) => return (id, Some(e), None, None, None, None).into(),
         Ok(Value::Response(r)) => {
-            return (id, None, Some(Either4::B(r.body.into())), Some(r.status_flags), Some(r.head), r.stream).into()
+            return (
+                id,
+                None,
+                Some(Either4::B(r.body.into())),
+                Some(r.status_flags),
+                Some(r.head),
+                r.stream,
+            )
+                .into()
         }
         Ok(Value::Connection(c)) => Some(Either4::A(c)),
         Ok(Value::Bytes(Some(b))) => Some(Either4::B(b.into())),

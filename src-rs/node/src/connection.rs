@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
-use pconn_core::{Error, Pooled};
+use std::net::SocketAddr;
+
+use pconn_core::{Error, Key, Pooled};
 use tokio::sync::Mutex;
 
 use crate::bridge::Value;
@@ -18,12 +20,11 @@ use crate::pool::start;
 pub struct NativeConnection {
     slot: Arc<Slot>,
     id: f64,
-    key: String,
+    key: Key,
     reused: bool,
     uses: f64,
-    remote_address: String,
-    remote_port: u32,
-    alpn: Option<String>,
+    remote: SocketAddr,
+    alpn: Option<Vec<u8>>,
     pool_id: u64,
 }
 
@@ -33,32 +34,21 @@ struct Slot {
 }
 
 impl NativeConnection {
-    pub(crate) fn new(pooled: Pooled) -> NativeConnection {
-        let (id, key, uses, remote, alpn) = match pooled.connection_ref() {
-            Ok(c) => (
-                c.id() as f64,
-                c.key().to_string(),
-                c.uses() as f64,
-                c.remote_addr(),
-                c.alpn_protocol()
-                    .map(|p| String::from_utf8_lossy(p).into_owned()),
-            ),
-            Err(_) => unreachable!("a fresh loan always holds its connection"),
-        };
-        NativeConnection {
-            id,
-            key,
+    pub(crate) fn new(pooled: Pooled) -> pconn_core::Result<NativeConnection> {
+        let conn = pooled.connection_ref()?;
+        Ok(NativeConnection {
+            id: conn.id() as f64,
+            key: conn.key().clone(),
             reused: pooled.reused(),
-            uses,
-            remote_address: remote.ip().to_string(),
-            remote_port: remote.port() as u32,
-            alpn,
+            uses: conn.uses() as f64,
+            remote: conn.remote_addr(),
+            alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
             pool_id: pooled.pool_id(),
             slot: Arc::new(Slot {
                 pooled: Mutex::new(Some(pooled)),
                 released: AtomicBool::new(false),
             }),
-        }
+        })
     }
 
     pub(crate) fn release_to(&self, pool_id: u64, keep_alive_ok: bool) -> pconn_core::Result<()> {
@@ -111,7 +101,7 @@ impl NativeConnection {
     }
     #[napi(getter)]
     pub fn key(&self) -> String {
-        self.key.clone()
+        self.key.to_string()
     }
     #[napi(getter)]
     pub fn reused(&self) -> bool {
@@ -123,15 +113,17 @@ impl NativeConnection {
     }
     #[napi(getter)]
     pub fn remote_address(&self) -> String {
-        self.remote_address.clone()
+        self.remote.ip().to_string()
     }
     #[napi(getter)]
     pub fn remote_port(&self) -> u32 {
-        self.remote_port
+        u32::from(self.remote.port())
     }
     #[napi(getter)]
     pub fn alpn_protocol(&self) -> Option<String> {
-        self.alpn.clone()
+        self.alpn
+            .as_deref()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
     }
     #[napi(getter)]
     pub fn released(&self) -> bool {

@@ -163,12 +163,14 @@ impl NativePool {
             fresh: false,
         };
         let pending = match self.pool.begin_acquire(&key.key, &opts).map_err(throw)? {
-            Acquiring::Ready(pooled) => return Ok(Some(NativeConnection::new(pooled))),
+            Acquiring::Ready(pooled) => {
+                return NativeConnection::new(pooled).map(Some).map_err(throw)
+            }
             Acquiring::Pending(pending) => pending,
         };
         start(id, async move {
             let pooled = pending.finish(&opts).await?;
-            Ok(Value::Connection(NativeConnection::new(pooled)))
+            Ok(Value::Connection(NativeConnection::new(pooled)?))
         })?;
         Ok(None)
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::http1::body::BodyDecoder;
 use crate::http1::request::{is_idempotent_method, RequestBody, RequestHead};
-use crate::http1::response::{parse_head, Framing, ResponseHead, MAX_HEAD_BYTES};
+use crate::http1::response::{parse_head, Framing, ResponseHead};
 use crate::key::Key;
 use crate::pool::{AcquireOptions, Cancel, Pool, Pooled};
 
@@ -18,6 +18,10 @@ pub const EAGER_BODY_LIMIT: u64 = 64 * 1024;
 
 /// Bytes asked of the socket per read while streaming a body.
 const BODY_READ_SIZE: usize = 64 * 1024;
+
+/// Bytes asked of the socket per read while waiting for a head; the buffer
+/// grows by this much while a head is incomplete, up to the 16 KiB limit.
+const HEAD_READ_SIZE: usize = 4 * 1024;
 
 /// Safety margin under a server's `Keep-Alive: timeout` (node:http uses 1 s).
 const KEEP_ALIVE_MARGIN: Duration = Duration::from_secs(1);
@@ -212,7 +216,7 @@ async fn attempt(
         }
     }
     loop {
-        match parse_head(&conn.buffered) {
+        match parse_head(conn.buffered.filled()) {
             Err(error) => {
                 return Err(Failure {
                     error,
@@ -220,7 +224,7 @@ async fn attempt(
                 })
             }
             Ok(Some((head, used))) => {
-                conn.buffered.drain(..used);
+                conn.buffered.consume(used);
                 if head.is_interim() {
                     continue;
                 }
@@ -240,7 +244,7 @@ async fn attempt(
             }
             Ok(None) => {
                 let answered = !conn.buffered.is_empty();
-                match conn.fill_buffer(MAX_HEAD_BYTES).await {
+                match conn.fill_buffer(HEAD_READ_SIZE).await {
                     Ok(0) => {
                         let error = Error::SocketClosed(
                             "the server closed the connection before a complete response head"
@@ -322,7 +326,9 @@ impl BodyStream {
                 .pooled
                 .connection()
                 .is_ok_and(|c| c.buffered.is_empty() && !c.is_broken());
-        self.pooled.release(clean);
+        // The exchange just read up to the end of the framing: no need to
+        // peek at the socket again before parking.
+        self.pooled.release_after_exchange(clean);
     }
 }
 
@@ -391,8 +397,8 @@ impl ResponseBody {
         loop {
             let conn = stream.pooled.connection()?;
             if !conn.buffered.is_empty() {
-                let used = stream.decoder.decode(&conn.buffered, &mut out)?;
-                conn.buffered.drain(..used);
+                let used = stream.decoder.decode(conn.buffered.filled(), &mut out)?;
+                conn.buffered.consume(used);
             }
             if stream.decoder.is_done() {
                 self.trailers = stream.decoder.trailers().to_vec();

@@ -34,6 +34,7 @@ use crate::connection::{Connection, Liveness};
 use crate::connector::Connector;
 use crate::error::{Error, Result};
 use crate::key::Key;
+use crate::read_buffer::ReadBuffer;
 use crate::socket::SocketCounter;
 use cancel::or_cancelled;
 use idle_list::{Idle, IdleList};
@@ -442,6 +443,7 @@ impl PoolInner {
             host.active += 1;
             host.counters.reused += 1;
             conn.uses += 1;
+            conn.used_since_checkout = false;
             conn.socket.set_parked(false);
         }
         let dead = doomed.len() - before;
@@ -539,13 +541,14 @@ impl PoolInner {
             key: slot.key.clone(),
             stream: opened.stream,
             socket: opened.socket,
-            buffered: Vec::new(),
+            buffered: ReadBuffer::default(),
             retire_at: self.retire_time(now),
             uses: 1,
             remote_addr: opened.remote_addr,
             alpn: opened.alpn,
             idle_timeout_hint: None,
             broken: false,
+            used_since_checkout: false,
         };
         self.runtime.spawn(tasks::watch_idle(
             conn.socket.clone(),
@@ -612,7 +615,12 @@ impl PoolInner {
     }
 
     /// Release: close, hand to a waiter, or park (the seed's rules).
-    pub(crate) fn put_back(self: &Arc<Self>, mut conn: Connection, keep_alive_ok: bool) {
+    pub(crate) fn put_back(
+        self: &Arc<Self>,
+        mut conn: Connection,
+        keep_alive_ok: bool,
+        probe: bool,
+    ) {
         let now = Instant::now();
         let max_uses = self.config.max_uses;
         let mut verdict = if !keep_alive_ok || conn.broken {
@@ -621,6 +629,11 @@ impl PoolInner {
             || conn.retire_at.is_some_and(|t| t <= now)
         {
             Some(CloseReason::Lifetime)
+        } else if !probe || !conn.used_since_checkout {
+            // Untouched since the checkout probe: nothing the user left
+            // unread (bytes that arrive unasked are caught by the watcher or
+            // the next checkout).
+            None
         } else {
             match conn.probe() {
                 Liveness::Alive => None,
@@ -669,7 +682,8 @@ impl PoolInner {
         self.bury(doomed);
     }
 
-    fn park(&self, conn: Connection, now: Instant) -> Idle {
+    fn park(&self, mut conn: Connection, now: Instant) -> Idle {
+        conn.buffered.release_memory();
         let idle_for = conn
             .idle_timeout_hint
             .map_or(self.config.idle_timeout, |h| {
@@ -697,6 +711,7 @@ impl PoolInner {
     ) -> Option<Connection> {
         let host = st.hosts.get_mut(&conn.key)?;
         let mut popped = 0;
+        conn.used_since_checkout = false;
         while let Some(waiter) = host.waiters.pop_front() {
             popped += 1;
             conn.uses += 1;

@@ -66,7 +66,16 @@ impl Pooled {
     /// (see the release rules in DESIGN.md).
     pub fn release(mut self, keep_alive_ok: bool) {
         if let Some(conn) = self.conn.take() {
-            self.pool.put_back(conn, keep_alive_ok);
+            self.pool.put_back(conn, keep_alive_ok, true);
+        }
+    }
+
+    /// Release after a protocol exchange that read exactly up to the end of
+    /// its message: skips the peek at the socket (the next checkout still
+    /// checks liveness).
+    pub(crate) fn release_after_exchange(mut self, keep_alive_ok: bool) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.put_back(conn, keep_alive_ok, false);
         }
     }
 }
@@ -83,7 +92,7 @@ impl std::fmt::Debug for Pooled {
 impl Drop for Pooled {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.pool.put_back(conn, self.in_transit);
+            self.pool.put_back(conn, self.in_transit, true);
         }
     }
 }

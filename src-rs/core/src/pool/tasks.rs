@@ -35,34 +35,42 @@ pub(crate) async fn reap(pool: Weak<PoolInner>, wake: Arc<Notify>) {
 /// Watches one connection for its whole life. While it is parked, any
 /// readiness (FIN, RST, stray bytes, TLS records) triggers a check, so a
 /// server that closes an idle connection has it dropped at once, not at the
-/// next acquire.
+/// next acquire. While it is in use, the watcher sleeps until it is parked
+/// again; taking a parked connection out does not wake it.
 pub(crate) async fn watch_idle(socket: Arc<Socket>, pool: Weak<PoolInner>, key: Key, id: u64) {
     loop {
-        // Wait until parked (or closed).
-        loop {
-            let changed = socket.changed.notified();
-            if socket.is_closed() {
-                return;
-            }
-            if socket.is_parked() {
-                break;
-            }
-            changed.await;
+        if socket.is_closed() {
+            return;
         }
-        tokio::select! {
-            ready = socket.tcp.readable() => {
-                if ready.is_err() || !socket.is_parked() {
-                    continue;
+        if !socket.is_parked() {
+            // In use: wait for the next park (or the close).
+            socket.set_watcher_waiting(true);
+            loop {
+                let changed = socket.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                if socket.is_closed() || socket.is_parked() {
+                    break;
                 }
-                match socket.peek_clearing_readiness() {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    _ => match pool.upgrade() {
-                        Some(inner) => inner.check_idle(&key, id),
-                        None => return,
-                    },
-                }
+                changed.await;
             }
-            _ = socket.changed.notified() => {}
+            socket.set_watcher_waiting(false);
+            continue;
+        }
+        // Parked: the socket has nothing to say until the peer acts. A close
+        // shuts the socket down, which also makes it readable.
+        if socket.tcp.readable().await.is_err() {
+            return;
+        }
+        if socket.is_closed() || !socket.is_parked() {
+            continue;
+        }
+        match socket.peek_clearing_readiness() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            _ => match pool.upgrade() {
+                Some(inner) => inner.check_idle(&key, id),
+                None => return,
+            },
         }
     }
 }
