@@ -5,8 +5,9 @@
 //! repeat. `GET /64k` answers 64 KiB, anything else 11 bytes. Request bodies
 //! are not expected (benchmarks send GETs).
 //!
-//! Usage: `pconn-bench-server [--threads N] [--cert PEM --key PEM]`; prints
-//! `listening <port>` once ready.
+//! Usage: `pconn-bench-server [--threads N] [--listeners N] [--cert PEM --key PEM]`;
+//! prints `listening <port>[,<port>...]` once ready (one port per listener:
+//! the scale benchmark uses 1,000 of them as 1,000 distinct hosts).
 
 use std::sync::Arc;
 
@@ -111,15 +112,28 @@ fn main() {
 
 async fn run() -> Result<(), String> {
     let acceptor = tls_acceptor()?;
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let responses = Arc::new(Responses {
-        small: response(b"hello world"),
-        large: response(&vec![b'x'; 64 * 1024]),
-    });
-    println!("listening {port}");
+    let count: usize = arg("--listeners").and_then(|n| n.parse().ok()).unwrap_or(1);
+    let responses = Arc::new(Responses { small: response(b"hello world"), large: response(&vec![b'x'; 64 * 1024]) });
+    let mut ports = Vec::with_capacity(count);
+    let mut accepting = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+        ports.push(listener.local_addr().map_err(|e| e.to_string())?.port().to_string());
+        accepting.spawn(accept(listener, acceptor.clone(), responses.clone()));
+    }
+    println!("listening {}", ports.join(","));
+    match accepting.join_next().await {
+        Some(Ok(result)) => result,
+        Some(Err(e)) => Err(e.to_string()),
+        None => Ok(()),
+    }
+}
+
+async fn accept(
+    listener: TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    responses: Arc<Responses>,
+) -> Result<(), String> {
     loop {
         let (socket, _) = listener.accept().await.map_err(|e| e.to_string())?;
         let _ = socket.set_nodelay(true);
