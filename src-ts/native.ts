@@ -7,14 +7,39 @@
  * some operation is pending (an idle pool never holds the process open).
  */
 import { fromInfo, fromNative, type NativeErrorInfo } from './errors.js'
-import binding = require('../native/index.js')
+import type * as Binding from '../native/index.js'
 
-export const native = binding
-export type NativePool = binding.NativePool
-export type NativeKey = binding.NativeKey
-export type NativeConnection = binding.NativeConnection
-export type NativeBody = binding.NativeBody
-export type NativeUpload = binding.NativeUpload
+/**
+ * Load the prebuilt binary for this platform (a local build in ./native,
+ * else the optional package `pconn-<platform>`), or explain what to do.
+ */
+function load(): typeof Binding {
+  try {
+    return require('../native/index.js') as typeof Binding
+  } catch (err) {
+    const target = `${process.platform}-${process.arch}${libcSuffix()}`
+    throw new Error(
+      `pconn: no native binding could be loaded for ${target}. Tried ./native/pconn.${target}.node ` +
+        `and the optional package pconn-${target}. Reinstall without --no-optional (or --omit=optional), ` +
+        `or build from source in a clone: \`npm ci && npm run build\` (needs a Rust toolchain). Cause: ${(err as Error).message}`,
+      { cause: err },
+    )
+  }
+}
+
+/** `-gnu` or `-musl` on Linux (as napi-rs names its packages), else nothing. */
+function libcSuffix(): string {
+  if (process.platform !== 'linux') return ''
+  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined
+  return report?.header?.glibcVersionRuntime ? '-gnu' : '-musl'
+}
+
+export const native = load()
+export type NativePool = Binding.NativePool
+export type NativeKey = Binding.NativeKey
+export type NativeConnection = Binding.NativeConnection
+export type NativeBody = Binding.NativeBody
+export type NativeUpload = Binding.NativeUpload
 
 interface Pending {
   resolve(value: unknown, status?: number, head?: string, stream?: NativeBody): void

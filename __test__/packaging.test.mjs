@@ -1,0 +1,151 @@
+// The package as users get it: pack the main package and the linux-x64-gnu
+// binary package, install both tarballs into a fresh project with cargo and
+// rustc off the PATH, then make a real pooled request with require() and
+// import(), and type-check a consumer with tsc.
+import test from 'ava'
+import { execFile } from 'node:child_process'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { delimiter, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parse } from 'yaml'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
+const platformDir = join(root, 'npm', 'linux-x64-gnu')
+const binary = join(root, 'native', 'pconn.linux-x64-gnu.node')
+
+/** PATH without any directory that holds cargo or rustc. */
+function pathWithoutRust() {
+  return process.env.PATH.split(delimiter)
+    .filter((dir) => !existsSync(join(dir, 'cargo')) && !existsSync(join(dir, 'rustc')))
+    .join(delimiter)
+}
+
+function run(cmd, args, options = {}) {
+  return new Promise((resolve, reject) =>
+    execFile(cmd, args, { timeout: 120_000, maxBuffer: 16 << 20, ...options }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${cmd} ${args.join(' ')} failed: ${err.message}\n${stdout}\n${stderr}`)) : resolve(stdout),
+    ),
+  )
+}
+
+const consumerCjs = `
+const http = require('node:http')
+const { Pool, request, shutdownAll } = require('pconn')
+const server = http.createServer((req, res) => res.end('hello from ' + req.url))
+server.listen(0, '127.0.0.1', async () => {
+  const url = 'http://127.0.0.1:' + server.address().port
+  const pool = new Pool()
+  const a = await pool.request(url + '/cjs')
+  const b = await pool.request(url + '/again')
+  console.log(JSON.stringify({ status: a.statusCode, body: await a.body.text(), reused: b.reused, viaDefault: await (await request(url + '/d')).body.text() }))
+  await b.body.dump()
+  await pool.shutdownAll()
+  await shutdownAll()
+  server.close()
+})
+`
+
+const consumerEsm = `
+import http from 'node:http'
+import { once } from 'node:events'
+import pconnDefault, { Pool, PconnError } from 'pconn'
+const server = http.createServer((req, res) => res.end('esm ' + req.url))
+server.listen(0, '127.0.0.1')
+await once(server, 'listening')
+const pool = new Pool({ maxConnectionsPerHost: 2 })
+const res = await pool.request('http://127.0.0.1:' + server.address().port + '/x')
+console.log(JSON.stringify({ body: await res.body.text(), same: pconnDefault.Pool === Pool, error: typeof PconnError }))
+await pool.shutdownAll()
+server.close()
+`
+
+const consumerTs = `
+import { Pool, request, type PoolOptions, type PoolStats, PconnError } from 'pconn'
+const options: PoolOptions = { maxIdlePerHost: 8, scheduling: 'fifo', tls: { rejectUnauthorized: true } }
+export async function main(): Promise<number> {
+  const pool = new Pool(options)
+  const res = await pool.request('http://127.0.0.1:1/', { method: 'GET', headers: { a: 'b' } })
+  const text: string = await res.body.text()
+  const conn = await pool.acquire({ scheme: 'tls', host: 'db', port: 5433 })
+  pool.release(conn, true)
+  const stats: PoolStats = pool.stats()
+  const err = new PconnError('PCONN_TLS', 'x')
+  void request
+  return text.length + stats.closedBy.idle + err.code.length
+}
+`
+
+test.serial('npm install of the packed tarballs works without Rust: require, import and types', async (t) => {
+  t.timeout(300_000)
+  t.true(existsSync(binary), 'the release binary is built (npm run build)')
+  const work = mkdtempSync(join(tmpdir(), 'pconn-pack-'))
+  t.teardown(() => rmSync(work, { recursive: true, force: true }))
+
+  const staged = join(work, 'platform')
+  mkdirSync(staged)
+  for (const f of ['package.json', 'README.md']) copyFileSync(join(platformDir, f), join(staged, f))
+  copyFileSync(binary, join(staged, 'pconn.linux-x64-gnu.node'))
+  await run('npm', ['pack', '--silent', '--pack-destination', work], { cwd: staged })
+  await run('npm', ['pack', '--silent', '--pack-destination', work], { cwd: root })
+  const tarballs = readdirSync(work).filter((f) => f.endsWith('.tgz'))
+  t.deepEqual(tarballs.sort(), [`pconn-${pkg.version}.tgz`, `pconn-linux-x64-gnu-${pkg.version}.tgz`])
+
+  const listing = await run('tar', ['-tzf', join(work, `pconn-${pkg.version}.tgz`)])
+  t.false(/\.node$/m.test(listing), 'the main package ships no binary')
+  t.false(/src-rs|__test__|\.rs$/m.test(listing), 'the main package ships no sources or tests')
+  t.regex(listing, /package\/esm\/index\.mjs/)
+
+  const app = join(work, 'app')
+  mkdirSync(app)
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }))
+  const env = { ...process.env, PATH: pathWithoutRust(), npm_config_offline: 'true' }
+  await t.throwsAsync(run('cargo', ['--version'], { env }), undefined, 'cargo is really gone from PATH')
+  await run('npm', ['install', '--no-audit', '--no-fund', '--offline', join(work, `pconn-${pkg.version}.tgz`), join(work, `pconn-linux-x64-gnu-${pkg.version}.tgz`)], { cwd: app, env })
+
+  writeFileSync(join(app, 'cjs.js'), consumerCjs)
+  writeFileSync(join(app, 'esm.mjs'), consumerEsm)
+  const cjs = JSON.parse(await run(process.execPath, ['cjs.js'], { cwd: app, env }))
+  t.deepEqual(cjs, { status: 200, body: 'hello from /cjs', reused: true, viaDefault: 'hello from /d' })
+  const esm = JSON.parse(await run(process.execPath, ['esm.mjs'], { cwd: app, env }))
+  t.deepEqual(esm, { body: 'esm /x', same: true, error: 'function' })
+
+  writeFileSync(join(app, 'consumer.ts'), consumerTs)
+  writeFileSync(join(app, 'consumer.mts'), consumerTs)
+  writeFileSync(
+    join(app, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: { strict: true, noEmit: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', types: ['node'], typeRoots: [join(root, 'node_modules', '@types')], skipLibCheck: false },
+      files: ['consumer.ts', 'consumer.mts'],
+    }),
+  )
+  await run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: app, env })
+})
+
+test('without a matching binary the loader throws one clear error that says what to do', async (t) => {
+  const work = mkdtempSync(join(tmpdir(), 'pconn-nobin-'))
+  t.teardown(() => rmSync(work, { recursive: true, force: true }))
+  for (const dir of ['dist', 'native']) mkdirSync(join(work, dir))
+  await run('cp', ['-r', join(root, 'dist'), work])
+  copyFileSync(join(root, 'native', 'index.js'), join(work, 'native', 'index.js'))
+  const err = await t.throwsAsync(run(process.execPath, ['-e', `require(${JSON.stringify(join(work, 'dist', 'index.js'))})`]))
+  t.regex(err.message, /no native binding could be loaded for linux-x64-gnu/)
+  t.regex(err.message, /pconn-linux-x64-gnu/)
+  t.regex(err.message, /npm run build/)
+})
+
+test('the release workflow is valid YAML and builds every target in package.json', (t) => {
+  const workflow = parse(readFileSync(join(root, '.github', 'workflows', 'release.yml'), 'utf8'))
+  const matrix = workflow.jobs.build.strategy.matrix.settings
+  t.deepEqual(matrix.map((m) => m.target).sort(), [...pkg.napi.targets].sort())
+  for (const m of matrix) t.true(m.build.includes(`--target ${m.target}`), m.target)
+  const publish = workflow.jobs.publish.steps.map((s) => s.run ?? '').join('\n')
+  t.regex(publish, /napi prepublish/)
+  t.regex(publish, /napi artifacts/)
+  t.deepEqual(workflow.jobs.publish.needs, ['build', 'test'])
+  t.is(workflow.env.NODE_VERSION, '20')
+  const platform = JSON.parse(readFileSync(join(platformDir, 'package.json'), 'utf8'))
+  t.is(platform.version, pkg.version)
+  t.is(pkg.optionalDependencies[platform.name], pkg.version)
+})

@@ -1,0 +1,3 @@
+export * from '../dist/index.js'
+import * as pconn from '../dist/index.js'
+export default pconn
