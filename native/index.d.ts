@@ -36,8 +36,12 @@ export declare class NativeConnection {
   get remotePort(): number
   get alpnProtocol(): string | null
   get released(): boolean
-  /** Write and flush `data`; completes at the bridge under `id`. */
-  write(id: number, data: Buffer): void
+  /**
+   * Write and flush `data`. Returns true when the socket took it all at
+   * once (no completion follows); otherwise the rest is written in the
+   * background and completes at the bridge under `id`.
+   */
+  write(id: number, data: Buffer): boolean
   /** Read the next chunk (null at EOF); completes at the bridge under `id`. */
   read(id: number): void
 }

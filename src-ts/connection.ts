@@ -1,6 +1,6 @@
 /** A connection on loan from a pool: raw bytes in and out. */
-import { invalidArgType } from './errors.js'
-import { run, type NativeConnection } from './native.js'
+import { fromNative, invalidArgType } from './errors.js'
+import { completionOf, nextOperationId, run, type NativeConnection } from './native.js'
 
 /** What a pool needs to know about a loan it handed out. */
 export interface Loan {
@@ -76,9 +76,16 @@ export class Connection {
     if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
       throw invalidArgType('data', 'a string, Buffer or Uint8Array', data)
     }
-    const conn = this.#native
     const bytes = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength)
-    return run<void>((id) => conn.write(id, bytes))
+    const id = nextOperationId()
+    let written: boolean
+    try {
+      // Usually the socket takes it all at once: no trip through the I/O thread.
+      written = this.#native.write(id, bytes)
+    } catch (err) {
+      return Promise.reject(fromNative(err))
+    }
+    return written ? Promise.resolve() : completionOf<void>(id)
   }
 
   /** The next chunk received, or `null` once the peer closed its side. */

@@ -113,12 +113,23 @@ fn main() {
 async fn run() -> Result<(), String> {
     let acceptor = tls_acceptor()?;
     let count: usize = arg("--listeners").and_then(|n| n.parse().ok()).unwrap_or(1);
-    let responses = Arc::new(Responses { small: response(b"hello world"), large: response(&vec![b'x'; 64 * 1024]) });
+    let responses = Arc::new(Responses {
+        small: response(b"hello world"),
+        large: response(&vec![b'x'; 64 * 1024]),
+    });
     let mut ports = Vec::with_capacity(count);
     let mut accepting = tokio::task::JoinSet::new();
     for _ in 0..count {
-        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
-        ports.push(listener.local_addr().map_err(|e| e.to_string())?.port().to_string());
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        ports.push(
+            listener
+                .local_addr()
+                .map_err(|e| e.to_string())?
+                .port()
+                .to_string(),
+        );
         accepting.spawn(accept(listener, acceptor.clone(), responses.clone()));
     }
     println!("listening {}", ports.join(","));

@@ -29,15 +29,25 @@ fn listeners(rt: &Runtime, count: usize) -> Vec<Key> {
 }
 
 fn hit_path(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let keys = listeners(&rt, 1000);
     // Long idle timeout: the 1,000 parked connections must outlive the whole run.
-    let config = PoolConfig { idle_timeout: std::time::Duration::from_secs(3600), ..PoolConfig::default() };
+    let config = PoolConfig {
+        idle_timeout: std::time::Duration::from_secs(3600),
+        ..PoolConfig::default()
+    };
     let pool = Pool::new(config, rt.handle().clone()).expect("pool");
     let opts = AcquireOptions::default();
     rt.block_on(async {
         for key in &keys {
-            pool.acquire(key, &opts).await.expect("connect").release(true);
+            pool.acquire(key, &opts)
+                .await
+                .expect("connect")
+                .release(true);
         }
     });
     let mut group = c.benchmark_group("acquire+release (idle hit)");

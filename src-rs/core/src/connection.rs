@@ -79,6 +79,18 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// Append what the socket has into `into`'s spare capacity, waiting for
+/// readiness first; the spare capacity is never zeroed.
+async fn read_plain(tcp: &tokio::net::TcpStream, into: &mut Vec<u8>) -> io::Result<usize> {
+    loop {
+        tcp.readable().await?;
+        match tcp.try_read_buf(into) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            other => return other,
+        }
+    }
+}
+
 /// What a cheap check of an idle connection found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Liveness {
@@ -155,6 +167,40 @@ impl Connection {
         result
     }
 
+    /// Write as much of `data` as the socket takes right now, without
+    /// waiting and from any thread. Returns how many bytes were taken and
+    /// whether they are all on the socket (TLS may keep encrypted bytes
+    /// buffered when the socket is full); finish with `write_all` of the rest.
+    pub fn try_write_now(&mut self, data: &[u8]) -> io::Result<(usize, bool)> {
+        self.used_since_checkout = true;
+        let result = match &mut self.stream {
+            Stream::Plain(tcp) => match tcp.0.tcp.try_write(data) {
+                Ok(n) => Ok((n, true)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok((0, true)),
+                Err(e) => Err(e),
+            },
+            Stream::Tls(tls) => {
+                let (tcp, session) = tls.get_mut();
+                let taken = io::Write::write(&mut session.writer(), data)?;
+                let sock = socket2::SockRef::from(&tcp.0.tcp);
+                while session.wants_write() {
+                    match session.write_tls(&mut &*sock) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(self.fail(e)),
+                    }
+                }
+                Ok((taken, !session.wants_write()))
+            }
+        };
+        result.map_err(|e| self.fail(e))
+    }
+
+    fn fail(&mut self, e: io::Error) -> io::Error {
+        self.broken = true;
+        e
+    }
+
     /// The next chunk of bytes, or `None` at EOF.
     pub async fn read_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
         if self.buffered.is_empty() && self.fill_buffer(READ_CHUNK).await? == 0 {
@@ -167,10 +213,13 @@ impl Connection {
     /// (0 = EOF, after which the connection is marked broken).
     pub(crate) async fn fill_buffer(&mut self, want: usize) -> io::Result<usize> {
         self.used_since_checkout = true;
-        let result = self.stream.read(self.buffered.spare(want)).await;
-        match result {
-            Ok(0) | Err(_) => self.broken = true,
-            Ok(n) => self.buffered.commit(n),
+        let into = self.buffered.appendable(want);
+        let result = match &mut self.stream {
+            Stream::Plain(tcp) => read_plain(&tcp.0.tcp, into).await,
+            Stream::Tls(tls) => tls.read_buf(into).await,
+        };
+        if matches!(result, Ok(0) | Err(_)) {
+            self.broken = true;
         }
         result
     }

@@ -1,61 +1,57 @@
 //! The bytes a connection has read but nobody has consumed yet.
 //!
-//! The storage is initialized once and reused: reads go straight into it
-//! (no zeroing of spare capacity per read), and consuming bytes moves an
-//! index instead of shifting memory.
+//! Reads append into the vector's spare capacity, which is never zeroed
+//! (plain TCP reads use Tokio's `try_read_buf`), and consuming bytes moves
+//! an index instead of shifting memory. Idle connections give the storage
+//! back, so a parked connection costs no buffer.
 
-/// Read-ahead buffer: `data[start..end]` is unconsumed.
+/// Read-ahead buffer: `data[start..]` is unconsumed.
 #[derive(Debug, Default)]
 pub(crate) struct ReadBuffer {
     data: Vec<u8>,
     start: usize,
-    end: usize,
 }
 
 impl ReadBuffer {
     pub(crate) fn filled(&self) -> &[u8] {
-        &self.data[self.start..self.end]
+        &self.data[self.start..]
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.start == self.end
+        self.start == self.data.len()
     }
 
     /// Mark `n` bytes as consumed.
     pub(crate) fn consume(&mut self, n: usize) {
-        self.start = (self.start + n).min(self.end);
-        if self.start == self.end {
+        self.start = (self.start + n).min(self.data.len());
+        if self.is_empty() {
+            self.data.clear();
             self.start = 0;
-            self.end = 0;
         }
     }
 
-    /// Take everything unconsumed out as an owned vector.
+    /// Take everything unconsumed out as an owned vector (no copy when
+    /// nothing was consumed before).
     pub(crate) fn take_all(&mut self) -> Vec<u8> {
-        let out = self.filled().to_vec();
-        self.consume(out.len());
+        let mut out = std::mem::take(&mut self.data);
+        if self.start > 0 {
+            out.drain(..self.start);
+            self.start = 0;
+        }
         out
     }
 
-    /// Room for at least `want / 4` and up to `want` more bytes, as a slice
-    /// to read into; call `commit` with what was read.
-    pub(crate) fn spare(&mut self, want: usize) -> &mut [u8] {
-        if self.data.len() - self.end < want / 4 {
+    /// The vector to append up to `want` new bytes to, with at least
+    /// `want / 4` of spare capacity (consumed bytes are dropped first).
+    pub(crate) fn appendable(&mut self, want: usize) -> &mut Vec<u8> {
+        if self.data.capacity() - self.data.len() < want / 4 {
             if self.start > 0 {
-                self.data.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
+                self.data.drain(..self.start);
                 self.start = 0;
             }
-            if self.data.len() - self.end < want / 4 {
-                self.data.resize(self.end + want, 0);
-            }
+            self.data.reserve(want);
         }
-        let stop = self.data.len().min(self.end + want);
-        &mut self.data[self.end..stop]
-    }
-
-    pub(crate) fn commit(&mut self, n: usize) {
-        self.end += n;
+        &mut self.data
     }
 
     /// Give the storage back (an idle connection should cost no buffer).
@@ -73,14 +69,12 @@ mod tests {
     #[test]
     fn reads_consumes_and_compacts() {
         let mut b = ReadBuffer::default();
-        b.spare(8)[..5].copy_from_slice(b"hello");
-        b.commit(5);
+        b.appendable(8).extend_from_slice(b"hello");
         b.consume(2);
         assert_eq!(b.filled(), b"llo");
-        let room = b.spare(64);
-        assert!(room.len() >= 16);
-        room[..3].copy_from_slice(b"abc");
-        b.commit(3);
+        let v = b.appendable(64);
+        assert!(v.capacity() - v.len() >= 16);
+        v.extend_from_slice(b"abc");
         assert_eq!(b.take_all(), b"lloabc");
         assert!(b.is_empty());
     }

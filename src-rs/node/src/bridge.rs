@@ -13,7 +13,8 @@
 
 use std::sync::OnceLock;
 
-use napi::bindgen_prelude::{Buffer, Either4, FnArgs, Function, Null};
+use napi::bindgen_prelude::{Buffer, Either4, FnArgs, Function, Null, ToNapiValue};
+use napi::sys;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
@@ -32,7 +33,39 @@ pub(crate) enum Value {
     Trailers(String),
 }
 
-type Payload = Either4<NativeConnection, Buffer, Null, String>;
+/// Bytes handed to JavaScript as a Buffer holding its own copy. V8 frees it
+/// with the buffer; napi-rs' zero-copy buffers instead need a finalizer per
+/// buffer, which made garbage collection the main cost of large bodies.
+struct CopiedBytes(Vec<u8>);
+
+impl ToNapiValue for CopiedBytes {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
+        let mut buffer = std::ptr::null_mut();
+        let mut data = std::ptr::null_mut();
+        // SAFETY: the caller guarantees `env` is a live env on its own thread
+        // (trait contract); `val.0` is alive for the whole call and
+        // napi_create_buffer_copy copies its `len` bytes before returning.
+        let status = unsafe {
+            sys::napi_create_buffer_copy(
+                env,
+                val.0.len(),
+                val.0.as_ptr().cast(),
+                &mut data,
+                &mut buffer,
+            )
+        };
+        if status == sys::Status::napi_ok {
+            Ok(buffer)
+        } else {
+            Err(napi::Error::new(
+                napi::Status::from(status),
+                "could not create a Buffer",
+            ))
+        }
+    }
+}
+
+type Payload = Either4<NativeConnection, CopiedBytes, Null, String>;
 type Args = FnArgs<(
     u32,
     Option<ErrorInfo>,
@@ -53,7 +86,7 @@ fn to_args((id, outcome): (u32, Result<Value, ErrorInfo>)) -> Args {
             return (
                 id,
                 None,
-                Some(Either4::B(r.body.into())),
+                Some(Either4::B(CopiedBytes(r.body))),
                 Some(r.status_flags),
                 Some(r.head),
                 r.stream,
@@ -61,7 +94,7 @@ fn to_args((id, outcome): (u32, Result<Value, ErrorInfo>)) -> Args {
                 .into()
         }
         Ok(Value::Connection(c)) => Some(Either4::A(c)),
-        Ok(Value::Bytes(Some(b))) => Some(Either4::B(b.into())),
+        Ok(Value::Bytes(Some(b))) => Some(Either4::B(CopiedBytes(b))),
         Ok(Value::Bytes(None)) => Some(Either4::C(Null)),
         Ok(Value::Done) => None,
         Ok(Value::Trailers(t)) => Some(Either4::D(t)),

@@ -130,15 +130,29 @@ impl NativeConnection {
         self.slot.released.load(Ordering::Acquire)
     }
 
-    /// Write and flush `data`; completes at the bridge under `id`.
+    /// Write and flush `data`. Returns true when the socket took it all at
+    /// once (no completion follows); otherwise the rest is written in the
+    /// background and completes at the bridge under `id`.
     #[napi(catch_unwind)]
-    pub fn write(&self, id: u32, data: Buffer) -> napi::Result<()> {
+    pub fn write(&self, id: u32, data: Buffer) -> napi::Result<bool> {
         let slot = self.check_open()?;
-        let data = data.to_vec();
+        let mut done = 0;
+        if let Ok(mut guard) = slot.pooled.try_lock() {
+            if let Some(pooled) = guard.as_mut() {
+                let conn = pooled.connection().map_err(throw)?;
+                let (taken, flushed) = conn.try_write_now(&data).map_err(|e| throw(e.into()))?;
+                if taken == data.len() && flushed {
+                    return Ok(true);
+                }
+                done = taken;
+            }
+        }
+        let rest = data[done..].to_vec();
         start(id, async move {
-            slot.with(async |c| c.write_all(&data).await).await?;
+            slot.with(async |c| c.write_all(&rest).await).await?;
             Ok(Value::Done)
-        })
+        })?;
+        Ok(false)
     }
 
     /// Read the next chunk (null at EOF); completes at the bridge under `id`.

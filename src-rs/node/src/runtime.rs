@@ -52,8 +52,9 @@ pub(crate) fn spawn_guarded<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    let fut = CatchUnwind(Box::pin(fut));
     handle()?.spawn(async move {
-        if let Err(message) = (CatchUnwind(Box::pin(fut))).await {
+        if let Err(message) = fut.await {
             on_panic(message);
         }
     });

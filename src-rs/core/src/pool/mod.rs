@@ -534,7 +534,10 @@ impl PoolInner {
 
     /// Open a connection in a reserved slot.
     async fn open(self: &Arc<Self>, slot: ConnectSlot) -> Result<Pooled> {
-        let opened = self.connector.connect(&slot.key, &self.sockets).await?;
+        // Boxed: the connect future (DNS, happy eyeballs, TLS) is large and
+        // only needed on a miss; keeping it out of line keeps every acquire
+        // (and every request) future small and cheap to move.
+        let opened = Box::pin(self.connector.connect(&slot.key, &self.sockets)).await?;
         let now = Instant::now();
         let conn = Connection {
             id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
