@@ -50,7 +50,7 @@ function takeRequest(buf) {
  * something nasty). `ctx` has `index` (request number on this connection)
  * and `connection` (connection number).
  */
-export async function httpServer(respond, { onConnection } = {}) {
+export async function httpServer(respond, { onConnection, port: wantedPort = 0 } = {}) {
   const seen = { opened: 0, closed: 0, requests: [], sockets: new Set() }
   const server = net.createServer((socket) => {
     const connection = ++seen.opened
@@ -73,7 +73,7 @@ export async function httpServer(respond, { onConnection } = {}) {
       }
     })
   })
-  server.listen(0, '127.0.0.1')
+  server.listen(wantedPort, '127.0.0.1')
   await once(server, 'listening')
   const { port } = server.address()
   return Object.assign(seen, {
