@@ -113,3 +113,50 @@ test('ALPN: the protocol the server picked is reported', async (t) => {
   t.is(conn.alpnProtocol, 'http/1.1')
   pool.release(conn)
 })
+
+test('HTTPS request(): verified, reused, and never sent over a connection made for another name', async (t) => {
+  const https = await import('node:https')
+  const { once } = await import('node:events')
+  const server = https.createServer({ ...makeLeaf(ca, ['localhost', 'alias.test', '127.0.0.1']) }, (req, res) => res.end(`${req.headers.host} ${req.url}`))
+  let connections = 0
+  server.on('secureConnection', () => connections++)
+  server.keepAliveTimeout = 10_000
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  server.unref()
+  const port = server.address().port
+  const pool = usePool(t, Pool, { tls: { ca: ca.cert } })
+  for (let i = 0; i < 3; i++) {
+    const res = await pool.request(`https://localhost:${port}/a${i}`)
+    t.is(await res.body.text(), `localhost:${port} /a${i}`)
+    t.is(res.reused, i > 0)
+  }
+  // Same address, other TLS identity: a separate connection, never a shared one.
+  const conn = await pool.acquire({ scheme: 'https', host: 'localhost', port, servername: 'alias.test' })
+  t.false(conn.reused)
+  pool.release(conn)
+  const plain = await pool.acquire({ scheme: 'tls', host: 'localhost', port })
+  t.false(plain.reused, 'raw tls and https keys are distinct too')
+  pool.release(plain)
+  t.is(connections, 3)
+  t.deepEqual(
+    Object.keys(pool.stats().hosts).sort(),
+    [`https://localhost:${port}`, `https://localhost:${port}#servername=alias.test`, `tls://localhost:${port}`].sort(),
+  )
+})
+
+test('connections of pools with different CA sets or client certificates are never shared', async (t) => {
+  const server = await useServer(t, tlsEchoServer, { ...leaf })
+  const a = usePool(t, Pool, { tls: { ca: ca.cert } })
+  const b = usePool(t, Pool, { tls: { ca: [ca.cert, otherCa.cert] } })
+  const url = `tls://localhost:${server.port}`
+  const c1 = await a.acquire(url)
+  a.release(c1)
+  const c2 = await b.acquire(url)
+  t.false(c2.reused)
+  t.not(c2.id, c1.id)
+  t.throws(() => a.release(c2), { code: 'ERR_INVALID_ARG_VALUE' })
+  b.release(c2)
+  await eventually(() => server.opened === 2, 3000, 'two TLS connections at the server')
+})

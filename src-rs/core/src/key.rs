@@ -260,6 +260,28 @@ fn normalize_host(host: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary input never panics; what parses re-parses to the same key.
+        #[test]
+        fn parsing_never_panics_and_round_trips(input in ".{0,80}") {
+            if let Ok(key) = Key::parse_url(&input) {
+                let again = Key::parse_url(&key.to_string().replace("#servername=", "/")).unwrap();
+                prop_assert_eq!(again, key);
+            }
+        }
+
+        /// Well-formed URLs parse, lower-cased, with the port they name.
+        #[test]
+        fn valid_urls_parse(host in "[a-zA-Z0-9]([a-zA-Z0-9-]{0,20}[a-zA-Z0-9])?(\\.[a-zA-Z]{2,6}){0,2}",
+                            port in 1u16.., path in "(/[a-z0-9]{0,8}){0,3}") {
+            let key = Key::parse_url(&format!("https://{host}:{port}{path}")).unwrap();
+            prop_assert_eq!(key.host(), host.to_ascii_lowercase());
+            prop_assert_eq!(key.port(), port);
+            prop_assert!(key.uses_tls());
+        }
+    }
 
     #[test]
     fn scheme_and_host_are_lower_cased_and_ports_default() {

@@ -21,15 +21,20 @@ struct TlsServer {
 
 /// A TLS echo server for `names`, signed by a CA made for this test.
 async fn tls_server(names: &[&str]) -> TlsServer {
+    tls_server_with(names, |_| {}).await
+}
+
+/// Like `tls_server`, with a chance to adjust the leaf certificate.
+async fn tls_server_with(names: &[&str], adjust: impl FnOnce(&mut CertificateParams)) -> TlsServer {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
     let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
+    let mut params =
+        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    adjust(&mut params);
+    let leaf = params.signed_by(&leaf_key, &ca).unwrap();
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -100,21 +105,39 @@ async fn handshake_with_the_right_ca_succeeds_and_is_reused() {
     assert!(again.reused());
 }
 
+/// Acquiring `key` fails with PCONN_TLS and `reason`, leaving nothing open.
+async fn assert_refused(pool: &pconn_core::Pool, key: &Key, reason: &str) {
+    let err = pool
+        .acquire(key, &AcquireOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.reason()),
+        ("PCONN_TLS", Some(reason)),
+        "{err}"
+    );
+    assert_eq!(pool.stats().connections, 0);
+    assert_eq!(pool.open_sockets(), 0);
+}
+
 #[tokio::test]
 async fn unknown_issuer_is_refused_with_a_reason() {
     let server = tls_server(&["localhost"]).await;
     let pool = pool(PoolConfig::default());
     let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
-    let err = pool
-        .acquire(&key, &AcquireOptions::default())
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (err.code(), err.reason()),
-        ("PCONN_TLS", Some("unknown-issuer"))
-    );
-    assert_eq!(pool.stats().connections, 0);
-    assert_eq!(pool.open_sockets(), 0);
+    assert_refused(&pool, &key, "unknown-issuer").await;
+}
+
+#[tokio::test]
+async fn expired_certificate_is_refused_with_a_reason() {
+    let server = tls_server_with(&["localhost"], |p| {
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2020, 1, 2);
+    })
+    .await;
+    let pool = pool(with_ca(&server.ca_pem));
+    let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
+    assert_refused(&pool, &key, "expired").await;
 }
 
 #[tokio::test]
@@ -122,14 +145,7 @@ async fn wrong_hostname_is_refused_with_a_reason() {
     let server = tls_server(&["other.test"]).await;
     let pool = pool(with_ca(&server.ca_pem));
     let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
-    let err = pool
-        .acquire(&key, &AcquireOptions::default())
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (err.code(), err.reason()),
-        ("PCONN_TLS", Some("hostname-mismatch"))
-    );
+    assert_refused(&pool, &key, "hostname-mismatch").await;
     // The servername override makes the same server acceptable, under another key.
     let named = key.with_servername("other.test").unwrap();
     pool.acquire(&named, &AcquireOptions::default())
