@@ -58,7 +58,8 @@ async function main() {
     cpus: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown'}`,
     platform: `${os.platform()} ${os.release()}`,
     server: plain.name,
-    wrk: which('wrk') ? execFileSync('wrk', ['-v'], { encoding: 'utf8' }).split('\n')[0] : 'not installed',
+    // `wrk -v` prints its version and exits non-zero.
+    wrk: which('wrk') ? spawnSync('wrk', ['-v'], { encoding: 'utf8' }).stdout.split('\n')[0] : 'not installed',
   }
   log(`server: ${plain.name} on 127.0.0.1:${plain.port} (https on ${secure.port})`)
   log(`${rounds} round(s) × ${durationMs} ms per contestant, contestants interleaved\n`)

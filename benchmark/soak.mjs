@@ -62,7 +62,7 @@ async function main() {
 
   async function worker() {
     while (sent < total) {
-      sent++
+      const n = ++sent
       const p = pick()
       const port = ports[Math.floor(Math.random() * ports.length)]
       const ac = p.path.includes('abort') ? new AbortController() : undefined
@@ -81,11 +81,11 @@ async function main() {
         if (!allowed) unexpected.push(`${method} ${p.path}: ${err.code} ${err.message}`)
       }
       outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1)
-      if (sent % 10_000 === 0) {
+      if (n % 10_000 === 0) {
         peakFds = Math.max(peakFds, fds())
         peakRss = Math.max(peakRss, rssMiB())
         const s = pool.stats()
-        process.stderr.write(`  ${sent.toLocaleString('en-US')} requests, ${s.connections} open, fds ${fds()}, rss ${rssMiB().toFixed(1)} MiB\n`)
+        process.stderr.write(`  ${n.toLocaleString('en-US')} requests, ${s.connections} open, fds ${fds()}, rss ${rssMiB().toFixed(1)} MiB\n`)
       }
     }
   }
