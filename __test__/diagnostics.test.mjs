@@ -51,3 +51,18 @@ test.serial('leakDetectionMs warns once with the stack of the acquirer, and not 
   await sleep(100)
   t.is(leaks.length, 1)
 })
+
+test.serial('request() publishes pconn:connect for a new connection and pconn:reuse after', async (t) => {
+  const { httpServer, ok } = await import('./helpers/http-server.mjs')
+  const connects = record(t, 'pconn:connect')
+  const reuses = record(t, 'pconn:reuse')
+  const server = await useServer(t, httpServer, (req, s) => s.write(ok()))
+  const pool = usePool(t, Pool)
+  const key = `http://127.0.0.1:${server.port}`
+  await (await pool.request(server.url('/1'))).body.text()
+  await (await pool.request(server.url('/2'))).body.text()
+  const mine = (e) => e.key === key
+  t.is(connects.filter(mine).length, 1)
+  t.is(reuses.filter(mine).length, 1)
+  t.is(connects.find(mine).id, reuses.find(mine).id)
+})

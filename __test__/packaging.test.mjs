@@ -88,7 +88,16 @@ test.serial('npm install of the packed tarballs works without Rust: require, imp
   for (const f of ['package.json', 'README.md']) copyFileSync(join(platformDir, f), join(staged, f))
   copyFileSync(binary, join(staged, 'pconn.linux-x64-gnu.node'))
   await run('npm', ['pack', '--silent', '--pack-destination', work], { cwd: staged })
-  await run('npm', ['pack', '--silent', '--pack-destination', work], { cwd: root })
+  // The main package as `napi prepublish` leaves it at release time: the
+  // platform packages wired in as optionalDependencies.
+  const main = join(work, 'main')
+  mkdirSync(main)
+  for (const entry of ['dist', 'esm', 'native', 'README.md', 'CHANGELOG.md', 'LICENSE']) {
+    await run('cp', ['-r', join(root, entry), main])
+  }
+  const published = { ...pkg, optionalDependencies: { [`${pkg.napi.packageName}-linux-x64-gnu`]: pkg.version } }
+  writeFileSync(join(main, 'package.json'), JSON.stringify(published, null, 2))
+  await run('npm', ['pack', '--silent', '--pack-destination', work], { cwd: main })
   const tarballs = readdirSync(work).filter((f) => f.endsWith('.tgz'))
   t.deepEqual(tarballs.sort(), [`pconn-${pkg.version}.tgz`, `pconn-linux-x64-gnu-${pkg.version}.tgz`])
 
@@ -147,5 +156,6 @@ test('the release workflow is valid YAML and builds every target in package.json
   t.is(workflow.env.NODE_VERSION, '20')
   const platform = JSON.parse(readFileSync(join(platformDir, 'package.json'), 'utf8'))
   t.is(platform.version, pkg.version)
-  t.is(pkg.optionalDependencies[platform.name], pkg.version)
+  t.is(platform.name, `${pkg.napi.packageName}-linux-x64-gnu`)
+  t.is(platform.main, `${pkg.napi.binaryName}.linux-x64-gnu.node`)
 })

@@ -2,8 +2,9 @@
  * `node:diagnostics_channel` events. Publishing is skipped when nobody
  * subscribes, so they cost one property read when unused.
  *
- * - `pconn:connect`  `{ id, key, remoteAddress, remotePort }`: a new connection was handed out
- * - `pconn:reuse`    `{ id, key, uses }`: an idle connection was handed out again
+ * - `pconn:connect`  `{ id, key, ... }`: a new connection was handed out (by `acquire`,
+ *   with `uses`, `remoteAddress`, `remotePort`) or carried a `request()` response
+ * - `pconn:reuse`    `{ id, key, ... }`: the same, for a connection that served before
  * - `pconn:close`    `{ id, key, reason }`: a connection closed; `reason` is a key of `stats().closedBy`
  * - `pconn:leak`     `{ id, key, heldMs, stack }`: a connection outlived `leakDetectionMs`
  */

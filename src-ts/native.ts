@@ -98,14 +98,16 @@ export interface ResponseParts {
   /** Reason phrase, then `name: value` lines; trailers after an empty line. */
   head: string
   stream: NativeBody | undefined
+  /** The connection that carried the exchange. */
+  connectionId: number
 }
 
 /** Like `completionOf`, for an HTTP request: resolves with the response parts. */
 export function responseOf(id: number): Promise<ResponseParts> {
   return new Promise<ResponseParts>((resolve, reject) => {
     pending.set(id, {
-      resolve: (body, statusFlags, head, stream) =>
-        resolve({ body: body as Buffer, statusFlags: statusFlags ?? 0, head: head ?? '', stream }),
+      resolve: (body, status = 0, head = '', stream) =>
+        resolve({ body: body as Buffer, statusFlags: status % 8192, head, stream, connectionId: Math.floor(status / 8192) }),
       reject,
     })
     if (pending.size === 1) keepAlive.ref()

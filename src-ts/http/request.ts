@@ -1,5 +1,6 @@
 /** `request()`: HTTP/1.1 over the pool. */
 import { Readable } from 'node:stream'
+import { connectChannel, reuseChannel } from '../diagnostics.js'
 import { abortError, fromNative, invalidArgType, invalidArgValue } from '../errors.js'
 import { native, nextOperationId, responseOf, run, type NativeUpload } from '../native.js'
 import { checkNumber } from '../options.js'
@@ -124,6 +125,10 @@ export function sendRequest(pool: Pool, url: string | URL, options: RequestOptio
     (res) => {
       signal?.removeEventListener('abort', onAbort)
       const response = new Response(res)
+      if (connectChannel.hasSubscribers || reuseChannel.hasSubscribers) {
+        const channel = response.reused ? reuseChannel : connectChannel
+        channel.publish({ id: res.connectionId, key: key.display })
+      }
       if (signal !== undefined && res.stream !== undefined) {
         // The signal still covers the body: abort destroys it (and closes the connection).
         const abortBody = () => response.body.destroy(abortError())

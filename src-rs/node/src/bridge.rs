@@ -70,7 +70,7 @@ type Args = FnArgs<(
     u32,
     Option<ErrorInfo>,
     Option<Payload>,
-    Option<u32>,
+    Option<f64>,
     Option<String>,
     Option<NativeBody>,
 )>;
@@ -87,7 +87,7 @@ fn to_args((id, outcome): (u32, Result<Value, ErrorInfo>)) -> Args {
                 id,
                 None,
                 Some(Either4::B(CopiedBytes(r.body))),
-                Some(r.status_flags),
+                Some(r.status),
                 Some(r.head),
                 r.stream,
             )
@@ -113,7 +113,7 @@ pub fn init_bridge(
             u32,
             Option<ErrorInfo>,
             Option<Either4<NativeConnection, Buffer, Null, String>>,
-            Option<u32>,
+            Option<f64>,
             Option<String>,
             Option<NativeBody>,
         )>,

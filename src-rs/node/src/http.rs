@@ -16,8 +16,10 @@ use crate::pool::{start, NativeCancel, NativeKey, NativePool};
 
 /// A response handed to JavaScript in one crossing.
 pub(crate) struct ResponseHandoff {
-    /// Status code, plus bit 10: HTTP/1.1, bit 11: reused, bit 12: body complete.
-    pub(crate) status_flags: u32,
+    /// Status code, plus bit 10: HTTP/1.1, bit 11: reused, bit 12: body
+    /// complete; the connection's id times 8192 is added on top (exact in an
+    /// f64 up to 2^40 connections).
+    pub(crate) status: f64,
     /// Reason phrase, then `name: value` lines (CRLF-separated); for a
     /// complete chunked body, an empty line and the trailers follow.
     pub(crate) head: String,
@@ -187,7 +189,7 @@ impl NativePool {
                 | (u32::from(response.reused) << 11)
                 | (u32::from(complete) << 12);
             Ok(Value::Response(ResponseHandoff {
-                status_flags: flags,
+                status: f64::from(flags) + response.connection_id as f64 * 8192.0,
                 head: block,
                 body,
                 stream: (!complete).then(|| NativeBody {

@@ -55,6 +55,8 @@ pub struct Response {
     pub head: ResponseHead,
     /// Whether the connection served an earlier request.
     pub reused: bool,
+    /// The id of the connection the exchange ran on.
+    pub connection_id: u64,
     pub body: ResponseBody,
 }
 
@@ -275,6 +277,7 @@ async fn finish(
     reused: bool,
     opts: &RequestOptions,
 ) -> Result<Response> {
+    let connection_id = pooled.connection_ref()?.id();
     let mut body = ResponseBody {
         ready: None,
         stream: Some(BodyStream {
@@ -307,7 +310,12 @@ async fn finish(
         }
     }
     body.ready = Some(collected);
-    Ok(Response { head, reused, body })
+    Ok(Response {
+        head,
+        reused,
+        connection_id,
+        body,
+    })
 }
 
 impl BodyStream {
