@@ -21,36 +21,33 @@ test('a released connection is reused: the server sees one connection for many a
   await eventually(() => server.closed === 1, 3000, 'server to see the close')
 })
 
-test('LIFO (default) hands out the most recently released connection', async (t) => {
+/** Open two connections, release them in order, then acquire once more. */
+async function releaseTwoThenAcquire(t, options) {
   const server = await useServer(t, tcpEchoServer)
-  const pool = usePool(t, Pool)
+  const pool = usePool(t, Pool, options)
   const url = `tcp://127.0.0.1:${server.port}`
   const a = await pool.acquire(url)
   const b = await pool.acquire(url)
   pool.release(a)
   pool.release(b)
   const next = await pool.acquire(url)
-  t.is(next.id, b.id)
   t.not(a.id, b.id)
-  pool.release(next)
+  t.true(next.reused)
   await eventually(() => server.opened === 2, 3000, 'server to count 2 connections')
-  await pool.shutdownAll()
+  return { pool, a, b, next }
+}
+
+test('LIFO (default) hands out the most recently released connection', async (t) => {
+  const { pool, b, next } = await releaseTwoThenAcquire(t)
+  t.is(next.id, b.id)
+  pool.release(next)
 })
 
 test("scheduling: 'fifo' hands out the longest-parked connection", async (t) => {
-  const server = await useServer(t, tcpEchoServer)
-  const pool = usePool(t, Pool, { scheduling: 'fifo' })
-  const url = `tcp://127.0.0.1:${server.port}`
-  const a = await pool.acquire(url)
-  const b = await pool.acquire(url)
-  pool.release(a)
-  pool.release(b)
-  const next = await pool.acquire(url)
+  const { pool, a, next } = await releaseTwoThenAcquire(t, { scheduling: 'fifo' })
   t.is(next.id, a.id)
-  t.true(next.reused)
   t.is(next.uses, 2)
   pool.release(next)
-  await pool.shutdownAll()
 })
 
 test('keys are normalized: scheme and host case, default ports, URL paths', async (t) => {

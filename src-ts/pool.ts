@@ -1,7 +1,7 @@
 /** The pool: acquire, release, flushForHost, shutdownAll, stats. */
 import { Connection, loanOf, type Loan } from './connection.js'
 import { connectChannel, publishClose, reuseChannel } from './diagnostics.js'
-import { abortError, fromNative, invalidArgType, invalidArgValue, PconnError } from './errors.js'
+import { abortError, fromNative, invalidArgType, invalidArgValue } from './errors.js'
 import { KeyResolver, type KeyInput } from './key.js'
 import { watchLoan } from './leak-detector.js'
 import { completionOf, native, nextOperationId, run, type NativeConnection, type NativeKey, type NativePool } from './native.js'
@@ -206,7 +206,7 @@ export class Pool {
 }
 
 /** The caller's stack, without pconn's own frames (from `above` up). */
-function acquireSite(above: Function): string {
+function acquireSite(above: (...args: never[]) => unknown): string {
   const holder: { stack?: string } = {}
   Error.captureStackTrace(holder, above)
   return (holder.stack ?? '').split('\n').slice(1).join('\n')
@@ -221,4 +221,3 @@ function checkAcquireOptions(options: AcquireOptions | undefined): { signal?: Ab
   return { signal, timeoutMs }
 }
 
-export { PconnError }
