@@ -90,6 +90,20 @@ export function completionOf<T>(id: number): Promise<T> {
   })
 }
 
+/** A connection from a waiting acquire, with its grant number if it has one. */
+export interface Acquired {
+  conn: NativeConnection
+  grant: number | undefined
+}
+
+/** Like `completionOf`, for an acquire: also yields the hand-over's grant number. */
+export function acquisitionOf(id: number): Promise<Acquired> {
+  return new Promise<Acquired>((resolve, reject) => {
+    pending.set(id, { resolve: (conn, grant) => resolve({ conn: conn as NativeConnection, grant }), reject })
+    if (pending.size === 1) keepAlive.ref()
+  })
+}
+
 /** An HTTP response as the bridge delivers it (see src-rs/node/src/http.rs). */
 export interface ResponseParts {
   body: Buffer

@@ -4,7 +4,8 @@ import { connectChannel, publishClose, reuseChannel } from './diagnostics.js'
 import { abortError, fromNative, invalidArgType, invalidArgValue } from './errors.js'
 import { KeyResolver, type KeyInput } from './key.js'
 import { watchLoan } from './leak-detector.js'
-import { completionOf, native, nextOperationId, run, type NativeConnection, type NativeKey, type NativePool } from './native.js'
+import { GrantOrder } from './grant-order.js'
+import { acquisitionOf, native, nextOperationId, run, type NativeConnection, type NativeKey, type NativePool } from './native.js'
 import { checkNumber, resolveOptions, toNative, type PoolOptions, type ResolvedOptions } from './options.js'
 import { toPoolStats, type PoolStats } from './stats.js'
 import { sendRequest, type RequestOptions } from './http/request.js'
@@ -38,6 +39,7 @@ export class Pool {
   readonly #keys: KeyResolver
   readonly #poolId: number
   readonly #releaseFn = (conn: Connection, keepAliveOk: boolean): void => this.release(conn, keepAliveOk)
+  readonly #grants = new GrantOrder()
   #shutdown: Promise<void> | undefined
 
   constructor(options?: PoolOptions) {
@@ -99,7 +101,8 @@ export class Pool {
     const onAbort = () => cancel?.cancel()
     signal?.addEventListener('abort', onAbort, { once: true })
     try {
-      const conn = await completionOf<NativeConnection>(id)
+      const { conn, grant } = await acquisitionOf(id)
+      if (grant !== undefined) await this.#grants.turn(grant)
       if (signal?.aborted) {
         this.native.release(conn, true)
         throw abortError()

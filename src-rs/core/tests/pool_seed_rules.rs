@@ -372,3 +372,37 @@ async fn dropped_without_release_closes_and_frees_capacity() {
     assert_eq!(pool.stats().counters.closed_by.broken, 1);
     let _ = CloseReason::Broken;
 }
+
+#[tokio::test]
+async fn numbered_waiters_get_consecutive_grant_numbers_in_queue_order() {
+    let server = Server::start().await;
+    let pool = pool(PoolConfig {
+        max_connections_per_host: Some(1),
+        ..PoolConfig::default()
+    });
+    let key = server.key();
+    let numbered = AcquireOptions {
+        numbered: true,
+        ..AcquireOptions::default()
+    };
+    let held = pool.acquire(&key, &opts()).await.unwrap();
+    let pending: Vec<_> = (0..3)
+        .map(|_| match pool.begin_acquire(&key, &numbered).unwrap() {
+            pconn_core::Acquiring::Pending(p) => p,
+            pconn_core::Acquiring::Ready(_) => panic!("the only connection is held"),
+        })
+        .collect();
+    held.release(true);
+    let mut grants = Vec::new();
+    for p in pending {
+        let conn = p.finish(&numbered).await.unwrap();
+        grants.push(conn.grant_number());
+        conn.release(true);
+    }
+    assert_eq!(grants, vec![Some(0), Some(1), Some(2)]);
+    // Acquires that did not ask are not numbered and take no number.
+    assert_eq!(
+        pool.acquire(&key, &opts()).await.unwrap().grant_number(),
+        None
+    );
+}

@@ -25,7 +25,9 @@ use crate::http::{NativeBody, ResponseHandoff};
 
 /// What a finished operation yields.
 pub(crate) enum Value {
-    Connection(NativeConnection),
+    /// A connection, with its grant number when it was handed over to a
+    /// waiting acquire (the façade delivers those in grant order).
+    Connection(NativeConnection, Option<u64>),
     Bytes(Option<Vec<u8>>),
     Done,
     Response(ResponseHandoff),
@@ -93,7 +95,17 @@ fn to_args((id, outcome): (u32, Result<Value, ErrorInfo>)) -> Args {
             )
                 .into()
         }
-        Ok(Value::Connection(c)) => Some(Either4::A(c)),
+        Ok(Value::Connection(c, grant)) => {
+            return (
+                id,
+                None,
+                Some(Either4::A(c)),
+                grant.map(|g| g as f64),
+                None,
+                None,
+            )
+                .into()
+        }
         Ok(Value::Bytes(Some(b))) => Some(Either4::B(CopiedBytes(b))),
         Ok(Value::Bytes(None)) => Some(Either4::C(Null)),
         Ok(Value::Done) => None,

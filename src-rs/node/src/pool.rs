@@ -161,6 +161,7 @@ impl NativePool {
             timeout: timeout_ms.map(|ms| Duration::from_millis(ms.max(0.0) as u64)),
             cancel: cancel.map(|c| c.cancel.clone()),
             fresh: false,
+            numbered: true,
         };
         let pending = match self.pool.begin_acquire(&key.key, &opts).map_err(throw)? {
             Acquiring::Ready(pooled) => {
@@ -170,7 +171,8 @@ impl NativePool {
         };
         start(id, async move {
             let pooled = pending.finish(&opts).await?;
-            Ok(Value::Connection(NativeConnection::new(pooled)?))
+            let grant = pooled.grant_number();
+            Ok(Value::Connection(NativeConnection::new(pooled)?, grant))
         })?;
         Ok(None)
     }

@@ -51,6 +51,11 @@ pub struct AcquireOptions {
     pub cancel: Option<Arc<Cancel>>,
     /// Skip idle connections and open a new one (used for retries).
     pub fresh: bool,
+    /// Number the hand-over if this acquire ends up waiting for a released
+    /// connection (`Pooled::grant_number`): numbers follow grant order with
+    /// no gaps among numbered waiters, so a caller that finishes acquires on
+    /// several threads can still deliver them in the order they were made.
+    pub numbered: bool,
 }
 
 /// Called with every closed connection: `(id, key, reason)`.
@@ -66,6 +71,8 @@ struct Waiter {
     /// Global arrival order, so capacity freed anywhere goes to the oldest.
     seq: u64,
     tx: oneshot::Sender<Result<Grant>>,
+    /// Wants its hand-over numbered (`AcquireOptions::numbered`).
+    numbered: bool,
 }
 
 #[derive(Default)]
@@ -98,6 +105,8 @@ struct State {
     closed: bool,
     counters: Counters,
     next_waiter_seq: u64,
+    /// The number the next hand-over to a numbered waiter gets.
+    next_grant: u64,
     /// When the reaper is next due, so a nearer deadline can wake it.
     reaper_due: Option<Instant>,
 }
@@ -179,7 +188,7 @@ impl Pool {
         if opts.cancel.as_deref().is_some_and(Cancel::is_cancelled) {
             return Err(Error::Aborted);
         }
-        let step = match self.inner.checkout(key, opts.fresh)? {
+        let step = match self.inner.checkout(key, opts.fresh, opts.numbered)? {
             Checkout::Ready(pooled) => return Ok(Acquiring::Ready(pooled)),
             Checkout::Connect(slot) => Step::Connect(slot),
             Checkout::Wait(rx, seq) => {
@@ -346,10 +355,28 @@ impl PendingAcquire {
         let timeout = opts.timeout.unwrap_or(self.pool.config.acquire_timeout);
         match self.step {
             Step::Connect(slot) => or_cancelled(cancel, self.pool.open(slot)).await,
-            Step::Wait(rx, guard) => match or_cancelled(cancel, guard.wait(rx, timeout)).await? {
-                Grant::Conn(pooled) => Ok(pooled.arrived()),
-                Grant::Permit(slot) => or_cancelled(cancel, self.pool.open(slot)).await,
-            },
+            Step::Wait(mut rx, mut guard) => {
+                let waited = or_cancelled(cancel, guard.wait(&mut rx, timeout)).await;
+                let grant = match waited {
+                    Ok(grant) => grant,
+                    Err(error) => {
+                        // Leave the queue first, so nothing new can arrive; a
+                        // numbered hand-over that raced with the timeout or the
+                        // abort is kept, or its number would go missing.
+                        drop(guard);
+                        return match rx.try_recv() {
+                            Ok(Ok(Grant::Conn(pooled))) if pooled.grant_number().is_some() => {
+                                Ok(pooled.arrived())
+                            }
+                            _ => Err(error),
+                        };
+                    }
+                };
+                match grant {
+                    Grant::Conn(pooled) => Ok(pooled.arrived()),
+                    Grant::Permit(slot) => or_cancelled(cancel, self.pool.open(slot)).await,
+                }
+            }
         }
     }
 }
@@ -365,8 +392,8 @@ struct WaitGuard {
 
 impl WaitGuard {
     async fn wait(
-        mut self,
-        rx: oneshot::Receiver<Result<Grant>>,
+        &mut self,
+        rx: &mut oneshot::Receiver<Result<Grant>>,
         timeout: Duration,
     ) -> Result<Grant> {
         let outcome = if timeout.is_zero() {
@@ -456,7 +483,7 @@ impl PoolInner {
         found
     }
 
-    fn checkout(self: &Arc<Self>, key: &Key, fresh: bool) -> Result<Checkout> {
+    fn checkout(self: &Arc<Self>, key: &Key, fresh: bool, numbered: bool) -> Result<Checkout> {
         let mut doomed = Doomed::new();
         let step = {
             let mut st = self.lock();
@@ -488,7 +515,7 @@ impl PoolInner {
                 st.counters.waited += 1;
                 let host = st.hosts.entry(key.clone()).or_default();
                 host.counters.waited += 1;
-                host.waiters.push_back(Waiter { seq, tx });
+                host.waiters.push_back(Waiter { seq, tx, numbered });
                 Checkout::Wait(rx, seq)
             }
         };
@@ -718,11 +745,16 @@ impl PoolInner {
         while let Some(waiter) = host.waiters.pop_front() {
             popped += 1;
             conn.uses += 1;
-            match waiter
-                .tx
-                .send(Ok(Grant::Conn(Pooled::in_transit(conn, self.clone()))))
-            {
+            let grant = waiter.numbered.then_some(st.next_grant);
+            match waiter.tx.send(Ok(Grant::Conn(Pooled::in_transit(
+                conn,
+                self.clone(),
+                grant,
+            )))) {
                 Ok(()) => {
+                    if grant.is_some() {
+                        st.next_grant += 1;
+                    }
                     host.active += 1;
                     host.counters.reused += 1;
                     st.active += 1;

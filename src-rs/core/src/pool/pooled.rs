@@ -17,6 +17,9 @@ pub struct Pooled {
     pool: Arc<PoolInner>,
     reused: bool,
     in_transit: bool,
+    /// For acquires that asked for it: the position of this hand-over among
+    /// all hand-overs to such waiters (0, 1, 2, ... in grant order).
+    grant: Option<u64>,
 }
 
 impl Pooled {
@@ -26,14 +29,16 @@ impl Pooled {
             pool,
             reused,
             in_transit: false,
+            grant: None,
         }
     }
-    pub(crate) fn in_transit(conn: Connection, pool: Arc<PoolInner>) -> Pooled {
+    pub(crate) fn in_transit(conn: Connection, pool: Arc<PoolInner>, grant: Option<u64>) -> Pooled {
         Pooled {
             conn: Some(conn),
             pool,
             reused: true,
             in_transit: true,
+            grant,
         }
     }
     pub(crate) fn arrived(mut self) -> Pooled {
@@ -43,6 +48,12 @@ impl Pooled {
     /// Take the connection out without returning it (the pool's own bookkeeping).
     pub(crate) fn into_connection(mut self) -> Option<Connection> {
         self.conn.take()
+    }
+
+    /// Where this hand-over stands in grant order, for acquires made with
+    /// `AcquireOptions::numbered` (see there).
+    pub fn grant_number(&self) -> Option<u64> {
+        self.grant
     }
 
     /// Whether this connection served an earlier acquire.
