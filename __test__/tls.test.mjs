@@ -139,7 +139,7 @@ test('HTTPS request(): verified, reused, and never sent over a connection made f
   const plain = await pool.acquire({ scheme: 'tls', host: 'localhost', port })
   t.false(plain.reused, 'raw tls and https keys are distinct too')
   pool.release(plain)
-  t.is(connections, 3)
+  await eventually(() => connections === 3, 3000, 'three TLS connections at the server')
   t.deepEqual(
     Object.keys(pool.stats().hosts).sort(),
     [`https://localhost:${port}`, `https://localhost:${port}#servername=alias.test`, `tls://localhost:${port}`].sort(),
