@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
-use pconn_core::http1::{self, RequestBody, RequestHead, RequestOptions, ResponseBody};
+use pconn_core::http1::{self, Prepared, RequestBody, RequestHead, RequestOptions, ResponseBody};
 use pconn_core::{Cancel, Error};
 use tokio::sync::{mpsc, Mutex};
 
@@ -162,17 +162,19 @@ impl NativePool {
             (Some(b), false) => (RequestBody::Bytes(b.to_vec()), None),
             (None, false) => (RequestBody::Empty, None),
         };
-        head.check_length(&body).map_err(throw)?;
         let opts = RequestOptions {
             headers_timeout: ms(headers_timeout_ms),
             body_timeout: ms(body_timeout_ms),
             idempotent,
             cancel: cancel.map(|c| c.cancel.clone()),
         };
+        let prepared = Prepared::new(&key.key, head, body, &opts).map_err(throw)?;
+        // On this thread, if an idle connection is ready: take it and write.
+        let first = http1::start_now(&self.pool, &key.key, &prepared);
         let pool = self.pool.clone();
         let key = key.key.clone();
         start(id, async move {
-            let mut response = http1::send(&pool, &key, head, body, &opts).await?;
+            let mut response = http1::send_prepared(&pool, &key, prepared, first, &opts).await?;
             let body = response.body.next_chunk_ready();
             let complete = response.body.is_complete();
             let h = &response.head;

@@ -103,36 +103,119 @@ impl From<std::io::Error> for Failure {
     }
 }
 
+/// Bodies up to this size go out in the same write as the head.
+const JOIN_BODY_LIMIT: usize = 16 * 1024;
+
+/// A validated request with its head encoded (and a small body joined to
+/// it, so that one write sends both).
+pub struct Prepared {
+    head: RequestHead,
+    wire: Vec<u8>,
+    /// Whatever was not joined to `wire`.
+    body: RequestBody,
+    idempotent: bool,
+}
+
+impl Prepared {
+    pub fn new(
+        key: &Key,
+        head: RequestHead,
+        body: RequestBody,
+        opts: &RequestOptions,
+    ) -> Result<Prepared> {
+        head.check_length(&body)?;
+        let idempotent = opts.idempotent
+            || is_idempotent_method(&head.method)
+            || head
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"));
+        let mut wire = head.encode(key, &body);
+        let body = match body {
+            RequestBody::Bytes(bytes) if bytes.len() <= JOIN_BODY_LIMIT => {
+                wire.extend_from_slice(&bytes);
+                RequestBody::Empty
+            }
+            other => other,
+        };
+        Ok(Prepared {
+            head,
+            wire,
+            body,
+            idempotent,
+        })
+    }
+}
+
+/// A first attempt begun synchronously: an idle connection that already
+/// carries the first `written` bytes of the request.
+pub struct Started {
+    pooled: Pooled,
+    written: usize,
+}
+
+/// Begin a request without waiting, from any thread: take an idle
+/// connection and write as much of the request as its socket takes now.
+/// `None` (nothing done) when no idle connection is parked, the body
+/// streams, or the write failed at once (the connection is closed; the
+/// request was not sent).
+///
+/// Done on the caller's thread, the write overlaps the I/O thread's wake-up
+/// with the server's work instead of preceding it.
+pub fn start_now(pool: &Pool, key: &Key, prepared: &Prepared) -> Option<Started> {
+    if !matches!(prepared.body, RequestBody::Empty) {
+        return None;
+    }
+    let mut pooled = pool.try_acquire_idle(key).ok()??;
+    match pooled.connection().ok()?.try_write_now(&prepared.wire) {
+        Ok((written, _)) => Some(Started { pooled, written }),
+        Err(_) => {
+            pooled.release(false);
+            None
+        }
+    }
+}
+
 /// Send a request through `pool` and wait for the response head.
 pub async fn send(
     pool: &Pool,
     key: &Key,
     head: RequestHead,
-    mut body: RequestBody,
+    body: RequestBody,
     opts: &RequestOptions,
 ) -> Result<Response> {
-    head.check_length(&body)?;
-    let idempotent = opts.idempotent
-        || is_idempotent_method(&head.method)
-        || head
-            .headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"));
-    let wire = head.encode(key, &body);
+    send_prepared(pool, key, Prepared::new(key, head, body, opts)?, None, opts).await
+}
+
+/// Finish a prepared request, continuing a first attempt begun by
+/// `start_now` if there is one.
+pub async fn send_prepared(
+    pool: &Pool,
+    key: &Key,
+    mut prepared: Prepared,
+    mut first: Option<Started>,
+    opts: &RequestOptions,
+) -> Result<Response> {
     let cancel = opts.cancel.as_deref();
     let mut fresh = false;
     loop {
-        let acquire = AcquireOptions {
-            cancel: opts.cancel.clone(),
-            fresh,
-            ..AcquireOptions::default()
+        let (mut pooled, written) = match first.take() {
+            Some(started) => (started.pooled, started.written),
+            None => {
+                let acquire = AcquireOptions {
+                    cancel: opts.cancel.clone(),
+                    fresh,
+                    ..AcquireOptions::default()
+                };
+                (pool.acquire(key, &acquire).await?, 0)
+            }
         };
-        let mut pooled = pool.acquire(key, &acquire).await?;
         let reused = pooled.reused();
+        let rest = &prepared.wire[written..];
         let attempt = async {
             match tokio::time::timeout(
                 opts.headers_timeout,
-                attempt(&mut pooled, &wire, &mut body, &head.method),
+                attempt(&mut pooled, rest, &mut prepared.body, &prepared.head.method),
             )
             .await
             {
@@ -155,7 +238,7 @@ pub async fn send(
         };
         match outcome {
             Ok((response_head, framing, reusable)) => {
-                let reusable = reusable && !head.close;
+                let reusable = reusable && !prepared.head.close;
                 return finish(pooled, response_head, framing, reusable, reused, opts).await;
             }
             Err(Failure { error, answered }) => {
@@ -165,11 +248,11 @@ pub async fn send(
                 if !stale {
                     return Err(error);
                 }
-                if !fresh && idempotent && body.is_replayable() {
+                if !fresh && prepared.idempotent && prepared.body.is_replayable() {
                     fresh = true;
                     continue;
                 }
-                let why = if idempotent {
+                let why = if prepared.idempotent {
                     "and the retry failed too"
                 } else {
                     "and the request is not idempotent, so it was not retried"
@@ -192,12 +275,6 @@ async fn attempt(
     let conn = pooled.connection()?;
     match body {
         RequestBody::Empty => conn.write_all(wire).await?,
-        RequestBody::Bytes(bytes) if bytes.len() <= 16 * 1024 => {
-            let mut all = Vec::with_capacity(wire.len() + bytes.len());
-            all.extend_from_slice(wire);
-            all.extend_from_slice(bytes);
-            conn.write_all(&all).await?;
-        }
         RequestBody::Bytes(bytes) => {
             conn.write_all(wire).await?;
             conn.write_all(bytes).await?;

@@ -171,6 +171,21 @@ impl Pool {
         }
     }
 
+    /// Take a live idle connection for `key` if one is parked; never
+    /// connects, never queues, never waits.
+    pub fn try_acquire_idle(&self, key: &Key) -> Result<Option<Pooled>> {
+        let mut doomed = Doomed::new();
+        let found = {
+            let mut st = self.inner.lock();
+            if st.closed {
+                return Err(Error::PoolClosed);
+            }
+            self.inner.take_idle(&mut st, key, &mut doomed)
+        };
+        self.inner.bury(doomed);
+        Ok(found.map(|conn| Pooled::new(conn, self.inner.clone(), true)))
+    }
+
     /// Get a connection for `key`: a live idle one, a new one, or (at a
     /// limit) the next one released, in FIFO order.
     pub async fn acquire(&self, key: &Key, opts: &AcquireOptions) -> Result<Pooled> {
