@@ -71,6 +71,11 @@ function onComplete(
 
 native.initBridge(onComplete)
 
+/** How many native operations are in flight. */
+export function inFlight(): number {
+  return pending.size
+}
+
 /** A fresh id for a native operation. */
 export function nextOperationId(): number {
   const id = nextId

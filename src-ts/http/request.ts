@@ -2,7 +2,7 @@
 import { Readable } from 'node:stream'
 import { connectChannel, reuseChannel } from '../diagnostics.js'
 import { abortError, fromNative, invalidArgType, invalidArgValue } from '../errors.js'
-import { native, nextOperationId, responseOf, run, type NativeUpload } from '../native.js'
+import { inFlight, native, nextOperationId, responseOf, run, type NativeUpload } from '../native.js'
 import { checkNumber } from '../options.js'
 import type { Pool } from '../pool.js'
 import { flattenHeaders, type OutgoingHeaders } from './headers.js'
@@ -108,6 +108,8 @@ export function sendRequest(pool: Pool, url: string | URL, options: RequestOptio
     upload = pool.native.request(
       id, key, method.toUpperCase(), path, headers, bytes, streamed,
       headersTimeoutMs, bodyTimeoutMs, options.idempotent ?? false, cancel,
+      // Alone in flight: write on this thread (latency); else let the I/O thread do it (throughput).
+      inFlight() === 0,
     )
   } catch (err) {
     throw fromNative(err)

@@ -128,7 +128,8 @@ fn ms(v: f64) -> Duration {
 impl NativePool {
     /// Start an HTTP request; the response arrives at the bridge under `id`.
     /// Bad input throws before anything is sent. With `stream_body`, the
-    /// body is fed through the returned upload handle.
+    /// body is fed through the returned upload handle; with `write_now`, a
+    /// request that finds an idle connection is written at once.
     #[napi(catch_unwind)]
     #[allow(clippy::too_many_arguments)]
     pub fn request(
@@ -144,6 +145,7 @@ impl NativePool {
         body_timeout_ms: f64,
         idempotent: bool,
         cancel: Option<&NativeCancel>,
+        write_now: bool,
     ) -> napi::Result<Option<NativeUpload>> {
         let mut pairs = Vec::with_capacity(headers.len() / 2);
         let mut it = headers.into_iter();
@@ -169,8 +171,15 @@ impl NativePool {
             cancel: cancel.map(|c| c.cancel.clone()),
         };
         let prepared = Prepared::new(&key.key, head, body, &opts).map_err(throw)?;
-        // On this thread, if an idle connection is ready: take it and write.
-        let first = http1::start_now(&self.pool, &key.key, &prepared);
+        // With `write_now` (the façade asks when nothing else is in flight),
+        // take an idle connection and write on this thread: lower latency
+        // for sequential callers. Under concurrency the I/O thread writes,
+        // keeping the JavaScript thread free.
+        let first = if write_now {
+            http1::start_now(&self.pool, &key.key, &prepared)
+        } else {
+            None
+        };
         let pool = self.pool.clone();
         let key = key.key.clone();
         start(id, async move {
