@@ -9,11 +9,10 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-
-use crate::read_buffer::ReadBuffer;
 use tokio_rustls::client::TlsStream;
 
 use crate::key::Key;
+use crate::read_buffer::ReadBuffer;
 use crate::socket::{SharedTcp, Socket};
 
 /// Size of one `read()` chunk handed to users.
@@ -143,11 +142,6 @@ impl Connection {
         self.broken
     }
 
-    /// Mark the stream unusable; the pool will close it instead of parking it.
-    pub fn mark_broken(&mut self) {
-        self.broken = true;
-    }
-
     /// Lower this connection's idle deadline (a server's Keep-Alive hint).
     pub fn set_idle_timeout_hint(&mut self, hint: Duration) {
         self.idle_timeout_hint = Some(hint);
@@ -175,30 +169,27 @@ impl Connection {
         self.used_since_checkout = true;
         let result = match &mut self.stream {
             Stream::Plain(tcp) => match tcp.0.tcp.try_write(data) {
-                Ok(n) => Ok((n, true)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok((0, true)),
-                Err(e) => Err(e),
+                other => other.map(|n| (n, true)),
             },
             Stream::Tls(tls) => {
                 let (tcp, session) = tls.get_mut();
-                let taken = io::Write::write(&mut session.writer(), data)?;
                 let sock = socket2::SockRef::from(&tcp.0.tcp);
-                while session.wants_write() {
-                    match session.write_tls(&mut &*sock) {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(self.fail(e)),
+                io::Write::write(&mut session.writer(), data).and_then(|taken| {
+                    while session.wants_write() {
+                        match session.write_tls(&mut &*sock) {
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            other => other?,
+                        };
                     }
-                }
-                Ok((taken, !session.wants_write()))
+                    Ok((taken, !session.wants_write()))
+                })
             }
         };
-        result.map_err(|e| self.fail(e))
-    }
-
-    fn fail(&mut self, e: io::Error) -> io::Error {
-        self.broken = true;
-        e
+        if result.is_err() {
+            self.broken = true;
+        }
+        result
     }
 
     /// The next chunk of bytes, or `None` at EOF.

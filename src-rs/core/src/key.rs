@@ -55,7 +55,7 @@ impl Scheme {
     }
 }
 
-#[derive(Debug, PartialEq, Eq, Hash)]
+#[derive(Debug)]
 struct KeyParts {
     scheme: Scheme,
     /// Lower-cased; IPv6 literals without brackets.
@@ -63,6 +63,34 @@ struct KeyParts {
     port: u16,
     /// TLS name to present and verify, when it differs from `host`.
     servername: Option<String>,
+    /// The Host header value, computed once (it goes into every request).
+    host_header: String,
+}
+
+impl KeyParts {
+    /// What identifies a key (`host_header` is derived from these).
+    fn identity(&self) -> (Scheme, &str, u16, Option<&str>) {
+        (
+            self.scheme,
+            &self.host,
+            self.port,
+            self.servername.as_deref(),
+        )
+    }
+}
+
+impl PartialEq for KeyParts {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl Eq for KeyParts {}
+
+impl std::hash::Hash for KeyParts {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.identity().hash(state);
+    }
 }
 
 /// A normalized, cheap-to-clone pool key.
@@ -104,11 +132,17 @@ impl Key {
                 (name != host).then_some(name)
             }
         };
+        let host_header = if Some(port) == scheme.default_port() {
+            bracket_if_v6(&host)
+        } else {
+            format!("{}:{port}", bracket_if_v6(&host))
+        };
         Ok(Key(Arc::new(KeyParts {
             scheme,
             host,
             port,
             servername,
+            host_header,
         })))
     }
 
@@ -160,13 +194,8 @@ impl Key {
 
     /// `host:port` as it goes in a Host header (brackets for IPv6, port only
     /// when it differs from the scheme's default).
-    pub fn host_header(&self) -> String {
-        let host = bracket_if_v6(&self.0.host);
-        if Some(self.0.port) == self.0.scheme.default_port() {
-            host
-        } else {
-            format!("{host}:{}", self.0.port)
-        }
+    pub fn host_header(&self) -> &str {
+        &self.0.host_header
     }
 }
 

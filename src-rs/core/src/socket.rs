@@ -61,7 +61,7 @@ impl Socket {
     }
 
     pub(crate) fn is_parked(&self) -> bool {
-        self.parked.load(Ordering::Acquire)
+        self.parked.load(Ordering::SeqCst)
     }
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
@@ -69,16 +69,20 @@ impl Socket {
     /// Parking wakes the watcher only if it is waiting for that; taking a
     /// connection out never does (the watcher notices on its own when the
     /// socket next becomes readable). So a hot connection costs no wake-ups.
+    ///
+    /// Both sides store then load (`parked` here, `watcher_waiting` in the
+    /// watcher), so both use SeqCst: with weaker orderings each could miss
+    /// the other's store and the watcher would sleep through the park.
     pub(crate) fn set_parked(&self, parked: bool) {
-        self.parked.store(parked, Ordering::Release);
-        if parked && self.watcher_waiting.load(Ordering::Acquire) {
+        self.parked.store(parked, Ordering::SeqCst);
+        if parked && self.watcher_waiting.load(Ordering::SeqCst) {
             self.changed.notify_one();
         }
     }
 
     /// The watcher announces it waits for the next park (or close).
     pub(crate) fn set_watcher_waiting(&self, waiting: bool) {
-        self.watcher_waiting.store(waiting, Ordering::Release);
+        self.watcher_waiting.store(waiting, Ordering::SeqCst);
     }
     /// Send FIN now; the descriptor itself closes when the last owner drops.
     pub(crate) fn close(&self) {

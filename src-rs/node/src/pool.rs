@@ -36,7 +36,7 @@ impl NativeKey {
     /// The Host header value for this key.
     #[napi(getter)]
     pub fn authority(&self) -> String {
-        self.key.host_header()
+        self.key.host_header().to_string()
     }
 }
 

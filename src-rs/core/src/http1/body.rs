@@ -57,23 +57,11 @@ impl BodyDecoder {
         }
     }
 
+    /// The body is complete. Never true after a framing error; a
+    /// read-until-close body completes at EOF (its connection is not
+    /// reusable, which the framing, not the decoder, says).
     pub fn is_done(&self) -> bool {
         self.state == State::Done
-    }
-
-    /// Ended by its own framing, so the connection may carry another
-    /// exchange (never after an error or a read-until-close body).
-    pub fn ended_cleanly(&self) -> bool {
-        self.state == State::Done
-    }
-
-    /// Bytes still expected, when the framing says so.
-    pub fn remaining(&self) -> Option<u64> {
-        match self.state {
-            State::Length(n) => Some(n),
-            State::Done => Some(0),
-            _ => None,
-        }
     }
 
     pub fn trailers(&self) -> &[(String, String)] {
@@ -313,7 +301,7 @@ mod tests {
         ] {
             let mut d = BodyDecoder::new(Framing::Chunked);
             assert!(d.decode(bad, &mut Vec::new()).is_err(), "{bad:?}");
-            assert!(!d.ended_cleanly());
+            assert!(!d.is_done());
             assert!(d.decode(b"0\r\n\r\n", &mut Vec::new()).is_err());
         }
     }
@@ -355,7 +343,7 @@ mod tests {
                 let first = d.decode(&input[..split], &mut out);
                 let second = first.as_ref().ok().map(|_| d.decode(&input[split..], &mut out));
                 if first.is_err() || matches!(second, Some(Err(_))) {
-                    prop_assert!(!d.ended_cleanly());
+                    prop_assert!(!d.is_done());
                 }
             }
             let _ = crate::http1::response::parse_head(&input);

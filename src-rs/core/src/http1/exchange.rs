@@ -405,7 +405,7 @@ impl BodyStream {
     /// Give the connection back if the body ended cleanly with nothing
     /// unexpected behind it.
     fn end(mut self) {
-        let clean = self.decoder.ended_cleanly()
+        let clean = self.decoder.is_done()
             && self.reusable
             && self
                 .pooled
@@ -432,14 +432,6 @@ impl ResponseBody {
     /// Trailers of a chunked body, once it is complete.
     pub fn trailers(&self) -> &[(String, String)] {
         &self.trailers
-    }
-
-    /// Bytes of the body still to come when known (Content-Length).
-    pub fn remaining(&self) -> Option<u64> {
-        match &self.stream {
-            None => Some(0),
-            Some(s) => s.decoder.remaining(),
-        }
     }
 
     /// The next piece of the body, or `None` at its end. Reads the socket

@@ -281,10 +281,6 @@ impl Pool {
         self.inner.reaper_wake.notify_one();
     }
 
-    pub fn is_closed(&self) -> bool {
-        self.inner.lock().closed
-    }
-
     /// Sockets of this pool not yet closed (connecting, active or idle).
     pub fn open_sockets(&self) -> usize {
         self.inner.sockets.open()
@@ -359,11 +355,6 @@ impl std::fmt::Debug for PendingAcquire {
 }
 
 impl PendingAcquire {
-    /// Whether this acquire queued behind a limit (rather than connecting).
-    pub fn is_waiting(&self) -> bool {
-        matches!(self.step, Step::Wait(..))
-    }
-
     /// Connect, or wait for a released connection or for room to connect.
     pub async fn finish(self, opts: &AcquireOptions) -> Result<Pooled> {
         let cancel = opts.cancel.as_deref();
