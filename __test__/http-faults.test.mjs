@@ -10,7 +10,7 @@ const parseErrors = {
   'a bad chunk size': 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n',
   'obsolete line folding': 'HTTP/1.1 200 OK\r\nx-a: 1\r\n folded\r\ncontent-length: 0\r\n\r\n',
   'a bare CR in a header': 'HTTP/1.1 200 OK\r\nx-a: 1\r2\r\ncontent-length: 0\r\n\r\n',
-  'too many headers': `HTTP/1.1 200 OK\r\n${'x: y\r\n'.repeat(200)}content-length: 0\r\n\r\n`,
+  'more than 2,000 headers': `HTTP/1.1 200 OK\r\n${'x: y\r\n'.repeat(2001)}content-length: 0\r\n\r\n`,
 }
 
 for (const [what, bytes] of Object.entries(parseErrors)) {
@@ -141,7 +141,7 @@ for (const [what, options] of injections) {
     const server = await useServer(t, httpServer, (req, s) => s.write(ok()))
     const pool = usePool(t, Pool)
     const before = pool.stats()
-    t.throws(() => pool.request(server.url(), options), { code: 'ERR_INVALID_ARG_VALUE' })
+    await t.throwsAsync(pool.request(server.url(), options), { code: 'ERR_INVALID_ARG_VALUE' })
     t.deepEqual(pool.stats(), before)
     t.is(server.opened, 0)
   })
@@ -151,18 +151,27 @@ test('a path with CR, LF, NUL or spaces is refused', async (t) => {
   const server = await useServer(t, httpServer, (req, s) => s.write(ok()))
   const pool = usePool(t, Pool)
   for (const path of ['/a b', '/a\r\nHost: evil', '/a\0b', '/a\tb']) {
-    t.throws(() => pool.request(`http://127.0.0.1:${server.port}${path}`), { code: 'ERR_INVALID_ARG_VALUE' }, JSON.stringify(path))
+    await t.throwsAsync(pool.request(`http://127.0.0.1:${server.port}${path}`), { code: 'ERR_INVALID_ARG_VALUE' }, JSON.stringify(path))
   }
   t.is(server.opened, 0)
 })
 
-test('bad argument types throw ERR_INVALID_ARG_TYPE', (t) => {
+test('bad arguments reject (never throw) with ERR_INVALID_ARG_TYPE or ERR_INVALID_ARG_VALUE', async (t) => {
   const pool = usePool(t, Pool)
-  t.throws(() => pool.request(42), { code: 'ERR_INVALID_ARG_TYPE' })
-  t.throws(() => pool.request('http://h/', { method: 1 }), { code: 'ERR_INVALID_ARG_TYPE' })
-  t.throws(() => pool.request('http://h/', { headers: 'x' }), { code: 'ERR_INVALID_ARG_TYPE' })
-  t.throws(() => pool.request('http://h/', { headers: { a: {} } }), { code: 'ERR_INVALID_ARG_TYPE' })
-  t.throws(() => pool.request('http://h/', { body: 42 }), { code: 'ERR_INVALID_ARG_TYPE' })
-  t.throws(() => pool.request('http://h/', { headersTimeoutMs: -1 }), { code: 'ERR_INVALID_ARG_VALUE' })
-  t.throws(() => pool.request('tcp://h:1/'), { code: 'ERR_INVALID_ARG_VALUE' })
+  const cases = [
+    [() => pool.request(42), 'ERR_INVALID_ARG_TYPE'],
+    [() => pool.request('http://h/', { method: 1 }), 'ERR_INVALID_ARG_TYPE'],
+    [() => pool.request('http://h/', { headers: 'x' }), 'ERR_INVALID_ARG_TYPE'],
+    [() => pool.request('http://h/', { headers: { a: {} } }), 'ERR_INVALID_ARG_TYPE'],
+    [() => pool.request('http://h/', { body: 42 }), 'ERR_INVALID_ARG_TYPE'],
+    [() => pool.request('http://h/', { headersTimeoutMs: -1 }), 'ERR_INVALID_ARG_VALUE'],
+    [() => pool.request('tcp://h:1/'), 'ERR_INVALID_ARG_VALUE'],
+  ]
+  for (const [call, code] of cases) {
+    let pending
+    t.notThrows(() => {
+      pending = call()
+    })
+    await t.throwsAsync(pending, { code })
+  }
 })

@@ -71,10 +71,14 @@ export class Connection {
     return this.#native.released
   }
 
-  /** Write `data` (strings as UTF-8); resolves once it is flushed to the socket. */
+  /**
+   * Write `data` (strings as UTF-8); resolves once all of it is on the
+   * socket. Writes go out whole and in call order, and a pending `read()`
+   * never holds a write back.
+   */
   write(data: string | Uint8Array): Promise<void> {
     if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
-      throw invalidArgType('data', 'a string, Buffer or Uint8Array', data)
+      return Promise.reject(invalidArgType('data', 'a string, Buffer or Uint8Array', data))
     }
     const bytes = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength)
     const id = nextOperationId()

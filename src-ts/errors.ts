@@ -75,15 +75,11 @@ export interface NativeErrorInfo {
   reason?: string | null
 }
 
-const SEP = '\u001f'
-
-/** Turn an error from the native layer into the error users see. */
+/** Turn an error thrown by the native layer (its `code` is the contract's) into the error users see. */
 export function fromNative(err: unknown): Error {
-  if (err instanceof Error && err.message.includes(SEP)) {
-    const [code = 'EIO', reason = '', message = err.message] = err.message.split(SEP)
-    return fromInfo({ code, message, reason })
-  }
-  return err instanceof Error ? err : new PconnError('EIO', String(err))
+  if (!(err instanceof Error)) return new PconnError('EIO', String(err))
+  const { code } = err as { code?: unknown }
+  return typeof code === 'string' ? fromInfo({ code, message: err.message }) : err
 }
 
 export function fromInfo(info: NativeErrorInfo): Error {

@@ -1,13 +1,18 @@
 /**
- * The native binding and the one channel its async results come back on.
+ * The native binding and the channel its async results come back on.
  *
- * Native operations are started with a numeric id and report back through
- * a single completion callback (see src-rs/node/src/bridge.rs); this module
- * turns that into Promises, and keeps the event loop alive exactly while
- * some operation is pending (an idle pool never holds the process open).
+ * Every JavaScript thread that loads pconn (the main thread, each worker)
+ * runs this module once and gets its own channel: native operations are
+ * started with an id from this thread's counter and complete here, in
+ * batches (one call carries every completion that was ready; see
+ * src-rs/node/src/bridge.rs for the layout). This module turns them into
+ * Promises and keeps the event loop alive exactly while some operation is
+ * pending (an idle pool never holds the process open).
  */
 import { fromInfo, fromNative, type NativeErrorInfo } from './errors.js'
+import { publishClose } from './diagnostics.js'
 import type * as Binding from '../native/index.js'
+import { Completion } from '../native/index.js'
 
 /**
  * Load the prebuilt binary for this platform (a local build in ./native,
@@ -41,8 +46,20 @@ export type NativeConnection = Binding.NativeConnection
 export type NativeBody = Binding.NativeBody
 export type NativeUpload = Binding.NativeUpload
 
+/** An HTTP response as the bridge delivers it. */
+export interface ResponseParts {
+  /** Status code; bit 10: HTTP/1.1, bit 11: reused, bit 12: body complete. */
+  statusFlags: number
+  /** The connection that carried the exchange. */
+  connectionId: number
+  /** Reason phrase, then `name: value` lines; trailers after an empty line. */
+  head: string
+  body: Buffer
+  stream: NativeBody | undefined
+}
+
 interface Pending {
-  resolve(value: unknown, status?: number, head?: string, stream?: NativeBody): void
+  resolve(value: unknown): void
   reject(error: Error): void
 }
 
@@ -53,25 +70,58 @@ let nextId = 1
 const keepAlive = setInterval(() => {}, 2 ** 31 - 1)
 keepAlive.unref()
 
-function onComplete(
-  id: number,
-  error: NativeErrorInfo | null | undefined,
-  value: unknown,
-  status?: number | null,
-  head?: string | null,
-  stream?: NativeBody | null,
-): void {
+function settle(id: number, value: unknown, failed: boolean): void {
   const op = pending.get(id)
   if (op === undefined) return
   pending.delete(id)
   if (pending.size === 0) keepAlive.unref()
-  if (error) op.reject(fromInfo(error))
-  else op.resolve(value, status ?? undefined, head ?? undefined, stream ?? undefined)
+  if (failed) op.reject(fromInfo(value as NativeErrorInfo))
+  else op.resolve(value)
 }
 
-native.initBridge(onComplete)
+/** Every completion that was ready, flattened: `[id, kind, ...values]` in the first `length` slots. */
+function onBatch(batch: unknown[], length: number): void {
+  let i = 0
+  while (i < length) {
+    const id = batch[i++] as number
+    const kind = batch[i++] as Completion
+    switch (kind) {
+      case Completion.Done:
+        settle(id, undefined, false)
+        break
+      case Completion.Failed:
+        settle(id, batch[i++], true)
+        break
+      case Completion.Connection:
+      case Completion.Bytes:
+      case Completion.End:
+        settle(id, batch[i++], false)
+        break
+      case Completion.Response: {
+        const parts: ResponseParts = {
+          statusFlags: batch[i] as number,
+          connectionId: batch[i + 1] as number,
+          head: batch[i + 2] as string,
+          body: batch[i + 3] as Buffer,
+          stream: batch[i + 4] as NativeBody | undefined,
+        }
+        i += 5
+        settle(id, parts, false)
+        break
+      }
+      case Completion.Closed:
+        publishClose(batch[i] as number, batch[i + 1] as string, batch[i + 2] as string)
+        i += 3
+        break
+      default:
+        throw new Error(`pconn: unknown completion kind ${String(kind)}`)
+    }
+  }
+}
 
-/** How many native operations are in flight. */
+native.initBridge(onBatch)
+
+/** How many native operations are in flight on this thread. */
 export function inFlight(): number {
   return pending.size
 }
@@ -85,50 +135,11 @@ export function nextOperationId(): number {
 
 /**
  * Wait for the completion of operation `id`, already started. Completions
- * arrive through the threadsafe function, never synchronously, so
- * registering after the start is safe.
+ * never arrive synchronously, so registering after the start is safe.
  */
 export function completionOf<T>(id: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     pending.set(id, { resolve: resolve as (v: unknown) => void, reject })
-    if (pending.size === 1) keepAlive.ref()
-  })
-}
-
-/** A connection from a waiting acquire, with its grant number if it has one. */
-export interface Acquired {
-  conn: NativeConnection
-  grant: number | undefined
-}
-
-/** Like `completionOf`, for an acquire: also yields the hand-over's grant number. */
-export function acquisitionOf(id: number): Promise<Acquired> {
-  return new Promise<Acquired>((resolve, reject) => {
-    pending.set(id, { resolve: (conn, grant) => resolve({ conn: conn as NativeConnection, grant }), reject })
-    if (pending.size === 1) keepAlive.ref()
-  })
-}
-
-/** An HTTP response as the bridge delivers it (see src-rs/node/src/http.rs). */
-export interface ResponseParts {
-  body: Buffer
-  /** Status code; bit 10: HTTP/1.1, bit 11: reused, bit 12: body complete. */
-  statusFlags: number
-  /** Reason phrase, then `name: value` lines; trailers after an empty line. */
-  head: string
-  stream: NativeBody | undefined
-  /** The connection that carried the exchange. */
-  connectionId: number
-}
-
-/** Like `completionOf`, for an HTTP request: resolves with the response parts. */
-export function responseOf(id: number): Promise<ResponseParts> {
-  return new Promise<ResponseParts>((resolve, reject) => {
-    pending.set(id, {
-      resolve: (body, status = 0, head = '', stream) =>
-        resolve({ body: body as Buffer, statusFlags: status % 8192, head, stream, connectionId: Math.floor(status / 8192) }),
-      reject,
-    })
     if (pending.size === 1) keepAlive.ref()
   })
 }

@@ -1,5 +1,10 @@
-/** Pool options: what each one means, its default, and its validation. */
+/**
+ * Pool options: what each one means, its default, and its validation.
+ * The defaults come from the native core (its `PoolConfig::default()`), so
+ * they have one home; only `leakDetectionMs` is the façade's own.
+ */
 import { invalidArgType, invalidArgValue } from './errors.js'
+import { native } from './native.js'
 
 /** A PEM string or buffer, or a list of them. */
 export type Pem = string | Uint8Array | ReadonlyArray<string | Uint8Array>
@@ -56,6 +61,16 @@ export interface PoolOptions {
   noDelay?: boolean
   /** TCP keep-alive probe delay (ms); 0 = TCP keep-alive off. Default 1000. */
   keepAliveInitialDelayMs?: number
+  /**
+   * Open a handle onto the process-wide pool of this name instead of a new
+   * pool: every thread (main or worker_threads) that passes the same name
+   * shares its connections and its limits (`maxConnectionsPerHost` holds
+   * across all of them). The first thread's options make the pool; later
+   * ones must pass the same options (else `ERR_INVALID_ARG_VALUE`).
+   * `shutdownAll()` closes only the calling handle; the pool closes with
+   * its last handle. Default: none (a pool of this thread's own).
+   */
+  shared?: string
 }
 
 /** Options after defaults and validation. */
@@ -75,23 +90,29 @@ export interface ResolvedOptions {
   tls: Required<Pick<TlsOptions, 'rejectUnauthorized'>> & Omit<TlsOptions, 'rejectUnauthorized'>
   noDelay: boolean
   keepAliveInitialDelayMs: number
+  shared: string | undefined
 }
 
+const core = native.defaultPoolOptions()
+const unlimited = (n: number | null | undefined): number => n ?? Infinity
+
+/** Every default, as the native core defines it. */
 export const DEFAULTS: Readonly<Omit<ResolvedOptions, 'tls'>> = Object.freeze({
-  maxIdlePerHost: 256,
-  maxConnectionsPerHost: Infinity,
-  maxConnections: Infinity,
-  maxPending: Infinity,
-  idleTimeoutMs: 4_000,
-  maxLifetimeMs: 0,
-  maxUses: 0,
-  scheduling: 'lifo',
-  connectTimeoutMs: 10_000,
-  acquireTimeoutMs: 0,
+  maxIdlePerHost: core.maxIdlePerHost,
+  maxConnectionsPerHost: unlimited(core.maxConnectionsPerHost),
+  maxConnections: unlimited(core.maxConnections),
+  maxPending: unlimited(core.maxPending),
+  idleTimeoutMs: core.idleTimeoutMs,
+  maxLifetimeMs: core.maxLifetimeMs,
+  maxUses: core.maxUses,
+  scheduling: core.fifo ? 'fifo' : 'lifo',
+  connectTimeoutMs: core.connectTimeoutMs,
+  acquireTimeoutMs: core.acquireTimeoutMs,
   leakDetectionMs: 0,
-  dnsCacheMs: 0,
-  noDelay: true,
-  keepAliveInitialDelayMs: 1_000,
+  dnsCacheMs: core.dnsCacheMs,
+  noDelay: core.noDelay,
+  keepAliveInitialDelayMs: core.keepAliveInitialDelayMs,
+  shared: undefined,
 })
 
 /** Largest value a count or duration may take (fits u32 / a timer). */
@@ -113,7 +134,7 @@ const NUMERIC: Record<string, Limit> = {
   dnsCacheMs: 'ms',
   keepAliveInitialDelayMs: 'ms',
 }
-const KNOWN = new Set([...Object.keys(NUMERIC), 'scheduling', 'tls', 'noDelay'])
+const KNOWN = new Set([...Object.keys(NUMERIC), 'scheduling', 'tls', 'noDelay', 'shared'])
 
 /**
  * Check a number option: a non-negative integer; `cap`s and `limit`s may be
@@ -140,7 +161,7 @@ function checkPem(name: string, value: unknown): Buffer | undefined {
 }
 
 function checkTls(value: unknown): ResolvedOptions['tls'] {
-  if (value === undefined) return { rejectUnauthorized: true }
+  if (value === undefined) return { rejectUnauthorized: core.tls.rejectUnauthorized }
   if (typeof value !== 'object' || value === null) throw invalidArgType('options.tls', 'of type object', value)
   const tls = value as Record<string, unknown>
   for (const k of Object.keys(tls)) {
@@ -148,7 +169,7 @@ function checkTls(value: unknown): ResolvedOptions['tls'] {
       throw invalidArgValue(`options.tls.${k}`, 'is not a known TLS option (ca, cert, key, rejectUnauthorized, servername, alpn)')
     }
   }
-  const rejectUnauthorized = tls.rejectUnauthorized ?? true
+  const rejectUnauthorized = tls.rejectUnauthorized ?? core.tls.rejectUnauthorized
   if (typeof rejectUnauthorized !== 'boolean') throw invalidArgType('options.tls.rejectUnauthorized', 'of type boolean', rejectUnauthorized)
   if (tls.servername !== undefined && (typeof tls.servername !== 'string' || tls.servername === '')) {
     throw invalidArgType('options.tls.servername', 'a non-empty string', tls.servername)
@@ -167,7 +188,7 @@ function checkTls(value: unknown): ResolvedOptions['tls'] {
 
 /** Validate options and fill in defaults. Throws before anything is created. */
 export function resolveOptions(options: unknown): ResolvedOptions {
-  if (options === undefined) return { ...DEFAULTS, tls: { rejectUnauthorized: true } }
+  if (options === undefined) return { ...DEFAULTS, tls: { rejectUnauthorized: core.tls.rejectUnauthorized } }
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw invalidArgType('options', 'of type object', options)
   }
@@ -189,6 +210,11 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   if (given.noDelay !== undefined) {
     if (typeof given.noDelay !== 'boolean') throw invalidArgType('options.noDelay', 'of type boolean', given.noDelay)
     out.noDelay = given.noDelay
+  }
+  if (given.shared !== undefined) {
+    if (typeof given.shared !== 'string') throw invalidArgType('options.shared', 'of type string', given.shared)
+    if (given.shared === '') throw invalidArgValue('options.shared', 'must not be empty', given.shared)
+    out.shared = given.shared
   }
   out.tls = checkTls(given.tls)
   return out as unknown as ResolvedOptions

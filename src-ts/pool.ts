@@ -1,11 +1,10 @@
 /** The pool: acquire, release, flushForHost, shutdownAll, stats. */
 import { Connection, loanOf, type Loan } from './connection.js'
-import { connectChannel, publishClose, reuseChannel } from './diagnostics.js'
+import { connectChannel, reuseChannel } from './diagnostics.js'
 import { abortError, fromNative, invalidArgType, invalidArgValue } from './errors.js'
 import { KeyResolver, type KeyInput } from './key.js'
 import { watchLoan } from './leak-detector.js'
-import { GrantOrder } from './grant-order.js'
-import { acquisitionOf, native, nextOperationId, run, type NativeConnection, type NativeKey, type NativePool } from './native.js'
+import { completionOf, native, nextOperationId, run, type NativeConnection, type NativeKey, type NativePool } from './native.js'
 import { checkNumber, resolveOptions, toNative, type PoolOptions, type ResolvedOptions } from './options.js'
 import { toPoolStats, type PoolStats } from './stats.js'
 import { sendRequest, type RequestOptions } from './http/request.js'
@@ -21,7 +20,12 @@ export interface AcquireOptions {
 
 /**
  * A keep-alive connection pool. Connections are keyed by scheme, host, port
- * and TLS identity; see DESIGN.md for the exact rules.
+ * and TLS identity (see docs/ARCHITECTURE.md for the exact rules).
+ *
+ * A pool belongs to the thread that made it. With `shared: name`, it is a
+ * handle onto one process-wide pool of that name instead: every thread
+ * (main or worker) that opens the same name shares its connections and
+ * its limits, and `shutdownAll()` closes only the calling handle.
  *
  * ```ts
  * const pool = new Pool({ maxConnectionsPerHost: 16 })
@@ -39,13 +43,12 @@ export class Pool {
   readonly #keys: KeyResolver
   readonly #poolId: number
   readonly #releaseFn = (conn: Connection, keepAliveOk: boolean): void => this.release(conn, keepAliveOk)
-  readonly #grants = new GrantOrder()
   #shutdown: Promise<void> | undefined
 
   constructor(options?: PoolOptions) {
     this.options = Object.freeze(resolveOptions(options))
     try {
-      this.native = new native.NativePool(toNative(this.options), publishClose)
+      this.native = new native.NativePool(toNative(this.options), this.options.shared)
     } catch (err) {
       throw fromNative(err)
     }
@@ -68,7 +71,13 @@ export class Pool {
       return
     }
     const site = this.options.leakDetectionMs > 0 ? acquireSite(Pool.prototype.acquire) : undefined
-    return this.acquireKey(this.resolveKey(key), second, site)
+    let resolved: NativeKey
+    try {
+      resolved = this.resolveKey(key)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return this.acquireKey(resolved, second, site)
   }
 
   /** @internal Resolve a destination to a key (throws on bad input). */
@@ -78,7 +87,13 @@ export class Pool {
 
   /** @internal Acquire by resolved key. */
   acquireKey(key: NativeKey, options?: AcquireOptions, site?: string): Promise<Connection> {
-    const { signal, timeoutMs } = checkAcquireOptions(options)
+    let checked: { signal?: AbortSignal; timeoutMs?: number }
+    try {
+      checked = checkAcquireOptions(options)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const { signal, timeoutMs } = checked
     if (signal?.aborted) return Promise.reject(abortError())
     const cancel = signal === undefined ? undefined : new native.NativeCancel()
     const id = nextOperationId()
@@ -101,8 +116,7 @@ export class Pool {
     const onAbort = () => cancel?.cancel()
     signal?.addEventListener('abort', onAbort, { once: true })
     try {
-      const { conn, grant } = await acquisitionOf(id)
-      if (grant !== undefined) await this.#grants.turn(grant)
+      const conn = await completionOf<NativeConnection>(id)
       if (signal?.aborted) {
         this.native.release(conn, true)
         throw abortError()
@@ -150,8 +164,8 @@ export class Pool {
 
   /**
    * Send an HTTP/1.1 request over a pooled connection. The connection goes
-   * back to the pool by itself once the body is read (see DESIGN.md for when
-   * it is closed instead).
+   * back to the pool by itself once the body is read (docs/ARCHITECTURE.md
+   * says when it is closed instead).
    *
    * ```ts
    * const res = await pool.request('http://127.0.0.1:8080/users/1')
@@ -171,9 +185,14 @@ export class Pool {
 
   /**
    * Close idle connections now, reject waiting and later acquires with
-   * `PCONN_POOL_CLOSED`, close active ones as they are released. Resolves
-   * once every socket of the pool is closed. Calling it again returns the
-   * same Promise.
+   * `PCONN_POOL_CLOSED`, cancel connects in progress, close active ones as
+   * they are released. Resolves once every socket of the pool is closed.
+   * Calling it again returns the same Promise.
+   *
+   * On a `shared` pool this closes only this handle: its waiters and later
+   * acquires fail with `PCONN_POOL_CLOSED`, its connections go back to the
+   * shared pool as they are released, and it resolves once none is on
+   * loan. The shared pool closes with its last handle.
    */
   shutdownAll(): Promise<void> {
     this.#shutdown ??= run<void>((id) => this.native.shutdown(id))

@@ -2,7 +2,7 @@
 import { Readable } from 'node:stream'
 import { connectChannel, reuseChannel } from '../diagnostics.js'
 import { abortError, fromNative, invalidArgType, invalidArgValue } from '../errors.js'
-import { inFlight, native, nextOperationId, responseOf, run, type NativeUpload } from '../native.js'
+import { completionOf, inFlight, native, nextOperationId, run, type NativeUpload, type ResponseParts } from '../native.js'
 import { checkNumber } from '../options.js'
 import type { Pool } from '../pool.js'
 import { flattenHeaders, type OutgoingHeaders } from './headers.js'
@@ -73,8 +73,16 @@ async function pump(source: AsyncIterable<unknown>, upload: NativeUpload): Promi
   upload.end()
 }
 
-/** @internal The body of `Pool.request`. */
+/** @internal The body of `Pool.request`: bad arguments reject, never throw. */
 export function sendRequest(pool: Pool, url: string | URL, options: RequestOptions = {}): Promise<Response> {
+  try {
+    return startRequest(pool, url, options)
+  } catch (err) {
+    return Promise.reject(err)
+  }
+}
+
+function startRequest(pool: Pool, url: string | URL, options: RequestOptions): Promise<Response> {
   if (typeof url !== 'string' && !(url instanceof URL)) throw invalidArgType('url', 'a string or a URL', url)
   if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options)
   const { origin, path } = splitUrl(url)
@@ -127,7 +135,7 @@ export function sendRequest(pool: Pool, url: string | URL, options: RequestOptio
       cancel?.cancel()
     })
   }
-  return responseOf(id).then(
+  return completionOf<ResponseParts>(id).then(
     (res) => {
       signal?.removeEventListener('abort', onAbort)
       const response = new Response(res)

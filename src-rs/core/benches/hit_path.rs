@@ -40,7 +40,7 @@ fn hit_path(c: &mut Criterion) {
         idle_timeout: std::time::Duration::from_secs(3600),
         ..PoolConfig::default()
     };
-    let pool = Pool::new(config, rt.handle().clone()).expect("pool");
+    let pool = Pool::build(config, rt.handle()).expect("pool");
     let opts = AcquireOptions::default();
     rt.block_on(async {
         for key in &keys {

@@ -23,7 +23,7 @@ fn chunked(body: &[u8], chunk: usize) -> Vec<u8> {
 fn parsing(c: &mut Criterion) {
     c.bench_function("parse_head (8 headers)", |b| {
         b.iter(|| {
-            let (head, _) = parse_head(black_box(HEAD))
+            let (head, _) = parse_head(black_box(HEAD), pconn_core::http1::MAX_HEAD_BYTES)
                 .expect("valid")
                 .expect("complete");
             black_box(head.framing("GET").expect("framing"));

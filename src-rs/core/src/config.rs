@@ -1,4 +1,5 @@
-//! Pool options with the defaults of the contract (DESIGN.md).
+//! Pool options and their defaults: the one home of every default (the
+//! JavaScript façade reads them from here through the binding).
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ pub enum Scheduling {
 }
 
 /// TLS settings shared by every TLS connection of a pool.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsOptions {
     /// PEM bundle of trusted roots; replaces the webpki (Mozilla) roots when set.
     pub ca_pem: Option<Vec<u8>>,
@@ -29,7 +30,7 @@ pub struct TlsOptions {
 }
 
 /// Every option of a pool. `None` means "no limit" for the limits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolConfig {
     pub max_idle_per_host: usize,
     pub max_connections_per_host: Option<usize>,
@@ -41,6 +42,7 @@ pub struct PoolConfig {
     /// Zero = unlimited.
     pub max_uses: u64,
     pub scheduling: Scheduling,
+    /// Zero = no limit.
     pub connect_timeout: Duration,
     /// Zero = wait forever.
     pub acquire_timeout: Duration,

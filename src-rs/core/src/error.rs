@@ -148,7 +148,7 @@ impl fmt::Display for Error {
             Error::ForeignConnection => write!(f, "this connection belongs to another pool; release it to the pool that acquired it"),
             Error::SocketClosed(m) => write!(f, "the peer closed the connection: {m}"),
             Error::HeadersTimeout { timeout_ms } => write!(f, "response headers did not arrive within headersTimeoutMs ({timeout_ms} ms)"),
-            Error::BodyTimeout { timeout_ms } => write!(f, "the response body stalled for more than bodyTimeoutMs ({timeout_ms} ms)"),
+            Error::BodyTimeout { timeout_ms } => write!(f, "the body stalled for more than bodyTimeoutMs ({timeout_ms} ms): the server stopped sending the response, or stopped reading the request"),
             Error::HttpParse(m) => write!(f, "malformed HTTP response: {m}"),
             Error::Aborted => write!(f, "the operation was aborted"),
             Error::Dns { host, code } => write!(f, "could not resolve {host:?} ({code})"),

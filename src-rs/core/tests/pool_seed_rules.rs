@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, pool, Cmd, Server};
-use pconn_core::{AcquireOptions, Cancel, CloseReason, PoolConfig, Scheduling};
+use pconn_core::{AcquireOptions, Cancel, PoolConfig, Scheduling};
 
 fn opts() -> AcquireOptions {
     AcquireOptions::default()
@@ -20,23 +20,16 @@ async fn released_connection_is_reused_lifo() {
     let key = server.key();
     let a = pool.acquire(&key, &opts()).await.unwrap();
     let b = pool.acquire(&key, &opts()).await.unwrap();
-    let (a_id, b_id) = (
-        a.connection_ref().unwrap().id(),
-        b.connection_ref().unwrap().id(),
-    );
+    let (a_id, b_id) = (a.id(), b.id());
     a.release(true);
     b.release(true);
     let mut c = pool.acquire(&key, &opts()).await.unwrap();
     assert!(c.reused());
-    assert_eq!(
-        c.connection().unwrap().id(),
-        b_id,
-        "LIFO hands out the last released"
-    );
+    assert_eq!(c.id(), b_id, "LIFO hands out the last released");
     assert_ne!(a_id, b_id);
-    c.connection().unwrap().write_all(b"ping").await.unwrap();
+    c.connection().io().write_all(b"ping").await.unwrap();
     assert_eq!(
-        c.connection().unwrap().read_chunk().await.unwrap().unwrap(),
+        c.connection().io().read_chunk().await.unwrap().unwrap(),
         b"ping"
     );
     c.release(true);
@@ -63,11 +56,11 @@ async fn fifo_hands_out_the_longest_parked() {
     let key = server.key();
     let a = pool.acquire(&key, &opts()).await.unwrap();
     let b = pool.acquire(&key, &opts()).await.unwrap();
-    let a_id = a.connection_ref().unwrap().id();
+    let a_id = a.id();
     a.release(true);
     b.release(true);
     let c = pool.acquire(&key, &opts()).await.unwrap();
-    assert_eq!(c.connection_ref().unwrap().id(), a_id);
+    assert_eq!(c.id(), a_id);
 }
 
 #[tokio::test]
@@ -124,7 +117,7 @@ async fn release_with_unread_bytes_closes() {
     let server = Server::start().await;
     let pool = pool(PoolConfig::default());
     let mut c = pool.acquire(&server.key(), &opts()).await.unwrap();
-    c.connection().unwrap().write_all(b"echo me").await.unwrap();
+    c.connection().io().write_all(b"echo me").await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     c.release(true);
     assert_eq!(pool.stats().idle, 0);
@@ -353,7 +346,8 @@ async fn shutdown_rejects_waiters_and_closes_on_release() {
     );
     held.release(true);
     shutdown.await.unwrap();
-    assert_eq!(pool.open_sockets(), 0);
+    let s = pool.stats();
+    assert_eq!((s.connections, s.connecting), (0, 0));
     assert_eq!(pool.stats().counters.closed_by.shutdown, 1);
     eventually("server sees the close", || server.closed() == 1).await;
 }
@@ -370,39 +364,4 @@ async fn dropped_without_release_closes_and_frees_capacity() {
     let c = pool.acquire(&key, &opts()).await.unwrap();
     assert!(!c.reused());
     assert_eq!(pool.stats().counters.closed_by.broken, 1);
-    let _ = CloseReason::Broken;
-}
-
-#[tokio::test]
-async fn numbered_waiters_get_consecutive_grant_numbers_in_queue_order() {
-    let server = Server::start().await;
-    let pool = pool(PoolConfig {
-        max_connections_per_host: Some(1),
-        ..PoolConfig::default()
-    });
-    let key = server.key();
-    let numbered = AcquireOptions {
-        numbered: true,
-        ..AcquireOptions::default()
-    };
-    let held = pool.acquire(&key, &opts()).await.unwrap();
-    let pending: Vec<_> = (0..3)
-        .map(|_| match pool.begin_acquire(&key, &numbered).unwrap() {
-            pconn_core::Acquiring::Pending(p) => p,
-            pconn_core::Acquiring::Ready(_) => panic!("the only connection is held"),
-        })
-        .collect();
-    held.release(true);
-    let mut grants = Vec::new();
-    for p in pending {
-        let conn = p.finish(&numbered).await.unwrap();
-        grants.push(conn.grant_number());
-        conn.release(true);
-    }
-    assert_eq!(grants, vec![Some(0), Some(1), Some(2)]);
-    // Acquires that did not ask are not numbered and take no number.
-    assert_eq!(
-        pool.acquire(&key, &opts()).await.unwrap().grant_number(),
-        None
-    );
 }

@@ -1,95 +1,152 @@
-//! `NativeConnection`: one checkout of a pooled connection.
+//! `NativeConnection`: one loan of a pooled connection, full duplex.
+//!
+//! A read and a write run at the same time (each half has its own lock).
+//! Writes queue in call order and go out whole: one completes only once
+//! all its bytes are on the socket, the next starts after it. A release
+//! while a read or write is in flight, or while a message is partly
+//! written, closes the connection at once: the operations fail and the
+//! socket closes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
-use std::net::SocketAddr;
+use pconn_core::connection::Duplex;
+use pconn_core::{Cancel, Error, Pooled};
 
-use pconn_core::{Error, Key, Pooled};
-use tokio::sync::Mutex;
+use crate::bridge::Outcome;
+use crate::errors::{internal, throw, Code};
+use crate::scope::Scope;
 
-use crate::bridge::Value;
-use crate::errors::throw;
-use crate::pool::start;
-
-/// One loan of a connection. Operations run one at a time; a release while
-/// one is running takes effect (as a close) when it ends.
 #[napi]
 pub struct NativeConnection {
-    slot: Arc<Slot>,
+    loan: Arc<Loan>,
     id: f64,
-    key: Key,
+    key: String,
     reused: bool,
     uses: f64,
     remote: SocketAddr,
-    alpn: Option<Vec<u8>>,
-    pool_id: u64,
+    alpn: Option<String>,
 }
 
-struct Slot {
+struct Loan {
+    /// The connection until it is released; operations borrow its halves
+    /// for their duration only, so a released loan keeps no socket open.
     pooled: Mutex<Option<Pooled>>,
+    pool_id: u64,
     released: AtomicBool,
+    /// Reads in flight.
+    reading: AtomicUsize,
+    writes: Mutex<Writes>,
+    /// Fired by a release during I/O: operations in flight stop.
+    stop: Cancel,
+    scope: Arc<Scope>,
 }
 
-impl NativeConnection {
-    pub(crate) fn new(pooled: Pooled) -> pconn_core::Result<NativeConnection> {
-        let conn = pooled.connection_ref()?;
-        Ok(NativeConnection {
-            id: conn.id() as f64,
-            key: conn.key().clone(),
-            reused: pooled.reused(),
-            uses: conn.uses() as f64,
-            remote: conn.remote_addr(),
-            alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
-            pool_id: pooled.pool_id(),
-            slot: Arc::new(Slot {
-                pooled: Mutex::new(Some(pooled)),
-                released: AtomicBool::new(false),
-            }),
-        })
+#[derive(Default)]
+struct Writes {
+    /// Waiting writes, in call order: (operation id, bytes).
+    queue: VecDeque<(u32, Vec<u8>)>,
+    /// A writer task is draining the queue.
+    writing: bool,
+}
+
+impl Loan {
+    fn writes(&self) -> MutexGuard<'_, Writes> {
+        self.writes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn release_to(&self, pool_id: u64, keep_alive_ok: bool) -> pconn_core::Result<()> {
-        if pool_id != self.pool_id {
-            return Err(Error::ForeignConnection);
-        }
-        if self.slot.released.swap(true, Ordering::AcqRel) {
+    /// The connection's halves, unless the loan ended.
+    fn io(&self) -> Option<Arc<Duplex>> {
+        let pooled = self.pooled.lock().unwrap_or_else(|p| p.into_inner());
+        pooled.as_ref().map(|p| p.connection_ref().io().clone())
+    }
+
+    fn is_busy(&self) -> bool {
+        let writes = self.writes();
+        self.reading.load(Ordering::SeqCst) > 0 || writes.writing || !writes.queue.is_empty()
+    }
+
+    /// End the loan: return the connection, or close it when I/O is in
+    /// flight (its state is unknown).
+    fn end(&self, keep_alive_ok: bool) -> pconn_core::Result<()> {
+        if self.released.swap(true, Ordering::SeqCst) {
             return Err(Error::AlreadyReleased);
         }
-        // Busy: the running operation sees `released` and closes it when done.
-        if let Ok(mut guard) = self.slot.pooled.try_lock() {
-            if let Some(pooled) = guard.take() {
-                pooled.release(keep_alive_ok);
+        let busy = self.is_busy();
+        let pooled = self.pooled.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(pooled) = pooled {
+            if busy {
+                self.stop.cancel();
+                pooled.connection_ref().io().close();
             }
+            pooled.release(keep_alive_ok && !busy);
         }
         Ok(())
     }
 
-    fn check_open(&self) -> napi::Result<Arc<Slot>> {
-        if self.slot.released.load(Ordering::Acquire) {
-            return Err(throw(Error::AlreadyReleased));
+    /// Write queued writes one after the other until the queue is empty.
+    async fn drain_writes(self: Arc<Self>, io: Arc<Duplex>) {
+        loop {
+            let (id, bytes) = {
+                let mut writes = self.writes();
+                match writes.queue.pop_front() {
+                    Some(next) => next,
+                    None => {
+                        writes.writing = false;
+                        return;
+                    }
+                }
+            };
+            let written = tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => Err(Error::AlreadyReleased),
+                r = io.write_all(&bytes) => r.map_err(Error::from),
+            };
+            let outcome = match written {
+                Ok(()) => Outcome::Done,
+                Err(error) => Outcome::Failed(error),
+            };
+            drop(self.scope.bridge.complete(id, outcome));
         }
-        Ok(self.slot.clone())
     }
 }
 
-impl Slot {
-    /// Run `op` on the connection, then honour a release that came meanwhile.
-    async fn with<T>(
-        &self,
-        op: impl AsyncFnOnce(&mut pconn_core::Connection) -> std::io::Result<T>,
-    ) -> pconn_core::Result<T> {
-        let mut guard = self.pooled.lock().await;
-        let pooled = guard.as_mut().ok_or(Error::AlreadyReleased)?;
-        let result = op(pooled.connection()?).await;
-        if self.released.load(Ordering::Acquire) {
-            if let Some(pooled) = guard.take() {
-                pooled.release(false);
-            }
+impl NativeConnection {
+    pub(crate) fn new(pooled: Pooled, scope: &Arc<Scope>) -> NativeConnection {
+        let pooled = pooled.received();
+        let conn = pooled.connection_ref();
+        let remote = conn.remote_addr();
+        let alpn = conn
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned());
+        NativeConnection {
+            id: pooled.id() as f64,
+            key: pooled.key().to_string(),
+            reused: pooled.reused(),
+            uses: pooled.uses() as f64,
+            remote,
+            alpn,
+            loan: Arc::new(Loan {
+                pool_id: pooled.pool_id(),
+                pooled: Mutex::new(Some(pooled)),
+                released: AtomicBool::new(false),
+                reading: AtomicUsize::new(0),
+                writes: Mutex::default(),
+                stop: Cancel::new(),
+                scope: scope.clone(),
+            }),
         }
-        Ok(result?)
+    }
+
+    pub(crate) fn release_to(&self, pool_id: u64, keep_alive_ok: bool) -> pconn_core::Result<()> {
+        if pool_id != self.loan.pool_id {
+            return Err(Error::ForeignConnection);
+        }
+        self.loan.end(keep_alive_ok)
     }
 }
 
@@ -101,7 +158,7 @@ impl NativeConnection {
     }
     #[napi(getter)]
     pub fn key(&self) -> String {
-        self.key.to_string()
+        self.key.clone()
     }
     #[napi(getter)]
     pub fn reused(&self) -> bool {
@@ -121,48 +178,85 @@ impl NativeConnection {
     }
     #[napi(getter)]
     pub fn alpn_protocol(&self) -> Option<String> {
-        self.alpn
-            .as_deref()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
+        self.alpn.clone()
     }
     #[napi(getter)]
     pub fn released(&self) -> bool {
-        self.slot.released.load(Ordering::Acquire)
+        self.loan.released.load(Ordering::SeqCst)
     }
 
-    /// Write and flush `data`. Returns true when the socket took it all at
-    /// once (no completion follows); otherwise the rest is written in the
-    /// background and completes at the bridge under `id`.
+    /// Queue `data` for writing. Returns true when the socket took it all
+    /// at once (nothing else was queued; no completion follows); otherwise
+    /// it completes `id` once all of it is on the socket, after every
+    /// earlier write.
     #[napi(catch_unwind)]
-    pub fn write(&self, id: u32, data: Buffer) -> napi::Result<bool> {
-        let slot = self.check_open()?;
-        let mut done = 0;
-        if let Ok(mut guard) = slot.pooled.try_lock() {
-            if let Some(pooled) = guard.as_mut() {
-                let conn = pooled.connection().map_err(throw)?;
-                let (taken, flushed) = conn.try_write_now(&data).map_err(|e| throw(e.into()))?;
+    pub fn write(&self, id: u32, data: Buffer) -> napi::Result<bool, Code> {
+        let loan = &self.loan;
+        let mut writes = loan.writes();
+        // Checked under the write lock: a release either sees this write
+        // queued (and closes) or this write sees the release (and refuses).
+        let io = match loan.io() {
+            Some(io) if !loan.released.load(Ordering::SeqCst) => io,
+            _ => return Err(throw(Error::AlreadyReleased)),
+        };
+        let mut rest = &data[..];
+        if !writes.writing && writes.queue.is_empty() {
+            if let Some(mut half) = io.try_write_side() {
+                let (taken, flushed) = half.try_write_now(&data).map_err(|e| throw(e.into()))?;
                 if taken == data.len() && flushed {
                     return Ok(true);
                 }
-                done = taken;
+                rest = &data[taken..];
             }
         }
-        let rest = data[done..].to_vec();
-        start(id, async move {
-            slot.with(async |c| c.write_all(&rest).await).await?;
-            Ok(Value::Done)
-        })?;
+        writes.queue.push_back((id, rest.to_vec()));
+        if !writes.writing {
+            writes.writing = true;
+            loan.scope
+                .spawn_quiet(loan.clone().drain_writes(io))
+                .map_err(internal)?;
+        }
         Ok(false)
     }
 
-    /// Read the next chunk (null at EOF); completes at the bridge under `id`.
+    /// Read the next chunk (null at EOF); completes `id`.
     #[napi(catch_unwind)]
-    pub fn read(&self, id: u32) -> napi::Result<()> {
-        let slot = self.check_open()?;
-        start(id, async move {
-            Ok(Value::Bytes(
-                slot.with(async |c| c.read_chunk().await).await?,
-            ))
-        })
+    pub fn read(&self, id: u32) -> napi::Result<(), Code> {
+        let loan = self.loan.clone();
+        // Counted before the release check: a release either sees this
+        // read (and closes) or this read sees the release (and refuses).
+        loan.reading.fetch_add(1, Ordering::SeqCst);
+        let io = match loan.io() {
+            Some(io) if !loan.released.load(Ordering::SeqCst) => io,
+            _ => {
+                loan.reading.fetch_sub(1, Ordering::SeqCst);
+                return Err(throw(Error::AlreadyReleased));
+            }
+        };
+        let scope = loan.scope.clone();
+        scope
+            .spawn(id, async move {
+                let read = tokio::select! {
+                    biased;
+                    _ = loan.stop.cancelled() => Err(Error::AlreadyReleased),
+                    r = io.read_chunk() => r.map_err(Error::from),
+                };
+                loan.reading.fetch_sub(1, Ordering::SeqCst);
+                match read {
+                    Ok(bytes) => Outcome::Bytes(bytes),
+                    Err(error) => Outcome::Failed(error),
+                }
+            })
+            .map_err(internal)
+    }
+}
+
+/// A loan never released (the object was garbage-collected, or its thread
+/// ended) closes its connection: its state is unknown.
+impl Drop for NativeConnection {
+    fn drop(&mut self) {
+        if !self.loan.released.load(Ordering::SeqCst) {
+            drop(self.loan.end(false));
+        }
     }
 }

@@ -6,36 +6,67 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
-use pconn_core::http1::{self, Prepared, RequestBody, RequestHead, RequestOptions, ResponseBody};
+use pconn_core::http1::{
+    self, Prepared, RequestBody, RequestHead, RequestOptions, Response, ResponseBody,
+};
 use pconn_core::{Cancel, Error};
 use tokio::sync::{mpsc, Mutex};
 
-use crate::bridge::Value;
-use crate::errors::throw;
-use crate::pool::{start, NativeCancel, NativeKey, NativePool};
+use crate::bridge::Outcome;
+use crate::errors::{internal, throw, Code};
+use crate::pool::{NativeCancel, NativeKey, NativePool};
+use crate::scope::Scope;
 
-/// A response handed to JavaScript in one crossing.
-pub(crate) struct ResponseHandoff {
+/// A response as it crosses to JavaScript.
+pub(crate) struct ResponseParts {
     /// Status code, plus bit 10: HTTP/1.1, bit 11: reused, bit 12: body
-    /// complete; the connection's id times 8192 is added on top (exact in an
-    /// f64 up to 2^40 connections).
-    pub(crate) status: f64,
+    /// complete.
+    pub(crate) flags: f64,
+    pub(crate) connection_id: f64,
     /// Reason phrase, then `name: value` lines (CRLF-separated); for a
     /// complete chunked body, an empty line and the trailers follow.
     pub(crate) head: String,
     /// The body read so far (all of it when complete).
     pub(crate) body: Vec<u8>,
-    pub(crate) stream: Option<NativeBody>,
+    /// The rest of the body, when it is not complete.
+    pub(crate) rest: Option<ResponseBody>,
+}
+
+pub(crate) fn response_parts(mut response: Response) -> ResponseParts {
+    let body = response.body.next_chunk_ready();
+    let complete = response.body.is_complete();
+    let h = &response.head;
+    let mut head = String::with_capacity(64 + h.headers.len() * 32);
+    head.push_str(&h.reason);
+    head.push_str("\r\n");
+    head.push_str(&header_block(&h.headers));
+    if complete && !response.body.trailers().is_empty() {
+        head.push_str("\r\n");
+        head.push_str(&header_block(response.body.trailers()));
+    }
+    let flags = u32::from(h.status)
+        | (u32::from(h.version == 1) << 10)
+        | (u32::from(response.reused) << 11)
+        | (u32::from(complete) << 12);
+    ResponseParts {
+        flags: f64::from(flags),
+        connection_id: response.connection_id as f64,
+        head,
+        body,
+        rest: (!complete).then_some(response.body),
+    }
 }
 
 /// `name: value\r\n` lines; names are lower-case tokens, values had no CR/LF.
-fn header_block(out: &mut String, pairs: &[(String, String)]) {
+pub(crate) fn header_block(pairs: &[(String, String)]) -> String {
+    let mut out = String::new();
     for (name, value) in pairs {
         out.push_str(name);
         out.push_str(": ");
         out.push_str(value);
         out.push_str("\r\n");
     }
+    out
 }
 
 /// The remainder of a response body, read on demand.
@@ -44,37 +75,47 @@ pub struct NativeBody {
     body: Arc<Mutex<Option<ResponseBody>>>,
     /// Fired by `destroy`: interrupts a read in flight.
     stop: Arc<Cancel>,
+    scope: Arc<Scope>,
+}
+
+impl NativeBody {
+    pub(crate) fn new(body: ResponseBody, scope: &Arc<Scope>) -> NativeBody {
+        NativeBody {
+            body: Arc::new(Mutex::new(Some(body))),
+            stop: Arc::new(Cancel::new()),
+            scope: scope.clone(),
+        }
+    }
 }
 
 #[napi]
 impl NativeBody {
-    /// Next chunk (null at the end); completes at the bridge under `id`.
+    /// Next chunk, or the end with its trailers; completes `id`.
     #[napi(catch_unwind)]
-    pub fn read(&self, id: u32) -> napi::Result<()> {
+    pub fn read(&self, id: u32) -> napi::Result<(), Code> {
         let (body, stop) = (self.body.clone(), self.stop.clone());
-        start(id, async move {
-            let mut guard = body.lock().await;
-            let Some(b) = guard.as_mut() else {
-                return Ok(Value::Bytes(None));
-            };
-            let chunk = tokio::select! {
-                biased;
-                _ = stop.cancelled() => {
-                    // Dropping the body mid-read closes its connection.
-                    guard.take();
-                    return Err(Error::Aborted);
+        self.scope
+            .spawn(id, async move {
+                let mut guard = body.lock().await;
+                let Some(b) = guard.as_mut() else {
+                    return Outcome::End(Vec::new());
+                };
+                let chunk = tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => {
+                        // Dropping the body mid-read closes its connection.
+                        guard.take();
+                        return Outcome::Failed(Error::Aborted);
+                    }
+                    chunk = b.next_chunk() => chunk,
+                };
+                match chunk {
+                    Ok(Some(bytes)) => Outcome::Bytes(Some(bytes)),
+                    Ok(None) => Outcome::End(b.trailers().to_vec()),
+                    Err(error) => Outcome::Failed(error),
                 }
-                chunk = b.next_chunk() => chunk?,
-            };
-            match chunk {
-                None => {
-                    let mut block = String::new();
-                    header_block(&mut block, b.trailers());
-                    Ok(Value::Trailers(block))
-                }
-                Some(bytes) => Ok(Value::Bytes(Some(bytes))),
-            }
-        })
+            })
+            .map_err(internal)
     }
 
     /// Stop reading: the connection is closed unless the body had ended.
@@ -91,24 +132,32 @@ impl NativeBody {
 #[napi]
 pub struct NativeUpload {
     sender: Arc<std::sync::Mutex<Option<mpsc::Sender<Vec<u8>>>>>,
+    scope: Arc<Scope>,
 }
 
 #[napi]
 impl NativeUpload {
-    /// Queue a chunk; completes when the exchange took it (at most one
+    /// Queue a chunk; completes `id` when the exchange took it (at most one
     /// chunk waits in memory, so a slow server slows the producer).
     #[napi(catch_unwind)]
-    pub fn write(&self, id: u32, chunk: Buffer) -> napi::Result<()> {
+    pub fn write(&self, id: u32, chunk: Buffer) -> napi::Result<(), Code> {
         let sender = self.sender.lock().ok().and_then(|s| s.clone());
         let chunk = chunk.to_vec();
-        start(id, async move {
-            let sender = sender
-                .ok_or_else(|| Error::InvalidArgument("the request body already ended".into()))?;
-            sender.send(chunk).await.map_err(|_| {
-                Error::SocketClosed("the request ended before its body was sent".into())
-            })?;
-            Ok(Value::Done)
-        })
+        self.scope
+            .spawn(id, async move {
+                let Some(sender) = sender else {
+                    return Outcome::Failed(Error::InvalidArgument(
+                        "the request body already ended".into(),
+                    ));
+                };
+                match sender.send(chunk).await {
+                    Ok(()) => Outcome::Done,
+                    Err(_) => Outcome::Failed(Error::SocketClosed(
+                        "the request ended before its body was sent".into(),
+                    )),
+                }
+            })
+            .map_err(internal)
     }
 
     /// End the body.
@@ -126,10 +175,10 @@ fn ms(v: f64) -> Duration {
 
 #[napi]
 impl NativePool {
-    /// Start an HTTP request; the response arrives at the bridge under `id`.
-    /// Bad input throws before anything is sent. With `stream_body`, the
-    /// body is fed through the returned upload handle; with `write_now`, a
-    /// request that finds an idle connection is written at once.
+    /// Start an HTTP request; the response completes `id`. Bad input throws
+    /// before anything is sent. With `stream_body`, the body is fed through
+    /// the returned upload handle; with `write_now`, a request that finds
+    /// an idle connection is written at once.
     #[napi(catch_unwind)]
     #[allow(clippy::too_many_arguments)]
     pub fn request(
@@ -146,7 +195,7 @@ impl NativePool {
         idempotent: bool,
         cancel: Option<&NativeCancel>,
         write_now: bool,
-    ) -> napi::Result<Option<NativeUpload>> {
+    ) -> napi::Result<Option<NativeUpload>, Code> {
         let mut pairs = Vec::with_capacity(headers.len() / 2);
         let mut it = headers.into_iter();
         while let (Some(n), Some(v)) = (it.next(), it.next()) {
@@ -158,6 +207,7 @@ impl NativePool {
                 let (tx, rx) = mpsc::channel(1);
                 let upload = NativeUpload {
                     sender: Arc::new(std::sync::Mutex::new(Some(tx))),
+                    scope: self.scope.clone(),
                 };
                 (RequestBody::Stream(rx), Some(upload))
             }
@@ -169,6 +219,7 @@ impl NativePool {
             body_timeout: ms(body_timeout_ms),
             idempotent,
             cancel: cancel.map(|c| c.cancel.clone()),
+            ..RequestOptions::default()
         };
         let prepared = Prepared::new(&key.key, head, body, &opts).map_err(throw)?;
         // With `write_now` (the façade asks when nothing else is in flight),
@@ -182,33 +233,14 @@ impl NativePool {
         };
         let pool = self.pool.clone();
         let key = key.key.clone();
-        start(id, async move {
-            let mut response = http1::send_prepared(&pool, &key, prepared, first, &opts).await?;
-            let body = response.body.next_chunk_ready();
-            let complete = response.body.is_complete();
-            let h = &response.head;
-            let mut block = String::with_capacity(64 + h.headers.len() * 32);
-            block.push_str(&h.reason);
-            block.push_str("\r\n");
-            header_block(&mut block, &h.headers);
-            if complete && !response.body.trailers().is_empty() {
-                block.push_str("\r\n");
-                header_block(&mut block, response.body.trailers());
-            }
-            let flags = u32::from(h.status)
-                | (u32::from(h.version == 1) << 10)
-                | (u32::from(response.reused) << 11)
-                | (u32::from(complete) << 12);
-            Ok(Value::Response(ResponseHandoff {
-                status: f64::from(flags) + response.connection_id as f64 * 8192.0,
-                head: block,
-                body,
-                stream: (!complete).then(|| NativeBody {
-                    body: Arc::new(Mutex::new(Some(response.body))),
-                    stop: Arc::new(Cancel::new()),
-                }),
-            }))
-        })?;
+        self.scope
+            .spawn(id, async move {
+                match http1::send_prepared(&pool, &key, prepared, first, &opts).await {
+                    Ok(response) => Outcome::Response(Box::new(response)),
+                    Err(error) => Outcome::Failed(error),
+                }
+            })
+            .map_err(internal)?;
         Ok(upload)
     }
 }

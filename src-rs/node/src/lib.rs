@@ -1,10 +1,12 @@
 //! napi-rs bindings for pconn: conversion only, no policy.
 //!
 //! Organization:
-//! - `runtime`: the Tokio runtime the pools run on, and panic-safe spawning;
-//! - `bridge`: one long-lived threadsafe function that carries every async
-//!   completion back to the Node thread (no per-call Promise machinery);
-//! - `errors`: core errors as JS errors with the contract's codes;
+//! - `runtime`: the process-wide Tokio runtime, and panic-safe spawning;
+//! - `scope`: what one JavaScript environment (main thread or worker) owns
+//!   natively, installed when it loads the addon and torn down with it;
+//! - `bridge`: the environment's completion channel (one wake-up and one
+//!   JavaScript call per batch of completions);
+//! - `errors`: core errors as JavaScript errors with the contract's codes;
 //! - `options`, `stats`: plain conversions;
 //! - `pool`, `connection`, `http`: the classes the TypeScript façade wraps.
 
@@ -15,9 +17,14 @@ mod http;
 mod options;
 mod pool;
 mod runtime;
+mod scope;
 mod stats;
 
-#[napi_derive::module_init]
-fn init() {
-    runtime::install();
+use napi::bindgen_prelude::Object;
+use napi::Env;
+
+/// Runs once for every environment that loads the addon.
+#[napi_derive::napi(module_exports)]
+pub fn init(_exports: Object, env: Env) -> napi::Result<()> {
+    scope::install(&env)
 }

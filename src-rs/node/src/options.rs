@@ -1,8 +1,10 @@
-//! Pool options as the façade passes them (already validated there).
+//! Pool options as the façade passes them, and the defaults it shows (the
+//! core's `PoolConfig::default()` is their one home).
 
 use std::time::Duration;
 
 use napi::bindgen_prelude::Buffer;
+
 use napi_derive::napi;
 use pconn_core::{PoolConfig, Scheduling, TlsOptions};
 
@@ -68,5 +70,38 @@ impl From<NativePoolOptions> for PoolConfig {
                 alpn: o.tls.alpn.into_iter().map(String::into_bytes).collect(),
             },
         }
+    }
+}
+
+fn limit(v: Option<usize>) -> Option<u32> {
+    v.map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// The defaults of every pool option (limits absent: no limit).
+#[napi]
+pub fn default_pool_options() -> NativePoolOptions {
+    let d = PoolConfig::default();
+    NativePoolOptions {
+        max_idle_per_host: u32::try_from(d.max_idle_per_host).unwrap_or(u32::MAX),
+        max_connections_per_host: limit(d.max_connections_per_host),
+        max_connections: limit(d.max_connections),
+        max_pending: limit(d.max_pending),
+        idle_timeout_ms: d.idle_timeout.as_millis() as f64,
+        max_lifetime_ms: d.max_lifetime.as_millis() as f64,
+        max_uses: d.max_uses as f64,
+        fifo: d.scheduling == Scheduling::Fifo,
+        connect_timeout_ms: d.connect_timeout.as_millis() as f64,
+        acquire_timeout_ms: d.acquire_timeout.as_millis() as f64,
+        dns_cache_ms: d.dns_cache.as_millis() as f64,
+        no_delay: d.no_delay,
+        keep_alive_initial_delay_ms: d.keep_alive_initial_delay.as_millis() as f64,
+        tls: NativeTlsOptions {
+            ca: None,
+            cert: None,
+            key: None,
+            reject_unauthorized: d.tls.reject_unauthorized,
+            servername: d.tls.servername,
+            alpn: Vec::new(),
+        },
     }
 }

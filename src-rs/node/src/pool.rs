@@ -3,17 +3,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{FnArgs, Function};
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::Status;
+use napi::Env;
 use napi_derive::napi;
-use pconn_core::{AcquireOptions, Acquiring, Cancel, Key, Pool, Scheme};
+use pconn_core::pool::cancel::{after, fired};
+use pconn_core::pool::{AcquireOptions, Acquiring, ConnectSlot, Grant, Queued};
+use pconn_core::{Cancel, Connection, Error, Key, Pool, Scheme};
 
-use crate::bridge::{self, Value};
+use crate::bridge::Outcome;
 use crate::connection::NativeConnection;
-use crate::errors::{panicked, throw, ErrorInfo};
+use crate::errors::{internal, throw, Code};
 use crate::options::NativePoolOptions;
 use crate::runtime;
+use crate::scope::{self, Scope};
 use crate::stats::StatsJs;
 
 /// A normalized key; the façade caches these per URL origin.
@@ -29,15 +30,6 @@ impl NativeKey {
     pub fn display(&self) -> String {
         self.key.to_string()
     }
-    #[napi(getter)]
-    pub fn host(&self) -> String {
-        self.key.host().to_string()
-    }
-    /// The Host header value for this key.
-    #[napi(getter)]
-    pub fn authority(&self) -> String {
-        self.key.host_header().to_string()
-    }
 }
 
 /// Cancels the operations it was passed to (the native half of AbortSignal).
@@ -49,6 +41,7 @@ pub struct NativeCancel {
 #[napi]
 impl NativeCancel {
     #[napi(constructor)]
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         NativeCancel {
             cancel: Arc::new(Cancel::new()),
@@ -60,52 +53,46 @@ impl NativeCancel {
     }
 }
 
-type CloseArgs = FnArgs<(f64, String, String)>;
-type CloseFn = ThreadsafeFunction<CloseArgs, (), CloseArgs, Status, false, true>;
-
+/// A handle on a pool: its own, or one shared by name with other threads.
 #[napi]
 pub struct NativePool {
     pub(crate) pool: Pool,
+    pub(crate) scope: Arc<Scope>,
 }
 
-/// Run `work` on the runtime and deliver its outcome to `id`.
-pub(crate) fn start<F>(id: u32, work: F) -> napi::Result<()>
-where
-    F: std::future::Future<Output = pconn_core::Result<Value>> + Send + 'static,
-{
-    bridge::ready()?;
-    runtime::spawn_guarded(
-        async move { bridge::complete(id, work.await.map_err(|e| ErrorInfo::from(&e))) },
-        move |message| bridge::complete(id, Err(ErrorInfo::from(&panicked(&message)))),
-    )
+fn ms(v: f64) -> Duration {
+    Duration::from_millis(v.max(0.0) as u64)
 }
 
 #[napi]
 impl NativePool {
-    /// `on_close(id, key, reason)` is called for every closed connection.
-    // The type is spelled out (not an alias) so the generated .d.ts names it.
-    #[allow(clippy::type_complexity)]
+    /// A pool, or with `shared`, a handle on the process-wide pool of that
+    /// name (created by the first thread; later ones must pass the same
+    /// options). Every connection it closes is reported to this thread.
     #[napi(constructor)]
     pub fn new(
+        env: Env,
         options: NativePoolOptions,
-        on_close: Option<Function<FnArgs<(f64, String, String)>, ()>>,
-    ) -> napi::Result<Self> {
-        let listener = match on_close {
-            None => None,
-            Some(f) => {
-                let tsfn: CloseFn = f.build_threadsafe_function().weak::<true>().build()?;
-                let listener: pconn_core::pool::CloseListener = Box::new(move |id, key, reason| {
-                    tsfn.call(
-                        (id as f64, key.to_string(), reason.as_str().to_string()).into(),
-                        ThreadsafeFunctionCallMode::NonBlocking,
-                    );
-                });
-                Some(listener)
-            }
-        };
-        let pool = Pool::with_close_listener(options.into(), runtime::handle()?.clone(), listener)
-            .map_err(throw)?;
-        Ok(NativePool { pool })
+        shared: Option<String>,
+    ) -> napi::Result<Self, Code> {
+        let scope = scope::scope(&env).map_err(internal)?;
+        let runtime = runtime::handle().map_err(internal)?;
+        let config = options.into();
+        let pool = match shared {
+            Some(name) => pconn_core::pool::shared(&name, config, runtime),
+            None => Pool::build(config, runtime),
+        }
+        .map_err(throw)?;
+        let events = scope.clone();
+        pool.on_close(Arc::new(move |id, key, reason| {
+            let closed = Outcome::Closed {
+                id,
+                key: key.to_string(),
+                reason: reason.as_str(),
+            };
+            drop(events.bridge.complete(0, closed));
+        }));
+        Ok(NativePool { pool, scope })
     }
 
     #[napi(getter)]
@@ -115,7 +102,7 @@ impl NativePool {
 
     /// Parse and normalize a URL's origin into a key (throws on bad input).
     #[napi(catch_unwind)]
-    pub fn key_from_url(&self, url: String) -> napi::Result<NativeKey> {
+    pub fn key_from_url(&self, url: String) -> napi::Result<NativeKey, Code> {
         let key = Key::parse_url(&url)
             .and_then(|k| self.pool.effective_key(k))
             .map_err(throw)?;
@@ -130,14 +117,15 @@ impl NativePool {
         host: String,
         port: Option<u32>,
         servername: Option<String>,
-    ) -> napi::Result<NativeKey> {
-        let port = match port {
-            Some(p) if p == 0 || p > 65535 => {
-                return Err(throw(pconn_core::Error::InvalidArgument(format!(
-                    "port {p} is outside 1-65535"
-                ))))
+    ) -> napi::Result<NativeKey, Code> {
+        let port = match port.map(u16::try_from) {
+            Some(Ok(p)) => Some(p),
+            Some(Err(_)) => {
+                return Err(throw(Error::InvalidArgument(
+                    "port must be between 1 and 65535".into(),
+                )))
             }
-            p => p.map(|p| p as u16),
+            None => None,
         };
         let key = Scheme::parse(&scheme)
             .and_then(|s| Key::new(s, &host, port, servername.as_deref()))
@@ -147,8 +135,8 @@ impl NativePool {
     }
 
     /// Acquire. A live idle connection is returned at once; otherwise this
-    /// returns null and the outcome arrives at the bridge under `id`. The
-    /// place in the queue is taken before this returns.
+    /// returns null and the outcome completes `id`. The place in the queue
+    /// is taken before this returns, and hand-overs complete in queue order.
     #[napi(catch_unwind)]
     pub fn acquire(
         &self,
@@ -156,30 +144,46 @@ impl NativePool {
         key: &NativeKey,
         timeout_ms: Option<f64>,
         cancel: Option<&NativeCancel>,
-    ) -> napi::Result<Option<NativeConnection>> {
+    ) -> napi::Result<Option<NativeConnection>, Code> {
         let opts = AcquireOptions {
-            timeout: timeout_ms.map(|ms| Duration::from_millis(ms.max(0.0) as u64)),
+            timeout: timeout_ms.map(ms),
             cancel: cancel.map(|c| c.cancel.clone()),
-            fresh: false,
-            numbered: true,
+            ..AcquireOptions::default()
         };
-        let pending = match self.pool.begin_acquire(&key.key, &opts).map_err(throw)? {
-            Acquiring::Ready(pooled) => {
-                return NativeConnection::new(pooled).map(Some).map_err(throw)
+        let served = Arc::new(Cancel::new());
+        let deliver = {
+            let (scope, served, cancel) = (self.scope.clone(), served.clone(), opts.cancel.clone());
+            move |grant: Grant<Connection>| {
+                served.cancel();
+                match grant {
+                    Grant::Permit(slot) => {
+                        open(&scope, id, slot, cancel);
+                        Ok(())
+                    }
+                    other => scope.bridge.deliver(id, other),
+                }
             }
-            Acquiring::Pending(pending) => pending,
         };
-        start(id, async move {
-            let pooled = pending.finish(&opts).await?;
-            let grant = pooled.grant_number();
-            Ok(Value::Connection(NativeConnection::new(pooled)?, grant))
-        })?;
-        Ok(None)
+        match self
+            .pool
+            .begin_acquire_with(&key.key, &opts, deliver)
+            .map_err(throw)?
+        {
+            Acquiring::Ready(pooled) => Ok(Some(NativeConnection::new(pooled, &self.scope))),
+            Acquiring::Connect(slot) => {
+                open(&self.scope, id, slot, opts.cancel);
+                Ok(None)
+            }
+            Acquiring::Queued(queued) => {
+                watch(&self.scope, queued, opts, served);
+                Ok(None)
+            }
+        }
     }
 
     /// Give a connection back (throws PCONN_ALREADY_RELEASED on a second call).
     #[napi(catch_unwind)]
-    pub fn release(&self, conn: &NativeConnection, keep_alive_ok: bool) -> napi::Result<()> {
+    pub fn release(&self, conn: &NativeConnection, keep_alive_ok: bool) -> napi::Result<(), Code> {
         conn.release_to(self.pool.id(), keep_alive_ok)
             .map_err(throw)
     }
@@ -189,14 +193,17 @@ impl NativePool {
         self.pool.flush_for_host(&host) as u32
     }
 
-    /// Shut down; completes at the bridge under `id` once every socket is closed.
+    /// Shut this handle down; completes `id` once its connections are back
+    /// and, with the pool's last handle, every connection is closed.
     #[napi(catch_unwind)]
-    pub fn shutdown(&self, id: u32) -> napi::Result<()> {
+    pub fn shutdown(&self, id: u32) -> napi::Result<(), Code> {
         let pool = self.pool.clone();
-        start(id, async move {
-            pool.shutdown().await;
-            Ok(Value::Done)
-        })
+        self.scope
+            .spawn(id, async move {
+                pool.shutdown().await;
+                Outcome::Done
+            })
+            .map_err(internal)
     }
 
     /// The synchronous part of shutdown: for process exit.
@@ -210,15 +217,69 @@ impl NativePool {
         self.pool.stats().into()
     }
 
-    /// Test hook: panic inside an async operation (`async`) or inside this
-    /// call (`sync`), to prove panics surface as errors, not aborts.
+    /// Test hook, only when `PCONN_TEST_HOOKS=1`: panic inside an async
+    /// operation or inside this call, to prove panics surface as errors.
     #[napi(catch_unwind)]
-    pub fn debug_panic(&self, id: u32, sync: bool) -> napi::Result<()> {
+    pub fn debug_panic(&self, id: u32, sync: bool) -> napi::Result<(), Code> {
+        if std::env::var_os("PCONN_TEST_HOOKS").is_none_or(|v| v != "1") {
+            return Err(throw(Error::InvalidArgument(
+                "test hooks are off (PCONN_TEST_HOOKS=1)".into(),
+            )));
+        }
         if sync {
             panic!("debug_panic (sync) requested by a test");
         }
-        start(id, async move {
-            panic!("debug_panic (async) requested by a test")
-        })
+        self.scope
+            .spawn(id, async move {
+                panic!("debug_panic (async) requested by a test")
+            })
+            .map_err(internal)
     }
+}
+
+/// Open a connection in a reserved slot and complete `id` with it.
+fn open(scope: &Arc<Scope>, id: u32, slot: ConnectSlot<Connection>, cancel: Option<Arc<Cancel>>) {
+    let spawned = scope.spawn(id, async move {
+        let opened = tokio::select! {
+            biased;
+            _ = fired(cancel.as_deref()) => Err(Error::Aborted),
+            r = slot.open() => r,
+        };
+        match opened {
+            Ok(pooled) => Outcome::Connection(pooled),
+            Err(error) => Outcome::Failed(error),
+        }
+    });
+    if let Err(e) = spawned {
+        drop(scope.bridge.complete(
+            id,
+            Outcome::Failed(Error::Io(std::io::Error::other(e.reason))),
+        ));
+    }
+}
+
+/// Watch a queued acquire: it gives up on timeout, abort or a closed
+/// handle (reported through its callback), and leaves the queue silently
+/// when the environment goes. A grant stops the watch.
+fn watch(
+    scope: &Arc<Scope>,
+    mut queued: Queued<Connection>,
+    opts: AcquireOptions,
+    served: Arc<Cancel>,
+) {
+    let timeout = queued.timeout(&opts);
+    let watch = async move {
+        let why = tokio::select! {
+            biased;
+            _ = served.cancelled() => return,
+            _ = fired(opts.cancel.as_deref()) => Error::Aborted,
+            _ = queued.handle_closed() => Error::PoolClosed,
+            _ = after(timeout) => Error::AcquireTimeout { waited_ms: timeout.as_millis() as u64 },
+        };
+        if let Some(deliver) = queued.withdraw(&why) {
+            drop(deliver(Grant::Failed(why)));
+        }
+    };
+    // The scope's teardown drops the watch, and with it the queued acquire.
+    drop(scope.spawn_quiet(watch));
 }

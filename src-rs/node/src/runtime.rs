@@ -1,4 +1,6 @@
-//! The Tokio runtime behind every pool, shared with napi-rs.
+//! The one Tokio runtime of the process: every pool and every JavaScript
+//! thread share it. It is built on first use and never shut down (workers
+//! come and go; the runtime outlives them all).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -6,13 +8,13 @@ use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
 
-use tokio::runtime::{Builder, Handle};
+use tokio::runtime::{Builder, Handle, Runtime};
 
-static HANDLE: OnceLock<Handle> = OnceLock::new();
+static RUNTIME: OnceLock<std::io::Result<Runtime>> = OnceLock::new();
 
 /// Worker threads: `PCONN_THREADS`, else one. The work per request is a few
-/// syscalls; the Node thread already takes a core, and a second worker on a
-/// small machine mostly adds cross-thread wake-ups (measured: BENCHMARKS.md).
+/// system calls; the Node thread already takes a core, and a second worker
+/// on a small machine mostly adds cross-thread wake-ups.
 fn worker_threads() -> usize {
     std::env::var("PCONN_THREADS")
         .ok()
@@ -21,26 +23,23 @@ fn worker_threads() -> usize {
         .unwrap_or(1)
 }
 
-/// Build the runtime and hand it to napi-rs, keeping a handle for spawning.
-pub(crate) fn install() {
-    let built = Builder::new_multi_thread()
-        .worker_threads(worker_threads())
-        .thread_name("pconn-io")
-        .enable_all()
-        .build();
-    match built {
-        Ok(rt) => {
-            let _ = HANDLE.set(rt.handle().clone());
-            napi::bindgen_prelude::create_custom_tokio_runtime(rt);
-        }
-        Err(e) => eprintln!("pconn: could not start the I/O runtime: {e}"),
-    }
-}
-
 pub(crate) fn handle() -> napi::Result<&'static Handle> {
-    HANDLE
-        .get()
-        .ok_or_else(|| napi::Error::from_reason("pconn: the I/O runtime is not running"))
+    let built = RUNTIME.get_or_init(|| {
+        // The runtime's threads outlive any one environment: keep the
+        // addon's code mapped even if Node unloads it with a worker.
+        napi::bindgen_prelude::retain_current_module_for_unload_safety();
+        Builder::new_multi_thread()
+            .worker_threads(worker_threads())
+            .thread_name("pconn-io")
+            .enable_all()
+            .build()
+    });
+    match built {
+        Ok(rt) => Ok(rt.handle()),
+        Err(e) => Err(napi::Error::from_reason(format!(
+            "pconn: could not start the I/O runtime: {e}"
+        ))),
+    }
 }
 
 /// Run `fut` on the runtime; a panic inside it becomes `on_panic(message)`
@@ -70,14 +69,16 @@ impl<F: Future<Output = ()>> Future for CatchUnwind<F> {
         match std::panic::catch_unwind(AssertUnwindSafe(|| self.0.as_mut().poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
-            Err(payload) => {
-                let message = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                Poll::Ready(Err(message))
-            }
+            Err(payload) => Poll::Ready(Err(panic_message(payload.as_ref()))),
         }
     }
+}
+
+/// What a panic said, as text.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }

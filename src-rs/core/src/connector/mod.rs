@@ -9,31 +9,30 @@ mod dns;
 mod happy_eyeballs;
 mod tls;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
+use tokio::runtime::Handle;
 use tokio_rustls::TlsConnector;
 
 use crate::config::PoolConfig;
-use crate::connection::Stream;
+use crate::connection::{Connection, SharedTcp, Socket, Stream};
 use crate::error::{Error, Result};
 use crate::key::Key;
-use crate::socket::{SharedTcp, Socket, SocketCounter};
+use crate::pool::{BoxFuture, Connect, IdleWatch, Pool};
 
-/// A freshly opened stream and what was learned while opening it.
-pub(crate) struct Opened {
-    pub(crate) stream: Stream,
-    pub(crate) socket: Arc<Socket>,
-    pub(crate) remote_addr: SocketAddr,
-    pub(crate) alpn: Option<Vec<u8>>,
+impl Pool<Connection> {
+    /// A pool of TCP and TLS connections opened by pconn's connector.
+    pub fn build(config: PoolConfig, runtime: &Handle) -> Result<Pool<Connection>> {
+        let connector = Connector::new(&config)?;
+        Ok(Pool::new(config, runtime, connector))
+    }
 }
 
 /// Opens TCP and TLS connections for keys, with one pool's settings.
 pub(crate) struct Connector {
     resolver: dns::Resolver,
-    tls: Option<TlsConnector>,
+    tls: TlsConnector,
     no_delay: bool,
     keep_alive: Duration,
     connect_timeout: Duration,
@@ -43,23 +42,27 @@ impl Connector {
     pub(crate) fn new(config: &PoolConfig) -> Result<Connector> {
         Ok(Connector {
             resolver: dns::Resolver::new(config.dns_cache),
-            tls: Some(TlsConnector::from(tls::client_config(&config.tls)?)),
+            tls: TlsConnector::from(tls::client_config(&config.tls)?),
             no_delay: config.no_delay,
             keep_alive: config.keep_alive_initial_delay,
             connect_timeout: config.connect_timeout,
         })
     }
 
-    /// Resolve, connect and (for TLS keys) handshake, within `connectTimeoutMs`.
-    pub(crate) async fn connect(&self, key: &Key, counter: &Arc<SocketCounter>) -> Result<Opened> {
+    /// Resolve, connect and (for TLS keys) handshake, within
+    /// `connectTimeoutMs` (zero: no limit).
+    async fn connect_within(&self, key: &Key, watch: IdleWatch) -> Result<Connection> {
+        if self.connect_timeout.is_zero() {
+            return self.open(key, watch).await;
+        }
         let timeout_ms = self.connect_timeout.as_millis() as u64;
-        match tokio::time::timeout(self.connect_timeout, self.open(key, counter)).await {
+        match tokio::time::timeout(self.connect_timeout, self.open(key, watch)).await {
             Ok(result) => result,
             Err(_) => Err(Error::ConnectTimeout { timeout_ms }),
         }
     }
 
-    async fn open(&self, key: &Key, counter: &Arc<SocketCounter>) -> Result<Opened> {
+    async fn open(&self, key: &Key, watch: IdleWatch) -> Result<Connection> {
         let addrs = self.resolver.resolve(key.host()).await?;
         let (tcp, remote_addr) = happy_eyeballs::connect(&addrs, key.port()).await?;
         let sock = SockRef::from(&tcp);
@@ -68,31 +71,33 @@ impl Connector {
             sock.set_keepalive(true)?;
             sock.set_tcp_keepalive(&TcpKeepalive::new().with_time(self.keep_alive))?;
         }
-        let socket = Socket::new(tcp, counter.clone());
-        let shared = SharedTcp(socket.clone());
+        let socket = Socket::new(tcp);
         if !key.uses_tls() {
-            return Ok(Opened {
-                stream: Stream::Plain(shared),
+            return Ok(Connection::new(
+                Stream::Plain,
                 socket,
                 remote_addr,
-                alpn: None,
-            });
+                None,
+                watch,
+            ));
         }
-        let connector = self
-            .tls
-            .as_ref()
-            .ok_or_else(|| Error::InvalidArgument("TLS is not configured".into()))?;
+        let shared = SharedTcp(socket.clone());
         let name = tls::server_name(key.tls_name())?;
-        let tls = connector
+        let tls = self
+            .tls
             .connect(name, shared)
             .await
             .map_err(tls::handshake_error)?;
         let alpn = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
-        Ok(Opened {
-            stream: Stream::Tls(Box::new(tls)),
-            socket,
-            remote_addr,
-            alpn,
-        })
+        let stream = Stream::Tls(Box::new(tls));
+        Ok(Connection::new(stream, socket, remote_addr, alpn, watch))
+    }
+}
+
+impl Connect<Connection> for Connector {
+    fn connect<'a>(&'a self, key: &'a Key, watch: IdleWatch) -> BoxFuture<'a, Result<Connection>> {
+        // Boxed: the connect future (DNS, happy eyeballs, TLS) is large and
+        // only needed on a miss; acquire futures stay small.
+        Box::pin(self.connect_within(key, watch))
     }
 }

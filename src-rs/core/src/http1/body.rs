@@ -346,7 +346,7 @@ mod tests {
                     prop_assert!(!d.is_done());
                 }
             }
-            let _ = crate::http1::response::parse_head(&input);
+            let _ = crate::http1::response::parse_head(&input, crate::http1::MAX_HEAD_BYTES);
         }
 
         /// Any chunking of any body, fed in any pieces, decodes to the body.

@@ -1,16 +1,25 @@
-//! One HTTP/1.1 request/response over a pooled connection, with the
-//! keep-alive race handled: an idempotent request that fails on a reused
-//! connection before any response byte is retried once on a fresh one.
+//! One HTTP/1.1 request/response over a pooled connection.
+//!
+//! - The response is read while the request is sent (RFC 9112 §9.3): a final
+//!   response that arrives during an upload stops the upload, is handed
+//!   over, and the connection is not reused.
+//! - The keep-alive race: a request that fails on a reused connection
+//!   before any response byte arrived is retried once on a fresh one when
+//!   it is idempotent and its body can be sent again.
+//! - Small bodies are read eagerly, so the connection is back in the pool
+//!   before the caller looks at the response.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::connection::{ReadSide, WriteSide};
 use crate::error::{Error, Result};
 use crate::http1::body::BodyDecoder;
-use crate::http1::request::{is_idempotent_method, RequestBody, RequestHead};
+use crate::http1::request::{is_idempotent_method, BodyFraming, RequestBody, RequestHead};
 use crate::http1::response::{parse_head, Framing, ResponseHead};
 use crate::key::Key;
-use crate::pool::{AcquireOptions, Cancel, Pool, Pooled};
+use crate::pool::{cancel, AcquireOptions, Cancel, Poolable};
+use crate::{Pool, Pooled};
 
 /// Bodies this small (with a known length) are read before the response is
 /// returned, so the connection is back in the pool before the caller looks.
@@ -20,31 +29,43 @@ pub const EAGER_BODY_LIMIT: u64 = 64 * 1024;
 const BODY_READ_SIZE: usize = 64 * 1024;
 
 /// Bytes asked of the socket per read while waiting for a head; the buffer
-/// grows by this much while a head is incomplete, up to the 16 KiB limit.
+/// grows by this much while a head is incomplete, up to `maxHeaderSize`.
 const HEAD_READ_SIZE: usize = 4 * 1024;
 
 /// Safety margin under a server's `Keep-Alive: timeout` (node:http uses 1 s).
 const KEEP_ALIVE_MARGIN: Duration = Duration::from_secs(1);
 
+/// Bodies up to this size go out in the same write as the head.
+const JOIN_BODY_LIMIT: usize = 16 * 1024;
+
+/// Request bodies are written in pieces of this size, each within the body
+/// timeout, so a peer that stops reading is noticed.
+const UPLOAD_PIECE: usize = 64 * 1024;
+
 /// Per-request settings.
 #[derive(Debug, Clone)]
 pub struct RequestOptions {
-    /// Time allowed for the response head after the request was sent.
+    /// Time allowed for the response head once the request is sent (zero:
+    /// no limit).
     pub headers_timeout: Duration,
-    /// Time allowed between two pieces of the body.
+    /// Time allowed between two pieces of the body, either way: the
+    /// response's, and the request's while it is sent (zero: no limit).
     pub body_timeout: Duration,
     /// Treat as idempotent (safe to retry) whatever the method.
     pub idempotent: bool,
+    /// Largest response head accepted.
+    pub max_header_size: usize,
     pub cancel: Option<Arc<Cancel>>,
 }
 
 impl Default for RequestOptions {
-    /// undici's defaults: 300 s each.
+    /// undici's timeouts (300 s each) and node's head limit (16 KiB).
     fn default() -> Self {
         RequestOptions {
             headers_timeout: Duration::from_secs(300),
             body_timeout: Duration::from_secs(300),
             idempotent: false,
+            max_header_size: crate::http1::MAX_HEAD_BYTES,
             cancel: None,
         }
     }
@@ -103,9 +124,6 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-/// Bodies up to this size go out in the same write as the head.
-const JOIN_BODY_LIMIT: usize = 16 * 1024;
-
 /// A validated request with its head encoded (and a small body joined to
 /// it, so that one write sends both).
 pub struct Prepared {
@@ -113,6 +131,7 @@ pub struct Prepared {
     wire: Vec<u8>,
     /// Whatever was not joined to `wire`.
     body: RequestBody,
+    framing: BodyFraming,
     idempotent: bool,
 }
 
@@ -123,14 +142,14 @@ impl Prepared {
         body: RequestBody,
         opts: &RequestOptions,
     ) -> Result<Prepared> {
-        head.check_length(&body)?;
+        let framing = head.framing(&body)?;
         let idempotent = opts.idempotent
             || is_idempotent_method(&head.method)
             || head
                 .headers
                 .iter()
                 .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"));
-        let mut wire = head.encode(key, &body);
+        let mut wire = head.encode(key, framing);
         let body = match body {
             RequestBody::Bytes(bytes) if bytes.len() <= JOIN_BODY_LIMIT => {
                 wire.extend_from_slice(&bytes);
@@ -142,8 +161,14 @@ impl Prepared {
             head,
             wire,
             body,
+            framing,
             idempotent,
         })
+    }
+
+    /// Whether a failure on a stale connection may be retried.
+    fn retryable(&self) -> bool {
+        self.idempotent && self.body.is_replayable()
     }
 }
 
@@ -167,24 +192,20 @@ pub fn start_now(pool: &Pool, key: &Key, prepared: &Prepared) -> Option<Started>
         return None;
     }
     let mut pooled = pool.try_acquire_idle(key).ok()??;
-    match pooled.connection().ok()?.try_write_now(&prepared.wire) {
+    let io = pooled.connection().io().clone();
+    let Some(mut writer) = io.try_write_side() else {
+        pooled.release(true);
+        return None;
+    };
+    let written = writer.try_write_now(&prepared.wire);
+    drop(writer);
+    match written {
         Ok((written, _)) => Some(Started { pooled, written }),
         Err(_) => {
             pooled.release(false);
             None
         }
     }
-}
-
-/// Send a request through `pool` and wait for the response head.
-pub async fn send(
-    pool: &Pool,
-    key: &Key,
-    head: RequestHead,
-    body: RequestBody,
-    opts: &RequestOptions,
-) -> Result<Response> {
-    send_prepared(pool, key, Prepared::new(key, head, body, opts)?, None, opts).await
 }
 
 /// Finish a prepared request, continuing a first attempt begun by
@@ -196,7 +217,6 @@ pub async fn send_prepared(
     mut first: Option<Started>,
     opts: &RequestOptions,
 ) -> Result<Response> {
-    let cancel = opts.cancel.as_deref();
     let mut fresh = false;
     loop {
         let (mut pooled, written) = match first.take() {
@@ -205,41 +225,29 @@ pub async fn send_prepared(
                 let acquire = AcquireOptions {
                     cancel: opts.cancel.clone(),
                     fresh,
+                    retry_on_stale: !fresh && prepared.retryable(),
                     ..AcquireOptions::default()
                 };
                 (pool.acquire(key, &acquire).await?, 0)
             }
         };
         let reused = pooled.reused();
-        let rest = &prepared.wire[written..];
-        let attempt = async {
-            match tokio::time::timeout(
-                opts.headers_timeout,
-                attempt(&mut pooled, rest, &mut prepared.body, &prepared.head.method),
-            )
-            .await
-            {
-                Ok(result) => result,
-                Err(_) => Err(Failure {
-                    error: Error::HeadersTimeout {
-                        timeout_ms: opts.headers_timeout.as_millis() as u64,
-                    },
-                    answered: true,
-                }),
+        let outcome = {
+            let work = attempt(&mut pooled, &mut prepared, written, opts);
+            tokio::select! {
+                biased;
+                _ = cancel::fired(opts.cancel.as_deref()) => Err(Failure { error: Error::Aborted, answered: true }),
+                r = work => r,
             }
         };
-        let outcome = match cancel {
-            None => attempt.await,
-            Some(c) => tokio::select! {
-                biased;
-                _ = c.cancelled() => Err(Failure { error: Error::Aborted, answered: true }),
-                r = attempt => r,
-            },
-        };
         match outcome {
-            Ok((response_head, framing, reusable)) => {
+            Ok(Answer {
+                head,
+                framing,
+                reusable,
+            }) => {
                 let reusable = reusable && !prepared.head.close;
-                return finish(pooled, response_head, framing, reusable, reused, opts).await;
+                return finish(pooled, head, framing, reusable, reused, opts).await;
             }
             Err(Failure { error, answered }) => {
                 // The exchange was interrupted: the connection's state is unknown.
@@ -248,7 +256,7 @@ pub async fn send_prepared(
                 if !stale {
                     return Err(error);
                 }
-                if !fresh && prepared.idempotent && prepared.body.is_replayable() {
+                if !fresh && prepared.retryable() {
                     fresh = true;
                     continue;
                 }
@@ -265,77 +273,217 @@ pub async fn send_prepared(
     }
 }
 
-/// Write the request, then read up to the end of the final response head.
+/// The final response head and what it says about the connection.
+struct Answer {
+    head: ResponseHead,
+    framing: Framing,
+    reusable: bool,
+}
+
+/// Send the request while reading the response head.
 async fn attempt(
     pooled: &mut Pooled,
+    prepared: &mut Prepared,
+    written: usize,
+    opts: &RequestOptions,
+) -> std::result::Result<Answer, Failure> {
+    let conn = pooled.connection();
+    let io = conn.io().clone();
+    let mut reader = io.read_side().await;
+    let mut writer = io.write_side().await;
+    let method = prepared.head.method.clone();
+    let max_head = opts.max_header_size;
+    let wire = &prepared.wire[written..];
+    let framing = prepared.framing;
+    let body = &mut prepared.body;
+    let read = read_head(&mut reader, &method, max_head);
+    tokio::pin!(read);
+    let send = send_request(&mut writer, wire, body, framing, opts.body_timeout);
+    let sent = tokio::select! {
+        // The send first: a response already waiting when the request goes
+        // out in full (a request written ahead by `start_now`) is not early.
+        biased;
+        sent = send => sent,
+        // A final response before the request is fully sent: stop sending;
+        // the connection cannot be reused (the server may not read the rest).
+        answer = &mut read => {
+            let mut answer = answer?;
+            answer.reusable = false;
+            return Ok(answer);
+        }
+    };
+    if let Err(failure) = sent {
+        // The server may have answered and closed (a 413 then a reset): a
+        // response already received is delivered rather than the error.
+        return match tokio::time::timeout(Duration::from_millis(50), &mut read).await {
+            Ok(Ok(mut answer)) => {
+                answer.reusable = false;
+                Ok(answer)
+            }
+            _ => Err(failure),
+        };
+    }
+    let answer = if opts.headers_timeout.is_zero() {
+        read.await
+    } else {
+        match tokio::time::timeout(opts.headers_timeout, read).await {
+            Ok(answer) => answer,
+            Err(_) => Err(Failure {
+                error: Error::HeadersTimeout {
+                    timeout_ms: opts.headers_timeout.as_millis() as u64,
+                },
+                answered: true,
+            }),
+        }
+    }?;
+    if let Some(hint) = answer.head.keep_alive_timeout() {
+        let hint = hint.saturating_sub(KEEP_ALIVE_MARGIN);
+        if hint.is_zero() {
+            return Ok(Answer {
+                reusable: false,
+                ..answer
+            });
+        }
+        conn.set_idle_timeout_hint(hint);
+    }
+    Ok(answer)
+}
+
+/// Write the head and the body; no piece may take longer than `stall`.
+async fn send_request(
+    writer: &mut WriteSide<'_>,
     wire: &[u8],
     body: &mut RequestBody,
-    method: &str,
-) -> std::result::Result<(ResponseHead, Framing, bool), Failure> {
-    let conn = pooled.connection()?;
+    framing: BodyFraming,
+    stall: Duration,
+) -> std::result::Result<(), Failure> {
+    let mut out = Upload { writer, stall };
     match body {
-        RequestBody::Empty => conn.write_all(wire).await?,
+        RequestBody::Empty => out.write(wire).await?,
         RequestBody::Bytes(bytes) => {
-            conn.write_all(wire).await?;
-            conn.write_all(bytes).await?;
+            out.write(wire).await?;
+            out.write(bytes).await?;
         }
         RequestBody::Stream(chunks) => {
-            conn.write_all(wire).await?;
+            out.write(wire).await?;
+            let mut sent: u64 = 0;
             while let Some(chunk) = chunks.recv().await {
                 if chunk.is_empty() {
                     continue;
                 }
-                let mut framed = Vec::with_capacity(chunk.len() + 20);
-                framed.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
-                framed.extend_from_slice(&chunk);
-                framed.extend_from_slice(b"\r\n");
-                conn.write_all(&framed).await?;
+                sent += chunk.len() as u64;
+                match framing {
+                    BodyFraming::Length(declared) => {
+                        if sent > declared {
+                            return Err(length_mismatch(declared, sent, "more"));
+                        }
+                        out.write(&chunk).await?;
+                    }
+                    _ => {
+                        let mut framed = Vec::with_capacity(chunk.len() + 20);
+                        framed.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                        framed.extend_from_slice(&chunk);
+                        framed.extend_from_slice(b"\r\n");
+                        out.write(&framed).await?;
+                    }
+                }
             }
-            conn.write_all(b"0\r\n\r\n").await?;
+            match framing {
+                BodyFraming::Length(declared) if sent != declared => {
+                    return Err(length_mismatch(declared, sent, "fewer"));
+                }
+                BodyFraming::Length(_) => {}
+                _ => out.write(b"0\r\n\r\n").await?,
+            }
         }
     }
-    loop {
-        match parse_head(conn.buffered.filled()) {
-            Err(error) => {
-                return Err(Failure {
-                    error,
-                    answered: true,
-                })
+    Ok(())
+}
+
+/// The request as it goes out: in pieces, each within the stall limit.
+struct Upload<'w, 'c> {
+    writer: &'w mut WriteSide<'c>,
+    stall: Duration,
+}
+
+impl Upload<'_, '_> {
+    async fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), Failure> {
+        for piece in bytes.chunks(UPLOAD_PIECE) {
+            if self.stall.is_zero() {
+                self.writer.write_all(piece).await?;
+                continue;
             }
+            match tokio::time::timeout(self.stall, self.writer.write_all(piece)).await {
+                Ok(written) => written?,
+                Err(_) => {
+                    return Err(Failure {
+                        error: Error::BodyTimeout {
+                            timeout_ms: self.stall.as_millis() as u64,
+                        },
+                        // Part of the request reached the server: never retried.
+                        answered: true,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn length_mismatch(declared: u64, sent: u64, what: &str) -> Failure {
+    Failure {
+        error: Error::InvalidArgument(format!(
+            "the request body stream gave {what} bytes than its content-length ({sent} vs {declared})"
+        )),
+        // Part of the body reached the server: never retry.
+        answered: true,
+    }
+}
+
+/// Read up to the end of the final response head.
+async fn read_head(
+    reader: &mut ReadSide<'_>,
+    method: &str,
+    max_head: usize,
+) -> std::result::Result<Answer, Failure> {
+    let answered = |error| Failure {
+        error,
+        answered: true,
+    };
+    loop {
+        match parse_head(reader.buffered(), max_head) {
+            Err(error) => return Err(answered(error)),
             Ok(Some((head, used))) => {
-                conn.buffered.consume(used);
+                reader.consume(used);
                 if head.is_interim() {
                     continue;
                 }
-                let (framing, reusable) = head.framing(method).map_err(|error| Failure {
-                    error,
-                    answered: true,
-                })?;
+                let (framing, reusable) = head.framing(method).map_err(answered)?;
                 let reusable = reusable && head.allows_keep_alive();
-                if let Some(hint) = head.keep_alive_timeout() {
-                    let hint = hint.saturating_sub(KEEP_ALIVE_MARGIN);
-                    if hint.is_zero() {
-                        return Ok((head, framing, false));
-                    }
-                    conn.set_idle_timeout_hint(hint);
-                }
-                return Ok((head, framing, reusable));
+                return Ok(Answer {
+                    head,
+                    framing,
+                    reusable,
+                });
             }
             Ok(None) => {
-                let answered = !conn.buffered.is_empty();
-                match conn.fill_buffer(HEAD_READ_SIZE).await {
+                let started = !reader.buffered().is_empty();
+                match reader.fill(HEAD_READ_SIZE).await {
                     Ok(0) => {
                         let error = Error::SocketClosed(
                             "the server closed the connection before a complete response head"
                                 .into(),
                         );
-                        return Err(Failure { error, answered });
+                        return Err(Failure {
+                            error,
+                            answered: started,
+                        });
                     }
                     Ok(_) => {}
                     Err(e) => {
                         return Err(Failure {
                             error: e.into(),
-                            answered,
+                            answered: started,
                         })
                     }
                 }
@@ -354,7 +502,7 @@ async fn finish(
     reused: bool,
     opts: &RequestOptions,
 ) -> Result<Response> {
-    let connection_id = pooled.connection_ref()?.id();
+    let connection_id = pooled.id();
     let mut body = ResponseBody {
         ready: None,
         stream: Some(BodyStream {
@@ -375,7 +523,7 @@ async fn finish(
         if !eager
             && body
                 .stream
-                .as_ref()
+                .as_mut()
                 .is_some_and(BodyStream::has_nothing_buffered)
         {
             break;
@@ -396,10 +544,12 @@ async fn finish(
 }
 
 impl BodyStream {
-    fn has_nothing_buffered(&self) -> bool {
+    fn has_nothing_buffered(&mut self) -> bool {
         self.pooled
-            .connection_ref()
-            .is_ok_and(|c| c.buffered.is_empty())
+            .connection()
+            .io()
+            .try_read_side()
+            .is_some_and(|r| r.buffered().is_empty())
     }
 
     /// Give the connection back if the body ended cleanly with nothing
@@ -407,10 +557,13 @@ impl BodyStream {
     fn end(mut self) {
         let clean = self.decoder.is_done()
             && self.reusable
+            && !self.pooled.connection().is_broken()
             && self
                 .pooled
                 .connection()
-                .is_ok_and(|c| c.buffered.is_empty() && !c.is_broken());
+                .io()
+                .try_read_side()
+                .is_some_and(|r| r.buffered().is_empty());
         // The exchange just read up to the end of the framing: no need to
         // peek at the socket again before parking.
         self.pooled.release_after_exchange(clean);
@@ -446,19 +599,14 @@ impl ResponseBody {
         let cancel = self.cancel.clone();
         let timeout = self.body_timeout;
         let read = self.read_stream();
-        let result = match cancel.as_deref() {
-            None => tokio::time::timeout(timeout, read).await,
-            Some(c) => tokio::select! {
-                biased;
-                _ = c.cancelled() => Ok(Err(Error::Aborted)),
-                r = tokio::time::timeout(timeout, read) => r,
-            },
+        let result = tokio::select! {
+            biased;
+            _ = cancel::fired(cancel.as_deref()) => Err(Error::Aborted),
+            _ = cancel::after(timeout) => Err(Error::BodyTimeout { timeout_ms: timeout.as_millis() as u64 }),
+            r = read => r,
         };
-        let result = result.unwrap_or(Err(Error::BodyTimeout {
-            timeout_ms: timeout.as_millis() as u64,
-        }));
         if result.is_err() {
-            // Drop closes the connection: its position in the stream is unknown.
+            // Its position in the stream is unknown: close the connection.
             if let Some(stream) = self.stream.take() {
                 stream.pooled.release(false);
             }
@@ -470,14 +618,16 @@ impl ResponseBody {
         let Some(stream) = self.stream.as_mut() else {
             return Ok(None);
         };
+        let io = stream.pooled.connection().io().clone();
+        let mut reader = io.read_side().await;
         let mut out = Vec::new();
         loop {
-            let conn = stream.pooled.connection()?;
-            if !conn.buffered.is_empty() {
-                let used = stream.decoder.decode(conn.buffered.filled(), &mut out)?;
-                conn.buffered.consume(used);
+            if !reader.buffered().is_empty() {
+                let used = stream.decoder.decode(reader.buffered(), &mut out)?;
+                reader.consume(used);
             }
             if stream.decoder.is_done() {
+                drop(reader);
                 self.trailers = stream.decoder.trailers().to_vec();
                 if let Some(stream) = self.stream.take() {
                     stream.end();
@@ -487,7 +637,7 @@ impl ResponseBody {
             if !out.is_empty() {
                 return Ok(Some(out));
             }
-            if conn.fill_buffer(BODY_READ_SIZE).await? == 0 {
+            if reader.fill(BODY_READ_SIZE).await? == 0 {
                 stream.decoder.on_eof()?;
             }
         }

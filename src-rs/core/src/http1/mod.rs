@@ -14,8 +14,8 @@ mod response;
 
 pub use body::BodyDecoder;
 pub use exchange::{
-    send, send_prepared, start_now, Prepared, RequestOptions, Response, ResponseBody, Started,
+    send_prepared, start_now, Prepared, RequestOptions, Response, ResponseBody, Started,
     EAGER_BODY_LIMIT,
 };
-pub use request::{is_idempotent_method, RequestBody, RequestHead};
+pub use request::{is_idempotent_method, BodyFraming, RequestBody, RequestHead};
 pub use response::{parse_head, Framing, ResponseHead, MAX_HEADERS, MAX_HEAD_BYTES};

@@ -9,9 +9,20 @@ pub enum RequestBody {
     Empty,
     /// Sent with `Content-Length`; can be resent on a retry.
     Bytes(Vec<u8>),
-    /// Sent with `Transfer-Encoding: chunked`, chunk by chunk as they come;
-    /// `None` from the receiver ends the body.
+    /// Sent chunk by chunk as they come (chunked, or with the user's
+    /// `Content-Length`); the receiver's end ends the body.
     Stream(tokio::sync::mpsc::Receiver<Vec<u8>>),
+}
+
+/// How the body is delimited on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body and no length header (GET and the like).
+    None,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
 }
 
 impl RequestBody {
@@ -72,6 +83,7 @@ impl RequestHead {
             )));
         }
         let mut close = false;
+        let mut hosts = 0;
         for (name, value) in &headers {
             if !is_token(name) {
                 return Err(invalid("header name", name));
@@ -84,6 +96,14 @@ impl RequestHead {
                     "transfer-encoding is set by pconn: pass a stream body for chunked encoding"
                         .into(),
                 ));
+            }
+            if name.eq_ignore_ascii_case("host") {
+                hosts += 1;
+                if hosts > 1 {
+                    return Err(Error::InvalidArgument(
+                        "more than one host header: a request has exactly one Host".into(),
+                    ));
+                }
             }
             if name.eq_ignore_ascii_case("connection") {
                 close |= value
@@ -106,28 +126,46 @@ impl RequestHead {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Check a user-given Content-Length against the body.
-    pub fn check_length(&self, body: &RequestBody) -> Result<()> {
-        let Some(given) = self.header("content-length") else {
-            return Ok(());
+    /// How `body` goes on the wire, checked against a user-given
+    /// Content-Length (a stream body with one is sent with that length).
+    pub fn framing(&self, body: &RequestBody) -> Result<BodyFraming> {
+        let given = match self.header("content-length") {
+            None => None,
+            Some(v) => {
+                let v = v.trim();
+                let n = v
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| v.parse::<u64>().ok())
+                    .flatten()
+                    .ok_or_else(|| {
+                        Error::InvalidArgument(format!("content-length {v:?} is not a number"))
+                    })?;
+                Some(n)
+            }
         };
-        let given: u64 = given.trim().parse().map_err(|_| {
-            Error::InvalidArgument(format!("content-length {given:?} is not a number"))
-        })?;
-        match body {
-            RequestBody::Bytes(b) if b.len() as u64 == given => Ok(()),
-            RequestBody::Empty if given == 0 => Ok(()),
-            RequestBody::Stream(_) => Err(Error::InvalidArgument(
-                "content-length cannot be combined with a stream body (it is sent chunked)".into(),
-            )),
-            _ => Err(Error::InvalidArgument(format!(
-                "content-length {given} does not match the body"
+        let sends_length = matches!(self.method.as_str(), "POST" | "PUT" | "PATCH");
+        match (body, given) {
+            (RequestBody::Bytes(b), Some(n)) if b.len() as u64 != n => {
+                Err(Error::InvalidArgument(format!(
+                    "content-length {n} does not match the body ({} bytes)",
+                    b.len()
+                )))
+            }
+            (RequestBody::Bytes(b), _) => Ok(BodyFraming::Length(b.len() as u64)),
+            (RequestBody::Empty, Some(0)) => Ok(BodyFraming::Length(0)),
+            (RequestBody::Empty, Some(n)) => Err(Error::InvalidArgument(format!(
+                "content-length {n} does not match the body (none)"
             ))),
+            (RequestBody::Empty, None) if sends_length => Ok(BodyFraming::Length(0)),
+            (RequestBody::Empty, None) => Ok(BodyFraming::None),
+            (RequestBody::Stream(_), Some(n)) => Ok(BodyFraming::Length(n)),
+            (RequestBody::Stream(_), None) => Ok(BodyFraming::Chunked),
         }
     }
 
     /// The head as it goes on the wire, with Host and framing headers added.
-    pub fn encode(&self, key: &Key, body: &RequestBody) -> Vec<u8> {
+    pub fn encode(&self, key: &Key, framing: BodyFraming) -> Vec<u8> {
         let mut out = Vec::with_capacity(128 + self.headers.len() * 32);
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
@@ -147,17 +185,14 @@ impl RequestHead {
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        match body {
-            RequestBody::Bytes(b) => {
+        match framing {
+            BodyFraming::Length(n) => {
                 out.extend_from_slice(b"content-length: ");
-                out.extend_from_slice(b.len().to_string().as_bytes());
+                out.extend_from_slice(n.to_string().as_bytes());
                 out.extend_from_slice(b"\r\n");
             }
-            RequestBody::Empty if matches!(self.method.as_str(), "POST" | "PUT" | "PATCH") => {
-                out.extend_from_slice(b"content-length: 0\r\n");
-            }
-            RequestBody::Empty => {}
-            RequestBody::Stream(_) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            BodyFraming::None => {}
+            BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         }
         out.extend_from_slice(b"\r\n");
         out
@@ -175,7 +210,8 @@ mod tests {
     #[test]
     fn encodes_host_and_content_length() {
         let head = RequestHead::new("POST", "/x?y=1", vec![("x-a".into(), "1".into())]).unwrap();
-        let wire = head.encode(&key(), &RequestBody::Bytes(b"hi".to_vec()));
+        let body = RequestBody::Bytes(b"hi".to_vec());
+        let wire = head.encode(&key(), head.framing(&body).unwrap());
         assert_eq!(
             String::from_utf8(wire).unwrap(),
             "POST /x?y=1 HTTP/1.1\r\nhost: example.com:8080\r\nx-a: 1\r\ncontent-length: 2\r\n\r\n"
@@ -207,14 +243,35 @@ mod tests {
     }
 
     #[test]
-    fn content_length_must_match() {
+    fn content_length_must_match_and_frames_a_stream() {
         let head =
             RequestHead::new("POST", "/", vec![("Content-Length".into(), "3".into())]).unwrap();
-        assert!(head
-            .check_length(&RequestBody::Bytes(b"abc".to_vec()))
-            .is_ok());
-        assert!(head
-            .check_length(&RequestBody::Bytes(b"ab".to_vec()))
-            .is_err());
+        let framing = |b| head.framing(&b);
+        assert_eq!(
+            framing(RequestBody::Bytes(b"abc".to_vec())).unwrap(),
+            BodyFraming::Length(3)
+        );
+        assert!(framing(RequestBody::Bytes(b"ab".to_vec())).is_err());
+        let (_, rx) = tokio::sync::mpsc::channel(1);
+        assert_eq!(
+            framing(RequestBody::Stream(rx)).unwrap(),
+            BodyFraming::Length(3)
+        );
+        let (_, rx) = tokio::sync::mpsc::channel(1);
+        let get = RequestHead::new("GET", "/", vec![]).unwrap();
+        assert_eq!(
+            get.framing(&RequestBody::Stream(rx)).unwrap(),
+            BodyFraming::Chunked
+        );
+        assert_eq!(get.framing(&RequestBody::Empty).unwrap(), BodyFraming::None);
+    }
+
+    #[test]
+    fn two_host_headers_are_refused() {
+        let two = vec![("Host".into(), "a".into()), ("host".into(), "b".into())];
+        assert_eq!(
+            RequestHead::new("GET", "/", two).err().map(|e| e.code()),
+            Some("ERR_INVALID_ARG_VALUE")
+        );
     }
 }

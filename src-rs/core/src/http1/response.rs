@@ -5,10 +5,13 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-/// Largest response head accepted (status line + headers + blank line).
+/// Default largest response head (status line + headers + blank line), as
+/// node's `maxHeaderSize`.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
-/// Most header lines accepted in one head.
-pub const MAX_HEADERS: usize = 128;
+/// Most header lines accepted in one head (node:http's default limit).
+pub const MAX_HEADERS: usize = 2000;
+/// Header lines parsed without a heap allocation; more take a second pass.
+const USUAL_HEADERS: usize = 64;
 
 /// A parsed response head. Header names are lower-cased; values are kept as
 /// sent (ISO-8859-1 decoded, as node:http does).
@@ -40,19 +43,40 @@ fn latin1(bytes: &[u8]) -> String {
     bytes.iter().map(|&b| b as char).collect()
 }
 
-/// Parse a head at the start of `buf`: `Ok(None)` means more bytes are needed.
-pub fn parse_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    match response.parse(buf) {
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => Err(parse_error(format!(
-            "response head is larger than {MAX_HEAD_BYTES} bytes"
-        ))),
-        Ok(httparse::Status::Partial) => Ok(None),
-        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD_BYTES => Err(parse_error(format!(
-            "response head is larger than {MAX_HEAD_BYTES} bytes"
-        ))),
-        Ok(httparse::Status::Complete(len)) => {
+/// Parse a head at the start of `buf`, of at most `max_bytes`: `Ok(None)`
+/// means more bytes are needed.
+pub fn parse_head(buf: &[u8], max_bytes: usize) -> Result<Option<(ResponseHead, usize)>> {
+    let mut headers = [httparse::EMPTY_HEADER; USUAL_HEADERS];
+    match parse_with(buf, max_bytes, &mut headers) {
+        Err(httparse::Error::TooManyHeaders) => {
+            let mut many = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+            match parse_with(buf, max_bytes, &mut many) {
+                Err(httparse::Error::TooManyHeaders) => {
+                    Err(parse_error(format!("more than {MAX_HEADERS} headers")))
+                }
+                other => other.map_err(|e| parse_error(e.to_string()))?,
+            }
+        }
+        other => other.map_err(|e| parse_error(e.to_string()))?,
+    }
+}
+
+fn parse_with<'b>(
+    buf: &'b [u8],
+    max_bytes: usize,
+    headers: &mut [httparse::Header<'b>],
+) -> std::result::Result<Result<Option<(ResponseHead, usize)>>, httparse::Error> {
+    let too_large = || {
+        parse_error(format!(
+            "response head is larger than {max_bytes} bytes (maxHeaderSize)"
+        ))
+    };
+    let mut response = httparse::Response::new(headers);
+    Ok(match response.parse(buf)? {
+        httparse::Status::Partial if buf.len() >= max_bytes => Err(too_large()),
+        httparse::Status::Partial => Ok(None),
+        httparse::Status::Complete(len) if len > max_bytes => Err(too_large()),
+        httparse::Status::Complete(len) => {
             let head = ResponseHead {
                 status: response.code.unwrap_or(0),
                 reason: response.reason.unwrap_or("").to_string(),
@@ -65,11 +89,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>> {
             };
             Ok(Some((head, len)))
         }
-        Err(httparse::Error::TooManyHeaders) => {
-            Err(parse_error(format!("more than {MAX_HEADERS} headers")))
-        }
-        Err(e) => Err(parse_error(e.to_string())),
-    }
+    })
 }
 
 impl ResponseHead {
@@ -166,7 +186,10 @@ mod tests {
     use super::*;
 
     fn head(raw: &str) -> ResponseHead {
-        parse_head(raw.as_bytes()).unwrap().unwrap().0
+        parse_head(raw.as_bytes(), MAX_HEAD_BYTES)
+            .unwrap()
+            .unwrap()
+            .0
     }
 
     #[test]
@@ -175,7 +198,7 @@ mod tests {
         assert_eq!((h.status, h.version, h.reason.as_str()), (200, 1, "OK"));
         assert_eq!(h.headers[1], ("x-a".to_string(), "1".to_string()));
         assert_eq!(h.framing("GET").unwrap(), (Framing::Length(5), true));
-        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le")
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le", MAX_HEAD_BYTES)
             .unwrap()
             .is_none());
     }
@@ -224,14 +247,30 @@ mod tests {
             "HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
             "garbage\r\n\r\n",
         ] {
-            assert!(parse_head(raw.as_bytes()).is_err(), "{raw:?}");
+            assert!(
+                parse_head(raw.as_bytes(), MAX_HEAD_BYTES).is_err(),
+                "{raw:?}"
+            );
         }
         let huge = format!(
             "HTTP/1.1 200 OK\r\nX: {}\r\n\r\n",
             "a".repeat(MAX_HEAD_BYTES)
         );
-        assert!(parse_head(huge.as_bytes()).is_err());
+        assert!(parse_head(huge.as_bytes(), MAX_HEAD_BYTES).is_err());
         let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
-        assert!(parse_head(format!("HTTP/1.1 200 OK\r\n{many}\r\n").as_bytes()).is_err());
+        let head = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
+        assert!(parse_head(head.as_bytes(), usize::MAX).is_err());
+    }
+
+    #[test]
+    fn up_to_two_thousand_headers_parse_within_the_size_limit() {
+        let many: String = (0..MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
+        let head = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
+        let (parsed, _) = parse_head(head.as_bytes(), 64 * 1024).unwrap().unwrap();
+        assert_eq!(parsed.headers.len(), MAX_HEADERS);
+        assert!(
+            parse_head(head.as_bytes(), MAX_HEAD_BYTES).is_err(),
+            "too large for 16 KiB"
+        );
     }
 }

@@ -1,10 +1,12 @@
-//! A one-shot cancellation flag for acquires (the Rust side of AbortSignal).
+//! A one-shot cancellation flag (the Rust side of AbortSignal, and how a
+//! closing pool or handle stops what is waiting on it).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
-/// Cancels the acquires and requests that hold it. Cancelling twice is harmless.
+/// Cancels what holds it. Cancelling twice is harmless.
 #[derive(Debug, Default)]
 pub struct Cancel {
     fired: AtomicBool,
@@ -37,17 +39,31 @@ impl Cancel {
     }
 }
 
-/// Run `work` unless `cancel` fires first; a cancelled `work` is dropped.
+/// Completes when `cancel` fires; never when there is none.
+pub async fn fired(cancel: Option<&Cancel>) {
+    match cancel {
+        Some(c) => c.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes after `timeout`; never when it is zero (no timeout).
+pub async fn after(timeout: Duration) {
+    if timeout.is_zero() {
+        std::future::pending().await
+    } else {
+        tokio::time::sleep(timeout).await
+    }
+}
+
+/// Run `work` unless `cancel` fires first (ABORT_ERR); `work` is dropped.
 pub(crate) async fn or_cancelled<T>(
     cancel: Option<&Cancel>,
     work: impl std::future::Future<Output = crate::Result<T>>,
 ) -> crate::Result<T> {
-    match cancel {
-        None => work.await,
-        Some(c) => tokio::select! {
-            biased;
-            _ = c.cancelled() => Err(crate::Error::Aborted),
-            r = work => r,
-        },
+    tokio::select! {
+        biased;
+        _ = fired(cancel) => Err(crate::Error::Aborted),
+        r = work => r,
     }
 }

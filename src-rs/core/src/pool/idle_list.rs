@@ -1,61 +1,72 @@
-//! The idle connections of one key, oldest first.
+//! The parked connections of one key, in the order they were parked.
 
 use std::collections::VecDeque;
-use std::time::Instant;
 
+use tokio::time::Instant;
+
+use super::entry::Entry;
 use crate::config::Scheduling;
-use crate::connection::Connection;
 
 /// A parked connection and when it must be closed if nobody takes it.
-pub(crate) struct Idle {
-    pub(crate) conn: Connection,
+pub(crate) struct Idle<C> {
+    pub(crate) entry: Entry<C>,
     pub(crate) deadline: Instant,
-    /// True when `deadline` is the connection's lifetime, not its idle timeout.
+    /// The deadline is the connection's lifetime, not its idle timeout.
     pub(crate) deadline_is_lifetime: bool,
 }
 
-/// Parked connections, in the order they were released.
-#[derive(Default)]
-pub(crate) struct IdleList {
-    entries: VecDeque<Idle>,
+/// Parked connections, oldest first. Bounded by `maxIdlePerHost`, so the
+/// linear steps (by id, earliest deadline) stay short.
+pub(crate) struct IdleList<C> {
+    entries: VecDeque<Idle<C>>,
 }
 
-impl IdleList {
+impl<C> Default for IdleList<C> {
+    fn default() -> Self {
+        IdleList {
+            entries: VecDeque::new(),
+        }
+    }
+}
+
+impl<C> IdleList<C> {
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
     pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
-    pub(crate) fn push(&mut self, idle: Idle) {
+    pub(crate) fn push(&mut self, idle: Idle<C>) {
         self.entries.push_back(idle);
     }
-    /// LIFO takes the most recently released, FIFO the longest parked.
-    pub(crate) fn pop(&mut self, scheduling: Scheduling) -> Option<Idle> {
+    /// LIFO takes the most recently parked, FIFO the longest parked.
+    pub(crate) fn pop(&mut self, scheduling: Scheduling) -> Option<Idle<C>> {
         match scheduling {
             Scheduling::Lifo => self.entries.pop_back(),
             Scheduling::Fifo => self.entries.pop_front(),
         }
     }
-    pub(crate) fn pop_oldest(&mut self) -> Option<Idle> {
+    pub(crate) fn pop_oldest(&mut self) -> Option<Idle<C>> {
         self.entries.pop_front()
     }
-    pub(crate) fn remove(&mut self, id: u64) -> Option<Idle> {
-        let at = self.entries.iter().position(|i| i.conn.id == id)?;
+    pub(crate) fn remove(&mut self, id: u64) -> Option<Idle<C>> {
+        let at = self.entries.iter().position(|i| i.entry.id == id)?;
         self.entries.remove(at)
     }
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Idle> + '_ {
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Idle<C>> + '_ {
         self.entries.drain(..)
     }
-    /// Remove every entry whose deadline is at or before `now`.
-    pub(crate) fn take_expired(&mut self, now: Instant, out: &mut Vec<Idle>) {
-        if self.entries.iter().all(|i| i.deadline > now) {
-            return;
+    /// Move every entry whose deadline is at or before `now` to `out`.
+    pub(crate) fn take_expired(&mut self, now: Instant, out: &mut Vec<Idle<C>>) {
+        let mut kept = VecDeque::with_capacity(self.entries.len());
+        for idle in self.entries.drain(..) {
+            if idle.deadline <= now {
+                out.push(idle);
+            } else {
+                kept.push_back(idle);
+            }
         }
-        let (expired, kept): (VecDeque<Idle>, VecDeque<Idle>) =
-            self.entries.drain(..).partition(|i| i.deadline <= now);
         self.entries = kept;
-        out.extend(expired);
     }
     pub(crate) fn earliest_deadline(&self) -> Option<Instant> {
         self.entries.iter().map(|i| i.deadline).min()

@@ -1,47 +1,71 @@
-//! The pool: idle lists, limits, waiters, the reaper and the idle watchers.
+//! The pool: idle lists, limits, waiters, capacity, the reaper.
 //!
 //! Organization:
+//! - `poolable`: what the pool asks of a connection (`Poolable`) and of a
+//!   connector (`Connect`); the pool is generic over both;
+//! - `entry`: a connection with its bookkeeping (id, key, uses, lifetime);
 //! - `idle_list`: parked connections of one key;
-//! - `pooled`: `Pooled` (a connection on loan), `ConnectSlot`, `Grant`;
-//! - `cancel`: cancellation of acquires;
-//! - `tasks`: the reaper (idle and lifetime deadlines) and the idle watcher
-//!   (peer closes while parked);
-//! - `stats`: counters and the `stats()` snapshot.
+//! - `waiters`: acquires of one key waiting at a limit;
+//! - `pooled`: `Pooled` (a loan), `ConnectSlot` (reserved room), `Grant`;
+//! - `handle`: the users of one pool (one, or one per thread of a shared pool);
+//! - `shared`: named pools shared by every thread of the process;
+//! - `cancel`: cancellation (the Rust side of AbortSignal);
+//! - `tasks`: the reaper;
+//! - `stats`: counters, their history, and the `stats()` snapshot.
 //!
-//! All state sits behind one mutex that is held for short, non-blocking
-//! steps only; sockets are closed after it is released.
+//! All state sits behind one mutex, held for short steps that never block,
+//! never touch a socket and never scan every key; liveness checks and
+//! closes happen after it is released. Every change that frees capacity
+//! (a close, a reap, a flush, a failed or abandoned connect, a waiter that
+//! leaves) goes through `grant_capacity`, which serves waiters at once.
 
-mod cancel;
+pub mod cancel;
+mod entry;
+mod handle;
 mod idle_list;
+mod poolable;
 mod pooled;
+mod shared;
 mod stats;
 mod tasks;
+#[cfg(test)]
+mod tests;
+mod waiters;
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
 
 pub use cancel::Cancel;
-pub use pooled::Pooled;
-pub use stats::{CloseReason, ClosedBy, Counters, HostStats, PoolStats};
+pub use poolable::{BoxFuture, Connect, IdleWatch, Liveness, Poolable};
+pub use pooled::{ConnectSlot, Grant, Pooled};
+pub use shared::shared;
+pub use stats::{CloseReason, ClosedBy, Counters, HostStats, PoolStats, HOST_HISTORY_LIMIT};
+pub use waiters::Deliver;
 
 use crate::config::PoolConfig;
-use crate::connection::{Connection, Liveness};
-use crate::connector::Connector;
 use crate::error::{Error, Result};
 use crate::key::Key;
-use crate::read_buffer::ReadBuffer;
-use crate::socket::SocketCounter;
 use cancel::or_cancelled;
+use entry::Entry;
+use handle::HandleState;
 use idle_list::{Idle, IdleList};
-use pooled::{ConnectSlot, Grant};
+use poolable::IdleCheck;
+use stats::History;
+use waiters::{Waiter, WaiterQueue};
 
 static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) fn next_connection_id() -> u64 {
+    NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Per-acquire options.
 #[derive(Debug, Default, Clone)]
@@ -51,51 +75,205 @@ pub struct AcquireOptions {
     pub cancel: Option<Arc<Cancel>>,
     /// Skip idle connections and open a new one (used for retries).
     pub fresh: bool,
-    /// Number the hand-over if this acquire ends up waiting for a released
-    /// connection (`Pooled::grant_number`): numbers follow grant order with
-    /// no gaps among numbered waiters, so a caller that finishes acquires on
-    /// several threads can still deliver them in the order they were made.
-    pub numbered: bool,
+    /// The caller retries on a fresh connection when the one it got turns
+    /// out to be closed (an idempotent HTTP request), so the checkout may
+    /// trust the event loop's view of the socket instead of asking the
+    /// kernel: no system call on the hot path.
+    pub retry_on_stale: bool,
 }
 
-/// Called with every closed connection: `(id, key, reason)`.
-pub type CloseListener = Box<dyn Fn(u64, &Key, CloseReason) + Send + Sync>;
+/// Called with every connection the pool closes: `(id, key, reason)`.
+pub type CloseListener = Arc<dyn Fn(u64, &Key, CloseReason) + Send + Sync>;
 
-/// A keep-alive connection pool. Cheap to clone; clones share the pool.
-#[derive(Clone)]
-pub struct Pool {
-    inner: Arc<PoolInner>,
+/// A keep-alive connection pool. Clones share the pool and the handle.
+pub struct Pool<C: Poolable> {
+    inner: Arc<PoolInner<C>>,
+    handle: Arc<HandleGuard<C>>,
 }
 
-struct Waiter {
-    /// Global arrival order, so capacity freed anywhere goes to the oldest.
+impl<C: Poolable> Clone for Pool<C> {
+    fn clone(&self) -> Self {
+        Pool {
+            inner: self.inner.clone(),
+            handle: self.handle.clone(),
+        }
+    }
+}
+
+/// Closes its handle when the last clone of a `Pool` goes away.
+struct HandleGuard<C: Poolable> {
+    state: Arc<HandleState>,
+    pool: Arc<PoolInner<C>>,
+}
+
+impl<C: Poolable> Drop for HandleGuard<C> {
+    fn drop(&mut self) {
+        self.pool.close_handle(&self.state);
+    }
+}
+
+/// The outcome of [`Pool::begin_acquire`].
+pub enum Acquiring<C: Poolable> {
+    /// An idle connection, checked and handed out.
+    Ready(Pooled<C>),
+    /// Room was reserved: open the connection with [`ConnectSlot::open`].
+    Connect(ConnectSlot<C>),
+    /// The acquire waits in the queue at a limit.
+    Queued(Queued<C>),
+}
+
+/// An acquire waiting in the queue. Dropping it leaves the queue.
+pub struct Queued<C: Poolable> {
+    pool: Arc<PoolInner<C>>,
+    handle: Arc<HandleState>,
+    key: Key,
     seq: u64,
-    tx: oneshot::Sender<Result<Grant>>,
-    /// Wants its hand-over numbered (`AcquireOptions::numbered`).
-    numbered: bool,
+    /// Where the grant arrives, for [`Pool::begin_acquire`]; callers of
+    /// [`Pool::begin_acquire_with`] get it in their callback instead.
+    rx: Option<oneshot::Receiver<Grant<C>>>,
+    done: bool,
 }
 
-#[derive(Default)]
-struct Host {
-    idle: IdleList,
+impl<C: Poolable> Queued<C> {
+    /// Leave the queue because of `why`. Returns the callback given to
+    /// `begin_acquire_with` when it had not been called yet (the caller
+    /// reports `why` through it); `None` when a grant was already delivered.
+    pub fn withdraw(&mut self, why: &Error) -> Option<Deliver<C>> {
+        self.done = true;
+        let timed_out = matches!(why, Error::AcquireTimeout { .. });
+        self.pool.withdraw(&self.key, self.seq, timed_out)
+    }
+
+    /// How long this acquire may wait: `opts.timeout`, else the pool's
+    /// `acquire_timeout` (zero: forever).
+    pub fn timeout(&self, opts: &AcquireOptions) -> Duration {
+        opts.timeout.unwrap_or(self.pool.config.acquire_timeout)
+    }
+
+    /// Completes when the handle this acquire waits through is closed.
+    pub async fn handle_closed(&self) {
+        self.handle.closing.cancelled().await
+    }
+
+    /// Wait for a grant (acquires begun with `begin_acquire`), bounded by
+    /// the timeout and the cancel of `opts`, then open a permitted connect.
+    pub async fn wait(mut self, opts: &AcquireOptions) -> Result<Pooled<C>> {
+        let Some(mut rx) = self.rx.take() else {
+            return Err(Error::InvalidArgument(
+                "this acquire reports through its callback".into(),
+            ));
+        };
+        let timeout = self.timeout(opts);
+        let waited = tokio::select! {
+            biased;
+            g = &mut rx => Ok(g.unwrap_or(Grant::Failed(Error::PoolClosed))),
+            _ = cancel::fired(opts.cancel.as_deref()) => Err(Error::Aborted),
+            _ = self.handle.closing.cancelled() => Err(Error::PoolClosed),
+            _ = cancel::after(timeout) => Err(Error::AcquireTimeout { waited_ms: timeout.as_millis() as u64 }),
+        };
+        let grant = match waited {
+            Ok(grant) => {
+                self.done = true;
+                grant
+            }
+            Err(error) => {
+                // A grant that raced with the failure is given back as it
+                // drops (a connection in transit is parked again).
+                if self.withdraw(&error).is_none() {
+                    drop(rx.try_recv());
+                }
+                return Err(error);
+            }
+        };
+        match grant {
+            Grant::Conn(pooled) => Ok(pooled.received()),
+            Grant::Permit(slot) => or_cancelled(opts.cancel.as_deref(), slot.open()).await,
+            Grant::Failed(error) => Err(error),
+        }
+    }
+}
+
+impl<C: Poolable> Drop for Queued<C> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.pool.withdraw(&self.key, self.seq, false);
+        }
+    }
+}
+
+/// How a queued acquire is told about its grant.
+enum Delivery<F> {
+    Channel,
+    Callback(F),
+}
+
+struct Host<C: Poolable> {
+    idle: IdleList<C>,
+    /// Parked connections out for a liveness check (still counted idle).
+    checking: usize,
     active: usize,
     connecting: usize,
-    waiters: VecDeque<Waiter>,
+    waiters: WaiterQueue<C>,
     counters: Counters,
+    /// Queued in `State::ready`.
+    in_ready: bool,
+    /// Queued in `State::evictable`.
+    in_evictable: bool,
+    /// The deadline this key has in `State::deadlines`.
+    scheduled: Option<Instant>,
 }
 
-impl Host {
+impl<C: Poolable> Host<C> {
+    fn new(counters: Counters) -> Host<C> {
+        Host {
+            idle: IdleList::default(),
+            checking: 0,
+            active: 0,
+            connecting: 0,
+            waiters: WaiterQueue::default(),
+            counters,
+            in_ready: false,
+            in_evictable: false,
+            scheduled: None,
+        }
+    }
+    fn idle_count(&self) -> usize {
+        self.idle.len() + self.checking
+    }
     fn total(&self) -> usize {
-        self.idle.len() + self.active + self.connecting
+        self.idle_count() + self.active + self.connecting
     }
     fn is_unused(&self) -> bool {
-        self.total() == 0 && self.waiters.is_empty()
+        self.total() == 0 && self.waiters.live() == 0
     }
 }
 
-#[derive(Default)]
-struct State {
-    hosts: HashMap<Key, Host>,
+/// A key's next deadline, in the reaper's heap.
+struct Due {
+    at: Instant,
+    key: Key,
+}
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at
+    }
+}
+impl Eq for Due {}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.at.cmp(&other.at)
+    }
+}
+
+struct State<C: Poolable> {
+    hosts: HashMap<Key, Host<C>>,
+    history: History,
     /// idle + active + connecting over all keys.
     total: usize,
     idle: usize,
@@ -104,62 +282,157 @@ struct State {
     pending: usize,
     closed: bool,
     counters: Counters,
-    next_waiter_seq: u64,
-    /// The number the next hand-over to a numbered waiter gets.
-    next_grant: u64,
-    /// When the reaper is next due, so a nearer deadline can wake it.
+    /// Keys with waiters that only `maxConnections` holds back, in the
+    /// order they became so (entries may be stale: checked when reached).
+    ready: VecDeque<Key>,
+    /// Keys that parked connections, for eviction under `maxConnections`
+    /// (kept only when that limit is set; entries may be stale).
+    evictable: VecDeque<Key>,
+    /// Each key's earliest idle deadline (stale entries are skipped).
+    deadlines: BinaryHeap<Reverse<Due>>,
+    next_seq: u64,
+    /// When the reaper is next due, so that a nearer deadline wakes it.
     reaper_due: Option<Instant>,
 }
 
-/// Connections closed under the lock are dropped (closed) after it.
-type Doomed = Vec<(Connection, CloseReason)>;
+impl<C: Poolable> Default for State<C> {
+    fn default() -> Self {
+        State {
+            hosts: HashMap::new(),
+            history: History::default(),
+            total: 0,
+            idle: 0,
+            active: 0,
+            connecting: 0,
+            pending: 0,
+            closed: false,
+            counters: Counters::default(),
+            ready: VecDeque::new(),
+            evictable: VecDeque::new(),
+            deadlines: BinaryHeap::new(),
+            next_seq: 0,
+            reaper_due: None,
+        }
+    }
+}
 
-pub(crate) struct PoolInner {
+impl<C: Poolable> State<C> {
+    /// The host of `key`, created (with its remembered counters) if needed.
+    fn host_mut(&mut self, key: &Key) -> &mut Host<C> {
+        let history = &mut self.history;
+        self.hosts
+            .entry(key.clone())
+            .or_insert_with(|| Host::new(history.take(key)))
+    }
+
+    /// Drop the entry of a key that has nothing left (its counters are kept).
+    fn settle(&mut self, key: &Key) {
+        if self.hosts.get(key).is_some_and(Host::is_unused) {
+            if let Some((key, host)) = self.hosts.remove_entry(key) {
+                self.history.keep(key, host.counters);
+            }
+        }
+    }
+
+    /// Count closes, per reason, for the pool and each key.
+    fn count_closed(&mut self, closed: &[(Entry<C>, CloseReason)]) {
+        for (entry, reason) in closed {
+            self.counters.closed += 1;
+            self.counters.closed_by.count(*reason);
+            if let Some(host) = self.hosts.get_mut(&entry.key) {
+                host.counters.closed += 1;
+                host.counters.closed_by.count(*reason);
+            }
+        }
+    }
+}
+
+/// Connections closed under the lock are dropped (closed) after it.
+type Doomed<C> = Vec<(Entry<C>, CloseReason)>;
+
+pub(crate) struct PoolInner<C: Poolable> {
     pub(crate) id: u64,
     config: PoolConfig,
-    connector: Connector,
-    state: Mutex<State>,
-    sockets: Arc<SocketCounter>,
-    runtime: Handle,
+    pub(crate) connector: Box<dyn Connect<C>>,
+    state: Mutex<State<C>>,
     reaper_wake: Arc<Notify>,
-    on_close: Option<CloseListener>,
+    /// Fired when the pool closes: connects in progress give up.
+    pub(crate) closing: Cancel,
+    /// Notified when the pool is closed and its last connection is gone.
+    drained: Notify,
+    /// Handles not yet closed; the pool closes with the last.
+    open_handles: AtomicUsize,
+    listeners: RwLock<Vec<(u64, CloseListener)>>,
     jitter_seed: AtomicU64,
 }
 
-impl Pool {
-    /// Create a pool whose background tasks run on `runtime`.
-    pub fn new(config: PoolConfig, runtime: Handle) -> Result<Pool> {
-        Pool::with_close_listener(config, runtime, None)
-    }
-
-    /// Like `new`, with a callback for every closed connection (diagnostics).
-    pub fn with_close_listener(
-        config: PoolConfig,
-        runtime: Handle,
-        on_close: Option<CloseListener>,
-    ) -> Result<Pool> {
-        let connector = Connector::new(&config)?;
+impl<C: Poolable> Pool<C> {
+    /// A pool whose background task (the reaper) runs on `runtime`.
+    pub fn new(config: PoolConfig, runtime: &Handle, connector: impl Connect<C>) -> Pool<C> {
         let reaper_wake = Arc::new(Notify::new());
         let inner = Arc::new(PoolInner {
             id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
             config,
-            connector,
+            connector: Box::new(connector),
             state: Mutex::new(State::default()),
-            sockets: SocketCounter::new(),
-            runtime: runtime.clone(),
             reaper_wake: reaper_wake.clone(),
-            on_close,
+            closing: Cancel::new(),
+            drained: Notify::new(),
+            open_handles: AtomicUsize::new(0),
+            listeners: RwLock::new(Vec::new()),
             jitter_seed: AtomicU64::new(seed()),
         });
         runtime.spawn(tasks::reap(Arc::downgrade(&inner), reaper_wake));
-        Ok(Pool { inner })
+        inner.open_handles.store(1, Ordering::Release);
+        Pool::with_handle(inner)
+    }
+
+    fn with_handle(inner: Arc<PoolInner<C>>) -> Pool<C> {
+        Pool {
+            handle: Arc::new(HandleGuard {
+                state: Arc::new(HandleState::new()),
+                pool: inner.clone(),
+            }),
+            inner,
+        }
+    }
+
+    /// A new handle on an open pool; `None` once its last handle closed.
+    fn join(inner: Arc<PoolInner<C>>) -> Option<Pool<C>> {
+        inner
+            .open_handles
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n > 0).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Pool::with_handle(inner))
+    }
+
+    /// Another handle on the same pool: same connections and limits, its
+    /// own `shutdown` (see [`shared`]). `None` if the pool is closed.
+    pub fn new_handle(&self) -> Option<Pool<C>> {
+        Pool::join(self.inner.clone())
     }
 
     pub fn id(&self) -> u64 {
         self.inner.id
     }
+
     pub fn config(&self) -> &PoolConfig {
         &self.inner.config
+    }
+
+    /// Report every connection this pool closes to `listener`, until this
+    /// handle closes.
+    pub fn on_close(&self, listener: CloseListener) {
+        if let Ok(mut listeners) = self.inner.listeners.write() {
+            listeners.push((self.handle.state.id, listener));
+        }
+    }
+
+    /// Whether this handle (or the whole pool) is closed.
+    pub fn is_closed(&self) -> bool {
+        self.handle.state.is_closed() || self.inner.lock().closed
     }
 
     /// The key a URL or a key object maps to under this pool's TLS settings
@@ -171,138 +444,877 @@ impl Pool {
         }
     }
 
-    /// Take a live idle connection for `key` if one is parked; never
-    /// connects, never queues, never waits.
-    pub fn try_acquire_idle(&self, key: &Key) -> Result<Option<Pooled>> {
-        let mut doomed = Doomed::new();
-        let found = {
-            let mut st = self.inner.lock();
-            if st.closed {
-                return Err(Error::PoolClosed);
+    /// Take a live parked connection for `key` if there is one; never
+    /// connects, never queues.
+    pub fn try_acquire_idle(&self, key: &Key) -> Result<Option<Pooled<C>>> {
+        let inner = &self.inner;
+        loop {
+            let mut doomed = Doomed::new();
+            let candidate = {
+                let mut st = inner.lock();
+                if st.closed || self.handle.state.is_closed() {
+                    return Err(Error::PoolClosed);
+                }
+                inner.take_idle(&mut st, key, &mut doomed)
+            };
+            inner.bury(doomed);
+            let Some(entry) = candidate else {
+                return Ok(None);
+            };
+            if let Some(pooled) = self.vet(entry, true) {
+                return Ok(Some(pooled));
             }
-            self.inner.take_idle(&mut st, key, &mut doomed)
-        };
-        self.inner.bury(doomed);
-        Ok(found.map(|conn| Pooled::new(conn, self.inner.clone(), true)))
+        }
+    }
+
+    /// Check a parked connection taken for a checkout (outside the lock):
+    /// lend it if it is alive, close it otherwise.
+    fn vet(&self, mut entry: Entry<C>, exact: bool) -> Option<Pooled<C>> {
+        match entry.conn.liveness(exact) {
+            Liveness::Alive => {
+                entry.conn.unpark();
+                let handle = self.handle.state.clone();
+                Some(Pooled::new(entry, self.inner.clone(), handle, true))
+            }
+            dead => {
+                self.inner.close_candidate(entry, dead);
+                None
+            }
+        }
     }
 
     /// Get a connection for `key`: a live idle one, a new one, or (at a
-    /// limit) the next one released, in FIFO order.
-    pub async fn acquire(&self, key: &Key, opts: &AcquireOptions) -> Result<Pooled> {
+    /// limit) the next one released or allowed, in FIFO order.
+    pub async fn acquire(&self, key: &Key, opts: &AcquireOptions) -> Result<Pooled<C>> {
         match self.begin_acquire(key, opts)? {
             Acquiring::Ready(pooled) => Ok(pooled),
-            Acquiring::Pending(pending) => pending.finish(opts).await,
+            Acquiring::Connect(slot) => or_cancelled(opts.cancel.as_deref(), slot.open()).await,
+            Acquiring::Queued(queued) => queued.wait(opts).await,
         }
     }
 
     /// The synchronous first half of `acquire`: takes an idle connection,
-    /// reserves room to connect, or joins the queue, all before returning,
-    /// so queue order is call order even when the second half runs on
-    /// another thread.
-    pub fn begin_acquire(&self, key: &Key, opts: &AcquireOptions) -> Result<Acquiring> {
+    /// reserves room to connect, or joins the queue (finish with
+    /// [`Queued::wait`]), all before returning, so queue order is call order.
+    pub fn begin_acquire(&self, key: &Key, opts: &AcquireOptions) -> Result<Acquiring<C>> {
+        self.checkout(key, opts, Delivery::<fn(Grant<C>) -> _>::Channel)
+    }
+
+    /// Like `begin_acquire`, but a queued acquire is told through `deliver`,
+    /// called under the pool's lock in grant order: callers that forward
+    /// grants elsewhere (another thread's event loop) keep that order.
+    pub fn begin_acquire_with<F>(
+        &self,
+        key: &Key,
+        opts: &AcquireOptions,
+        deliver: F,
+    ) -> Result<Acquiring<C>>
+    where
+        F: FnOnce(Grant<C>) -> std::result::Result<(), Grant<C>> + Send + 'static,
+    {
+        self.checkout(key, opts, Delivery::Callback(deliver))
+    }
+
+    fn checkout<F>(
+        &self,
+        key: &Key,
+        opts: &AcquireOptions,
+        mut delivery: Delivery<F>,
+    ) -> Result<Acquiring<C>>
+    where
+        F: FnOnce(Grant<C>) -> std::result::Result<(), Grant<C>> + Send + 'static,
+    {
         if opts.cancel.as_deref().is_some_and(Cancel::is_cancelled) {
             return Err(Error::Aborted);
         }
-        let step = match self.inner.checkout(key, opts.fresh, opts.numbered)? {
-            Checkout::Ready(pooled) => return Ok(Acquiring::Ready(pooled)),
-            Checkout::Connect(slot) => Step::Connect(slot),
-            Checkout::Wait(rx, seq) => {
-                let guard = WaitGuard {
-                    pool: self.inner.clone(),
-                    key: key.clone(),
-                    seq,
-                    done: false,
-                };
-                Step::Wait(rx, guard)
+        let handle = &self.handle.state;
+        if handle.is_closed() {
+            return Err(Error::PoolClosed);
+        }
+        let inner = &self.inner;
+        loop {
+            let mut doomed = Doomed::new();
+            let step = inner.checkout_step(key, opts.fresh, handle, &mut delivery, &mut doomed);
+            inner.bury(doomed);
+            match step? {
+                Step::Candidate(entry) => {
+                    if let Some(pooled) = self.vet(entry, !opts.retry_on_stale) {
+                        return Ok(Acquiring::Ready(pooled));
+                    }
+                }
+                Step::Connect => {
+                    let slot = ConnectSlot::new(inner.clone(), handle.clone(), key.clone());
+                    return Ok(Acquiring::Connect(slot));
+                }
+                Step::Queued(seq, rx) => {
+                    return Ok(Acquiring::Queued(Queued {
+                        pool: inner.clone(),
+                        handle: handle.clone(),
+                        key: key.clone(),
+                        seq,
+                        rx,
+                        done: false,
+                    }))
+                }
             }
-        };
-        Ok(Acquiring::Pending(PendingAcquire {
-            pool: self.inner.clone(),
-            step,
-        }))
+        }
     }
 
-    /// Close every idle connection whose host is `host` (any scheme or port).
+    /// Close every idle connection whose host is `host` (any scheme or
+    /// port); returns how many. This one call looks at every key.
     pub fn flush_for_host(&self, host: &str) -> usize {
+        self.inner.flush_for_host(host)
+    }
+
+    /// Close this handle: its waiting acquires fail with PCONN_POOL_CLOSED,
+    /// later acquires too; its loans go back as they are released. With the
+    /// last handle the pool closes: idle connections now, active ones as
+    /// they are released, connects in progress at once. Completes when this
+    /// handle has nothing on loan and, if the pool closed, when every
+    /// connection is gone.
+    pub async fn shutdown(&self) {
+        self.close_now();
+        self.handle.state.all_returned().await;
+        self.inner.all_closed().await;
+    }
+
+    /// The synchronous part of `shutdown` (also used at thread exit).
+    pub fn close_now(&self) {
+        self.inner.close_handle(&self.handle.state);
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        self.inner.stats()
+    }
+}
+
+/// What one locked step of `checkout` decided.
+enum Step<C: Poolable> {
+    /// A parked connection to check (outside the lock) before handing out.
+    Candidate(Entry<C>),
+    /// Room reserved.
+    Connect,
+    Queued(u64, Option<oneshot::Receiver<Grant<C>>>),
+}
+
+impl<C: Poolable> PoolInner<C> {
+    fn lock(&self) -> MutexGuard<'_, State<C>> {
+        // A panic while holding the lock leaves counters, not memory, in
+        // doubt; keep serving rather than poisoning every later call.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn per_host_room(&self, host: &Host<C>) -> bool {
+        self.config
+            .max_connections_per_host
+            .is_none_or(|max| host.total() < max)
+    }
+
+    fn global_room(&self, st: &State<C>) -> bool {
+        self.config.max_connections.is_none_or(|max| st.total < max)
+    }
+
+    fn checkout_step<F>(
+        self: &Arc<Self>,
+        key: &Key,
+        fresh: bool,
+        handle: &Arc<HandleState>,
+        delivery: &mut Delivery<F>,
+        doomed: &mut Doomed<C>,
+    ) -> Result<Step<C>>
+    where
+        F: FnOnce(Grant<C>) -> std::result::Result<(), Grant<C>> + Send + 'static,
+    {
+        let mut st = self.lock();
+        let st = &mut *st;
+        if st.closed {
+            return Err(Error::PoolClosed);
+        }
+        if !fresh {
+            if let Some(entry) = self.take_idle(st, key, doomed) {
+                return Ok(Step::Candidate(entry));
+            }
+        }
+        let room = st.hosts.get(key).is_none_or(|h| self.per_host_room(h));
+        if room && (self.global_room(st) || self.evict_idle(st, key, doomed)) {
+            self.reserve(st, key);
+            return Ok(Step::Connect);
+        }
+        if self.config.max_pending.is_some_and(|max| st.pending >= max) {
+            return Err(Error::QueueFull {
+                max_pending: st.pending,
+            });
+        }
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        let (deliver, rx): (Deliver<C>, _) = match std::mem::replace(delivery, Delivery::Channel) {
+            Delivery::Callback(f) => (Box::new(f), None),
+            Delivery::Channel => {
+                let (tx, rx) = oneshot::channel();
+                (Box::new(move |g| tx.send(g)), Some(rx))
+            }
+        };
+        st.pending += 1;
+        st.counters.waited += 1;
+        let host = st.host_mut(key);
+        host.counters.waited += 1;
+        host.waiters.push(Waiter {
+            seq,
+            deliver,
+            handle: handle.clone(),
+        });
+        if room {
+            self.mark_ready(st, key);
+        }
+        Ok(Step::Queued(seq, rx))
+    }
+
+    /// Pop parked connections until one is not past its deadline; expired
+    /// ones go to `doomed`. The one returned counts as active (and reused)
+    /// until its liveness check says otherwise.
+    fn take_idle(
+        self: &Arc<Self>,
+        st: &mut State<C>,
+        key: &Key,
+        doomed: &mut Doomed<C>,
+    ) -> Option<Entry<C>> {
+        let host = st.hosts.get_mut(key)?;
+        let now = Instant::now();
+        let before = doomed.len();
+        let mut found = None;
+        while let Some(idle) = host.idle.pop(self.config.scheduling) {
+            if idle.deadline <= now {
+                let reason = idle_close_reason(&idle);
+                doomed.push((idle.entry, reason));
+            } else {
+                found = Some(idle.entry);
+                break;
+            }
+        }
+        let expired = doomed.len() - before;
+        if let Some(entry) = found.as_mut() {
+            entry.uses += 1;
+            host.active += 1;
+            host.counters.reused += 1;
+            st.active += 1;
+            st.counters.reused += 1;
+        }
+        st.idle -= expired + usize::from(found.is_some());
+        st.total -= expired;
+        if expired > 0 {
+            st.count_closed(&doomed[before..]);
+            self.grant_capacity(st, Some(key), doomed);
+        }
+        found
+    }
+
+    /// A checkout candidate failed its liveness check: close it and free its room.
+    fn close_candidate(self: &Arc<Self>, entry: Entry<C>, found: Liveness) {
+        let reason = match found {
+            Liveness::UnexpectedBytes => CloseReason::Broken,
+            _ => CloseReason::Peer,
+        };
+        let mut doomed = vec![(entry, reason)];
+        {
+            let mut st = self.lock();
+            let st = &mut *st;
+            let key = doomed[0].0.key.clone();
+            if let Some(host) = st.hosts.get_mut(&key) {
+                host.active -= 1;
+                host.counters.reused -= 1;
+            }
+            st.active -= 1;
+            st.total -= 1;
+            st.counters.reused -= 1;
+            st.count_closed(&doomed);
+            self.grant_capacity(st, Some(&key), &mut doomed);
+            st.settle(&key);
+            self.note_drained(st);
+        }
+        self.bury(doomed);
+    }
+
+    fn reserve(&self, st: &mut State<C>, key: &Key) {
+        st.host_mut(key).connecting += 1;
+        st.connecting += 1;
+        st.total += 1;
+    }
+
+    /// A connect succeeded; false if the pool closed meanwhile.
+    fn opened(&self, key: &Key) -> bool {
+        let mut st = self.lock();
+        if st.closed {
+            return false;
+        }
+        let st = &mut *st;
+        let host = st.host_mut(key);
+        host.connecting -= 1;
+        host.active += 1;
+        host.counters.created += 1;
+        st.connecting -= 1;
+        st.active += 1;
+        st.counters.created += 1;
+        true
+    }
+
+    /// A connect failed or was given up: free its room and pass it on.
+    fn connect_failed(self: &Arc<Self>, key: &Key) {
+        let mut doomed = Doomed::new();
+        {
+            let mut st = self.lock();
+            let st = &mut *st;
+            if let Some(host) = st.hosts.get_mut(key) {
+                host.connecting -= 1;
+            }
+            st.connecting -= 1;
+            st.total -= 1;
+            self.grant_capacity(st, Some(key), &mut doomed);
+            st.settle(key);
+            self.note_drained(st);
+        }
+        self.bury(doomed);
+    }
+
+    /// Put `key` in the ready queue if it has waiters and room of its own.
+    fn mark_ready(&self, st: &mut State<C>, key: &Key) {
+        let Some(host) = st.hosts.get_mut(key) else {
+            return;
+        };
+        if host.in_ready || host.waiters.live() == 0 || !self.per_host_room(host) {
+            return;
+        }
+        host.in_ready = true;
+        st.ready.push_back(key.clone());
+        if st.ready.len() > 2 * st.hosts.len() + 64 {
+            compact(&mut st.ready, &mut st.hosts, in_ready);
+        }
+    }
+
+    /// Whether `key` has a waiter that could open a connection now but for
+    /// `maxConnections`.
+    fn is_ready(&self, st: &State<C>, key: &Key) -> bool {
+        st.hosts
+            .get(key)
+            .is_some_and(|h| h.waiters.live() > 0 && self.per_host_room(h))
+    }
+
+    /// Whether some waiter is held back by `maxConnections` alone (stale
+    /// entries at the front of the ready queue are dropped on the way).
+    fn ready_waiter_blocked(&self, st: &mut State<C>) -> bool {
+        if self.global_room(st) {
+            return false;
+        }
+        while let Some(key) = st.ready.front().cloned() {
+            if self.is_ready(st, &key) {
+                return true;
+            }
+            st.ready.pop_front();
+            if let Some(host) = st.hosts.get_mut(&key) {
+                host.in_ready = false;
+            }
+        }
+        false
+    }
+
+    /// The one place where freed capacity reaches waiters: `freed` (if
+    /// any) just lost a connection or a connect; every key whose waiters
+    /// may now open a connection gets a permit, oldest-ready first,
+    /// closing idle connections of other keys when only `maxConnections`
+    /// stands in the way.
+    fn grant_capacity(
+        self: &Arc<Self>,
+        st: &mut State<C>,
+        freed: Option<&Key>,
+        doomed: &mut Doomed<C>,
+    ) {
+        if let Some(key) = freed {
+            self.mark_ready(st, key);
+        }
+        while let Some(key) = st.ready.front().cloned() {
+            if !self.is_ready(st, &key) {
+                st.ready.pop_front();
+                if let Some(host) = st.hosts.get_mut(&key) {
+                    host.in_ready = false;
+                }
+                continue;
+            }
+            if !self.global_room(st) && !self.evict_idle(st, &key, doomed) {
+                return;
+            }
+            st.ready.pop_front();
+            if let Some(host) = st.hosts.get_mut(&key) {
+                host.in_ready = false;
+            }
+            self.grant_permit(st, &key);
+            self.mark_ready(st, &key);
+        }
+    }
+
+    /// Give room to connect to the oldest live waiter of `key`.
+    fn grant_permit(self: &Arc<Self>, st: &mut State<C>, key: &Key) {
+        let Some(host) = st.hosts.get_mut(key) else {
+            return;
+        };
+        while let Some(waiter) = host.waiters.pop() {
+            st.pending -= 1;
+            let slot = ConnectSlot::new(self.clone(), waiter.handle, key.clone());
+            match (waiter.deliver)(Grant::Permit(slot)) {
+                Ok(()) => {
+                    self.reserve(st, key);
+                    return;
+                }
+                Err(grant) => {
+                    grant.reclaim();
+                }
+            }
+        }
+    }
+
+    /// Close the longest-parked idle connection of a key other than
+    /// `except`, to make room under `maxConnections` (as node:http's Agent
+    /// does with `maxTotalSockets`).
+    fn evict_idle(&self, st: &mut State<C>, except: &Key, doomed: &mut Doomed<C>) -> bool {
+        if self.config.max_connections.is_none() {
+            return false;
+        }
+        let mut skipped = None;
+        let mut evicted = false;
+        while let Some(key) = st.evictable.pop_front() {
+            let Some(host) = st.hosts.get_mut(&key) else {
+                continue;
+            };
+            host.in_evictable = false;
+            if host.idle.is_empty() {
+                continue;
+            }
+            if key == *except {
+                host.in_evictable = true;
+                skipped = Some(key);
+                continue;
+            }
+            let Some(idle) = host.idle.pop_oldest() else {
+                continue;
+            };
+            if !host.idle.is_empty() {
+                host.in_evictable = true;
+                st.evictable.push_back(key.clone());
+            }
+            st.idle -= 1;
+            st.total -= 1;
+            let victim = [(idle.entry, CloseReason::Evicted)];
+            st.count_closed(&victim);
+            doomed.extend(victim);
+            st.settle(&key);
+            evicted = true;
+            break;
+        }
+        if let Some(key) = skipped {
+            st.evictable.push_back(key);
+        }
+        evicted
+    }
+
+    /// Release: close, hand to a waiter, or park (see `docs/ARCHITECTURE.md`).
+    pub(crate) fn put_back(
+        self: &Arc<Self>,
+        mut entry: Entry<C>,
+        keep_alive_ok: bool,
+        probe: bool,
+    ) {
+        let now = Instant::now();
+        let max_uses = self.config.max_uses;
+        let mut verdict = if !keep_alive_ok || entry.conn.is_broken() {
+            Some(CloseReason::Broken)
+        } else if (max_uses > 0 && entry.uses >= max_uses)
+            || entry.retire_at.is_some_and(|t| t <= now)
+        {
+            Some(CloseReason::Lifetime)
+        } else if !probe || !entry.conn.was_used() {
+            // Untouched since the checkout check, or an exchange that read
+            // exactly to the end of its message: nothing left unread.
+            None
+        } else {
+            match entry.conn.liveness(true) {
+                Liveness::Alive => None,
+                Liveness::PeerClosed => Some(CloseReason::Peer),
+                Liveness::UnexpectedBytes => Some(CloseReason::Broken),
+            }
+        };
+        let mut doomed = Doomed::new();
+        {
+            let mut st = self.lock();
+            let st = &mut *st;
+            let key = entry.key.clone();
+            if let Some(host) = st.hosts.get_mut(&key) {
+                host.active -= 1;
+            }
+            st.active -= 1;
+            if st.closed {
+                verdict = Some(CloseReason::Shutdown);
+            }
+            match verdict {
+                Some(reason) => self.close_released(st, entry, reason, &mut doomed),
+                None => match self.hand_to_waiter(st, entry) {
+                    None => {}
+                    Some(entry) if self.ready_waiter_blocked(st) => {
+                        // Another key's waiter needs the room more than this
+                        // key needs an idle connection.
+                        self.close_released(st, entry, CloseReason::Evicted, &mut doomed);
+                    }
+                    Some(entry) => {
+                        let parked = st.hosts.get(&key).map_or(0, |h| h.idle.len());
+                        if parked < self.config.max_idle_per_host {
+                            self.park(st, entry, now);
+                        } else {
+                            self.close_released(st, entry, CloseReason::Evicted, &mut doomed);
+                        }
+                    }
+                },
+            }
+            st.settle(&key);
+            self.note_drained(st);
+        }
+        self.bury(doomed);
+    }
+
+    fn close_released(
+        self: &Arc<Self>,
+        st: &mut State<C>,
+        entry: Entry<C>,
+        reason: CloseReason,
+        doomed: &mut Doomed<C>,
+    ) {
+        let key = entry.key.clone();
+        st.total -= 1;
+        let closed = [(entry, reason)];
+        st.count_closed(&closed);
+        doomed.extend(closed);
+        self.grant_capacity(st, Some(&key), doomed);
+    }
+
+    fn park(&self, st: &mut State<C>, mut entry: Entry<C>, now: Instant) {
+        entry.conn.park();
+        let idle_for = entry
+            .conn
+            .idle_timeout_hint()
+            .map_or(self.config.idle_timeout, |h| {
+                h.min(self.config.idle_timeout)
+            });
+        let idle_deadline = now + idle_for;
+        let (deadline, deadline_is_lifetime) = match entry.retire_at {
+            Some(t) if t < idle_deadline => (t, true),
+            _ => (idle_deadline, false),
+        };
+        let key = entry.key.clone();
+        let track_evictable = self.config.max_connections.is_some();
+        let host = st.host_mut(&key);
+        host.idle.push(Idle {
+            entry,
+            deadline,
+            deadline_is_lifetime,
+        });
+        let reschedule = host.scheduled.is_none_or(|at| deadline < at);
+        if reschedule {
+            host.scheduled = Some(deadline);
+        }
+        let add_evictable = track_evictable && !host.in_evictable;
+        if add_evictable {
+            host.in_evictable = true;
+        }
+        st.idle += 1;
+        if add_evictable {
+            st.evictable.push_back(key.clone());
+            if st.evictable.len() > 2 * st.hosts.len() + 64 {
+                compact(&mut st.evictable, &mut st.hosts, in_evictable);
+            }
+        }
+        if reschedule {
+            st.deadlines.push(Reverse(Due { at: deadline, key }));
+            if st.reaper_due.is_none_or(|due| deadline < due) {
+                st.reaper_due = Some(deadline);
+                self.reaper_wake.notify_one();
+            }
+        }
+    }
+
+    /// Give a released connection to the oldest live waiter of its key.
+    /// Returns it when nobody takes it.
+    fn hand_to_waiter(
+        self: &Arc<Self>,
+        st: &mut State<C>,
+        mut entry: Entry<C>,
+    ) -> Option<Entry<C>> {
+        let key = entry.key.clone();
+        let host = st.hosts.get_mut(&key)?;
+        while let Some(waiter) = host.waiters.pop() {
+            st.pending -= 1;
+            entry.uses += 1;
+            let pooled = Pooled::new(entry, self.clone(), waiter.handle, true).in_transit();
+            match (waiter.deliver)(Grant::Conn(pooled)) {
+                Ok(()) => {
+                    host.active += 1;
+                    host.counters.reused += 1;
+                    st.active += 1;
+                    st.counters.reused += 1;
+                    return None;
+                }
+                Err(grant) => match grant.reclaim() {
+                    Some(mut back) => {
+                        back.uses -= 1;
+                        entry = back;
+                    }
+                    None => return None,
+                },
+            }
+        }
+        Some(entry)
+    }
+
+    /// Remove a waiter that gave up; its callback if it was still queued.
+    fn withdraw(&self, key: &Key, seq: u64, timed_out: bool) -> Option<Deliver<C>> {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let waiter = st.hosts.get_mut(key)?.waiters.withdraw(seq)?;
+        st.pending -= 1;
+        if timed_out {
+            st.counters.timed_out += 1;
+            if let Some(host) = st.hosts.get_mut(key) {
+                host.counters.timed_out += 1;
+            }
+        }
+        st.settle(key);
+        Some(waiter.deliver)
+    }
+
+    /// The idle watcher saw activity on a parked connection: check it
+    /// (outside the lock) and close it if the peer went away.
+    fn check_parked(self: &Arc<Self>, key: &Key, id: u64) {
+        let mut idle = {
+            let mut st = self.lock();
+            let Some(host) = st.hosts.get_mut(key) else {
+                return;
+            };
+            let Some(idle) = host.idle.remove(id) else {
+                return;
+            };
+            host.checking += 1;
+            idle
+        };
+        let verdict = match idle.entry.conn.liveness(true) {
+            Liveness::Alive => None,
+            Liveness::PeerClosed => Some(CloseReason::Peer),
+            Liveness::UnexpectedBytes => Some(CloseReason::Broken),
+        };
+        let mut doomed = Doomed::new();
+        {
+            let mut st = self.lock();
+            let st = &mut *st;
+            let verdict = if st.closed {
+                Some(CloseReason::Shutdown)
+            } else {
+                verdict
+            };
+            let host = st.host_mut(key);
+            host.checking -= 1;
+            match verdict {
+                None => host.idle.push(idle),
+                Some(reason) => {
+                    st.idle -= 1;
+                    st.total -= 1;
+                    let closed = [(idle.entry, reason)];
+                    st.count_closed(&closed);
+                    doomed.extend(closed);
+                    self.grant_capacity(st, Some(key), &mut doomed);
+                }
+            }
+            st.settle(key);
+            self.note_drained(st);
+        }
+        self.bury(doomed);
+    }
+
+    /// Close idle connections past their deadline; returns the next one.
+    pub(crate) fn reap(self: &Arc<Self>, now: Instant) -> Option<Instant> {
+        let mut doomed = Doomed::new();
+        let next = {
+            let mut st = self.lock();
+            let st = &mut *st;
+            while let Some(Reverse(due)) = st.deadlines.peek() {
+                if due.at > now {
+                    break;
+                }
+                let Some(Reverse(due)) = st.deadlines.pop() else {
+                    break;
+                };
+                let Some(host) = st.hosts.get_mut(&due.key) else {
+                    continue;
+                };
+                if host.scheduled != Some(due.at) {
+                    continue; // superseded by a nearer deadline
+                }
+                let mut expired = Vec::new();
+                host.idle.take_expired(now, &mut expired);
+                host.scheduled = host.idle.earliest_deadline();
+                if let Some(at) = host.scheduled {
+                    st.deadlines.push(Reverse(Due {
+                        at,
+                        key: due.key.clone(),
+                    }));
+                }
+                let before = doomed.len();
+                doomed.extend(expired.into_iter().map(|i| {
+                    let reason = idle_close_reason(&i);
+                    (i.entry, reason)
+                }));
+                let n = doomed.len() - before;
+                st.idle -= n;
+                st.total -= n;
+                st.count_closed(&doomed[before..]);
+                self.grant_capacity(st, Some(&due.key), &mut doomed);
+                st.settle(&due.key);
+            }
+            self.note_drained(st);
+            st.reaper_due = st.deadlines.peek().map(|Reverse(d)| d.at);
+            st.reaper_due
+        };
+        self.bury(doomed);
+        next
+    }
+
+    fn flush_for_host(self: &Arc<Self>, host: &str) -> usize {
         let host = host
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_ascii_lowercase();
         let mut doomed = Doomed::new();
-        {
-            let mut st = self.inner.lock();
+        let flushed = {
+            let mut st = self.lock();
             let st = &mut *st;
-            for (_, h) in st.hosts.iter_mut().filter(|(k, _)| k.host() == host) {
-                for idle in h.idle.drain() {
-                    doomed.push((idle.conn, CloseReason::Flush));
+            let keys: Vec<Key> = st
+                .hosts
+                .iter()
+                .filter(|(k, h)| k.host() == host && !h.idle.is_empty())
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in &keys {
+                if let Some(h) = st.hosts.get_mut(key) {
+                    let before = doomed.len();
+                    doomed.extend(h.idle.drain().map(|i| (i.entry, CloseReason::Flush)));
+                    let n = doomed.len() - before;
+                    st.idle -= n;
+                    st.total -= n;
+                    st.count_closed(&doomed[before..]);
                 }
             }
-            st.idle -= doomed.len();
-            st.total -= doomed.len();
-            st.hosts.retain(|_, h| !h.is_unused());
-            self.inner.count_closed(st, &doomed);
+            let flushed = doomed.len();
+            for key in &keys {
+                self.grant_capacity(st, Some(key), &mut doomed);
+                st.settle(key);
+            }
+            self.note_drained(st);
+            flushed
+        };
+        self.bury(doomed);
+        flushed
+    }
+
+    fn close_handle(&self, handle: &HandleState) {
+        if !handle.close() {
+            return;
         }
-        let n = doomed.len();
-        self.inner.bury(doomed);
-        n
+        if let Ok(mut listeners) = self.listeners.write() {
+            listeners.retain(|(id, _)| *id != handle.id);
+        }
+        if self.open_handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.close_pool();
+        }
     }
 
-    /// Stop the pool: close idle connections, fail waiters and later
-    /// acquires with PCONN_POOL_CLOSED, close active ones on release.
-    /// Completes when every socket of the pool is closed.
-    pub async fn shutdown(&self) {
-        self.close_now();
-        self.inner.sockets.all_closed().await;
-    }
-
-    /// The synchronous part of `shutdown` (also used at process exit).
-    pub fn close_now(&self) {
+    /// Close the pool: idle connections now, waiters and connects in
+    /// progress fail with PCONN_POOL_CLOSED, active ones close on release.
+    fn close_pool(&self) {
         let mut doomed = Doomed::new();
         let waiters = {
-            let mut st = self.inner.lock();
+            let mut st = self.lock();
             let st = &mut *st;
+            if st.closed {
+                return;
+            }
             st.closed = true;
             let mut waiters = Vec::new();
-            for h in st.hosts.values_mut() {
-                doomed.extend(h.idle.drain().map(|i| (i.conn, CloseReason::Shutdown)));
-                waiters.extend(h.waiters.drain(..));
+            for host in st.hosts.values_mut() {
+                doomed.extend(host.idle.drain().map(|i| (i.entry, CloseReason::Shutdown)));
+                waiters.extend(host.waiters.drain());
+                host.in_ready = false;
             }
+            st.ready.clear();
+            st.evictable.clear();
+            st.deadlines.clear();
             st.pending = 0;
             st.idle -= doomed.len();
             st.total -= doomed.len();
-            st.hosts.retain(|_, h| !h.is_unused());
-            self.inner.count_closed(st, &doomed);
+            st.count_closed(&doomed);
+            let keys: Vec<Key> = st.hosts.keys().cloned().collect();
+            for key in &keys {
+                st.settle(key);
+            }
+            self.note_drained(st);
             waiters
         };
-        for w in waiters {
-            let _ = w.tx.send(Err(Error::PoolClosed));
+        self.closing.cancel();
+        for waiter in waiters {
+            drop((waiter.deliver)(Grant::Failed(Error::PoolClosed)));
         }
-        self.inner.bury(doomed);
-        self.inner.reaper_wake.notify_one();
+        self.bury(doomed);
+        self.reaper_wake.notify_one();
     }
 
-    /// Sockets of this pool not yet closed (connecting, active or idle).
-    pub fn open_sockets(&self) -> usize {
-        self.inner.sockets.open()
+    fn note_drained(&self, st: &State<C>) {
+        if st.closed && st.total == 0 {
+            self.drained.notify_waiters();
+        }
     }
 
-    pub fn stats(&self) -> PoolStats {
-        let st = self.inner.lock();
-        let hosts = st
-            .hosts
+    /// Completes once the pool is closed and holds no connection.
+    async fn all_closed(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            {
+                let st = self.lock();
+                if !st.closed || st.total == 0 {
+                    return;
+                }
+            }
+            drained.await;
+        }
+    }
+
+    fn stats(&self) -> PoolStats {
+        let st = self.lock();
+        let mut hosts: std::collections::BTreeMap<String, HostStats> = st
+            .history
             .iter()
-            .map(|(k, h)| {
-                let s = HostStats {
-                    connections: h.idle.len() + h.active,
-                    idle: h.idle.len(),
-                    active: h.active,
-                    connecting: h.connecting,
-                    pending: h.waiters.len(),
-                    counters: h.counters,
+            .map(|(k, c)| {
+                let quiet = HostStats {
+                    counters: *c,
+                    ..HostStats::default()
                 };
-                (k.to_string(), s)
+                (k.to_string(), quiet)
             })
             .collect();
+        for (k, h) in &st.hosts {
+            let s = HostStats {
+                connections: h.idle_count() + h.active,
+                idle: h.idle_count(),
+                active: h.active,
+                connecting: h.connecting,
+                pending: h.waiters.live(),
+                counters: h.counters,
+            };
+            hosts.insert(k.to_string(), s);
+        }
         PoolStats {
             connections: st.idle + st.active,
             idle: st.idle,
@@ -312,303 +1324,6 @@ impl Pool {
             counters: st.counters,
             hosts,
         }
-    }
-}
-
-enum Checkout {
-    Ready(Pooled),
-    Connect(ConnectSlot),
-    Wait(oneshot::Receiver<Result<Grant>>, u64),
-}
-
-/// The outcome of [`Pool::begin_acquire`].
-#[derive(Debug)]
-pub enum Acquiring {
-    /// An idle connection, checked and handed out.
-    Ready(Pooled),
-    /// A connect or a wait to finish with [`PendingAcquire::finish`].
-    Pending(PendingAcquire),
-}
-
-enum Step {
-    Connect(ConnectSlot),
-    Wait(oneshot::Receiver<Result<Grant>>, WaitGuard),
-}
-
-/// An acquire that holds its place (a reserved slot or a queue position).
-/// Dropping it gives the place up.
-pub struct PendingAcquire {
-    pool: Arc<PoolInner>,
-    step: Step,
-}
-
-impl std::fmt::Debug for PendingAcquire {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let step = match self.step {
-            Step::Connect(_) => "connect",
-            Step::Wait(..) => "wait",
-        };
-        f.debug_struct("PendingAcquire")
-            .field("step", &step)
-            .finish()
-    }
-}
-
-impl PendingAcquire {
-    /// Connect, or wait for a released connection or for room to connect.
-    pub async fn finish(self, opts: &AcquireOptions) -> Result<Pooled> {
-        let cancel = opts.cancel.as_deref();
-        let timeout = opts.timeout.unwrap_or(self.pool.config.acquire_timeout);
-        match self.step {
-            Step::Connect(slot) => or_cancelled(cancel, self.pool.open(slot)).await,
-            Step::Wait(mut rx, mut guard) => {
-                let waited = or_cancelled(cancel, guard.wait(&mut rx, timeout)).await;
-                let grant = match waited {
-                    Ok(grant) => grant,
-                    Err(error) => {
-                        // Leave the queue first, so nothing new can arrive; a
-                        // numbered hand-over that raced with the timeout or the
-                        // abort is kept, or its number would go missing.
-                        drop(guard);
-                        return match rx.try_recv() {
-                            Ok(Ok(Grant::Conn(pooled))) if pooled.grant_number().is_some() => {
-                                Ok(pooled.arrived())
-                            }
-                            _ => Err(error),
-                        };
-                    }
-                };
-                match grant {
-                    Grant::Conn(pooled) => Ok(pooled.arrived()),
-                    Grant::Permit(slot) => or_cancelled(cancel, self.pool.open(slot)).await,
-                }
-            }
-        }
-    }
-}
-
-/// Removes a waiter from its queue if the acquire stops waiting for any
-/// reason (timeout, abort, dropped future).
-struct WaitGuard {
-    pool: Arc<PoolInner>,
-    key: Key,
-    seq: u64,
-    done: bool,
-}
-
-impl WaitGuard {
-    async fn wait(
-        &mut self,
-        rx: &mut oneshot::Receiver<Result<Grant>>,
-        timeout: Duration,
-    ) -> Result<Grant> {
-        let outcome = if timeout.is_zero() {
-            rx.await
-        } else {
-            match tokio::time::timeout(timeout, rx).await {
-                Ok(r) => r,
-                Err(_) => {
-                    self.pool.lock().counters.timed_out += 1;
-                    return Err(Error::AcquireTimeout {
-                        waited_ms: timeout.as_millis() as u64,
-                    });
-                }
-            }
-        };
-        self.done = true;
-        // The sender is only dropped without a message when the pool itself goes away.
-        outcome.unwrap_or(Err(Error::PoolClosed))
-    }
-}
-
-impl Drop for WaitGuard {
-    fn drop(&mut self) {
-        if !self.done {
-            self.pool.forget_waiter(&self.key, self.seq);
-        }
-    }
-}
-
-impl PoolInner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves counters, not memory, in doubt;
-        // keep serving rather than poisoning every later call.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn can_open(&self, st: &State, host: Option<&Host>) -> bool {
-        let per_host = host.map_or(0, Host::total);
-        self.config
-            .max_connections_per_host
-            .is_none_or(|max| per_host < max)
-            && self.config.max_connections.is_none_or(|max| st.total < max)
-    }
-
-    /// Pop idle connections until a live one turns up; dead ones go to `doomed`.
-    fn take_idle(&self, st: &mut State, key: &Key, doomed: &mut Doomed) -> Option<Connection> {
-        let host = st.hosts.get_mut(key)?;
-        let now = Instant::now();
-        let before = doomed.len();
-        let mut found = None;
-        while let Some(mut idle) = host.idle.pop(self.config.scheduling) {
-            let verdict = if idle.deadline <= now {
-                Some(if idle.deadline_is_lifetime {
-                    CloseReason::Lifetime
-                } else {
-                    CloseReason::Idle
-                })
-            } else {
-                match idle.conn.probe() {
-                    Liveness::Alive => None,
-                    Liveness::PeerClosed => Some(CloseReason::Peer),
-                    Liveness::UnexpectedBytes => Some(CloseReason::Broken),
-                }
-            };
-            match verdict {
-                Some(reason) => doomed.push((idle.conn, reason)),
-                None => {
-                    found = Some(idle.conn);
-                    break;
-                }
-            }
-        }
-        if let Some(conn) = found.as_mut() {
-            host.active += 1;
-            host.counters.reused += 1;
-            conn.uses += 1;
-            conn.used_since_checkout = false;
-            conn.socket.set_parked(false);
-        }
-        let dead = doomed.len() - before;
-        let taken = usize::from(found.is_some());
-        st.idle -= dead + taken;
-        st.total -= dead;
-        st.active += taken;
-        st.counters.reused += taken as u64;
-        self.count_closed(st, &doomed[before..]);
-        found
-    }
-
-    fn checkout(self: &Arc<Self>, key: &Key, fresh: bool, numbered: bool) -> Result<Checkout> {
-        let mut doomed = Doomed::new();
-        let step = {
-            let mut st = self.lock();
-            let st = &mut *st;
-            if st.closed {
-                return Err(Error::PoolClosed);
-            }
-            let idle = if fresh {
-                None
-            } else {
-                self.take_idle(st, key, &mut doomed)
-            };
-            if let Some(conn) = idle {
-                Checkout::Ready(Pooled::new(conn, self.clone(), true))
-            } else if self.can_open(st, st.hosts.get(key))
-                || self.evict_for_room(st, key, &mut doomed)
-            {
-                self.reserve_slot(st, key);
-                Checkout::Connect(ConnectSlot::new(self.clone(), key.clone()))
-            } else if self.config.max_pending.is_some_and(|max| st.pending >= max) {
-                return Err(Error::QueueFull {
-                    max_pending: st.pending,
-                });
-            } else {
-                let (tx, rx) = oneshot::channel();
-                let seq = st.next_waiter_seq;
-                st.next_waiter_seq += 1;
-                st.pending += 1;
-                st.counters.waited += 1;
-                let host = st.hosts.entry(key.clone()).or_default();
-                host.counters.waited += 1;
-                host.waiters.push_back(Waiter { seq, tx, numbered });
-                Checkout::Wait(rx, seq)
-            }
-        };
-        self.bury(doomed);
-        Ok(step)
-    }
-
-    /// At `maxConnections` with idle connections of other keys parked, close
-    /// the longest-parked one so this key can connect (as node:http's Agent
-    /// does with `maxTotalSockets`).
-    fn evict_for_room(&self, st: &mut State, key: &Key, doomed: &mut Doomed) -> bool {
-        let per_host_ok = self
-            .config
-            .max_connections_per_host
-            .is_none_or(|max| st.hosts.get(key).map_or(0, Host::total) < max);
-        if !per_host_ok {
-            return false;
-        }
-        let victim = st
-            .hosts
-            .iter_mut()
-            .filter(|(k, h)| *k != key && !h.idle.is_empty())
-            .min_by_key(|(_, h)| h.idle.earliest_deadline());
-        let Some((_, host)) = victim else {
-            return false;
-        };
-        let Some(idle) = host.idle.pop_oldest() else {
-            return false;
-        };
-        st.idle -= 1;
-        st.total -= 1;
-        let evicted = [(idle.conn, CloseReason::Evicted)];
-        self.count_closed(st, &evicted);
-        doomed.extend(evicted);
-        true
-    }
-
-    fn reserve_slot(&self, st: &mut State, key: &Key) {
-        st.hosts.entry(key.clone()).or_default().connecting += 1;
-        st.connecting += 1;
-        st.total += 1;
-    }
-
-    /// Open a connection in a reserved slot.
-    async fn open(self: &Arc<Self>, slot: ConnectSlot) -> Result<Pooled> {
-        // Boxed: the connect future (DNS, happy eyeballs, TLS) is large and
-        // only needed on a miss; keeping it out of line keeps every acquire
-        // (and every request) future small and cheap to move.
-        let opened = Box::pin(self.connector.connect(&slot.key, &self.sockets)).await?;
-        let now = Instant::now();
-        let conn = Connection {
-            id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
-            key: slot.key.clone(),
-            stream: opened.stream,
-            socket: opened.socket,
-            buffered: ReadBuffer::default(),
-            retire_at: self.retire_time(now),
-            uses: 1,
-            remote_addr: opened.remote_addr,
-            alpn: opened.alpn,
-            idle_timeout_hint: None,
-            broken: false,
-            used_since_checkout: false,
-        };
-        self.runtime.spawn(tasks::watch_idle(
-            conn.socket.clone(),
-            Arc::downgrade(self),
-            conn.key.clone(),
-            conn.id,
-        ));
-        {
-            let mut st = self.lock();
-            if st.closed {
-                drop(st);
-                drop(conn);
-                return Err(Error::PoolClosed); // the slot's Drop frees the room
-            }
-            let host = st.hosts.entry(slot.key.clone()).or_default();
-            host.connecting -= 1;
-            host.active += 1;
-            host.counters.created += 1;
-            st.connecting -= 1;
-            st.active += 1;
-            st.counters.created += 1;
-        }
-        slot.fulfil();
-        Ok(Pooled::new(conn, self.clone(), false))
     }
 
     /// `maxLifetimeMs` minus up to 10% (at most 10 s) of random jitter, so
@@ -637,299 +1352,76 @@ impl PoolInner {
         x
     }
 
-    /// A connect failed or was abandoned: free its room and pass it on.
-    fn connect_failed(self: &Arc<Self>, key: &Key) {
-        let mut st = self.lock();
-        let st = &mut *st;
-        if let Some(host) = st.hosts.get_mut(key) {
-            host.connecting -= 1;
-        }
-        st.connecting -= 1;
-        st.total -= 1;
-        self.grant_room(st);
-        st.hosts.retain(|_, h| !h.is_unused());
-    }
-
-    /// Release: close, hand to a waiter, or park (the seed's rules).
-    pub(crate) fn put_back(
-        self: &Arc<Self>,
-        mut conn: Connection,
-        keep_alive_ok: bool,
-        probe: bool,
-    ) {
-        let now = Instant::now();
-        let max_uses = self.config.max_uses;
-        let mut verdict = if !keep_alive_ok || conn.broken {
-            Some(CloseReason::Broken)
-        } else if (max_uses > 0 && conn.uses >= max_uses)
-            || conn.retire_at.is_some_and(|t| t <= now)
-        {
-            Some(CloseReason::Lifetime)
-        } else if !probe || !conn.used_since_checkout {
-            // Untouched since the checkout probe: nothing the user left
-            // unread (bytes that arrive unasked are caught by the watcher or
-            // the next checkout).
-            None
-        } else {
-            match conn.probe() {
-                Liveness::Alive => None,
-                Liveness::PeerClosed => Some(CloseReason::Peer),
-                Liveness::UnexpectedBytes => Some(CloseReason::Broken),
-            }
-        };
-        let mut doomed = Doomed::new();
-        {
-            let mut st = self.lock();
-            let st = &mut *st;
-            if st.closed {
-                verdict = Some(CloseReason::Shutdown);
-            }
-            let host = st.hosts.entry(conn.key.clone()).or_default();
-            host.active -= 1;
-            st.active -= 1;
-            match verdict {
-                Some(reason) => doomed.push((conn, reason)),
-                None => match self.hand_to_waiter(st, conn) {
-                    None => {}
-                    Some(conn) => {
-                        let host = st.hosts.entry(conn.key.clone()).or_default();
-                        if host.idle.len() < self.config.max_idle_per_host {
-                            let idle = self.park(conn, now);
-                            let deadline = idle.deadline;
-                            host.idle.push(idle);
-                            st.idle += 1;
-                            if st.reaper_due.is_none_or(|due| deadline < due) {
-                                st.reaper_due = Some(deadline);
-                                self.reaper_wake.notify_one();
-                            }
-                        } else {
-                            doomed.push((conn, CloseReason::Evicted));
-                        }
-                    }
-                },
-            }
-            if !doomed.is_empty() {
-                st.total -= 1;
-                self.count_closed(st, &doomed);
-                self.grant_room(st);
-            }
-            st.hosts.retain(|_, h| !h.is_unused());
-        }
-        self.bury(doomed);
-    }
-
-    fn park(&self, mut conn: Connection, now: Instant) -> Idle {
-        conn.buffered.release_memory();
-        let idle_for = conn
-            .idle_timeout_hint
-            .map_or(self.config.idle_timeout, |h| {
-                h.min(self.config.idle_timeout)
-            });
-        let idle_deadline = now + idle_for;
-        let (deadline, deadline_is_lifetime) = match conn.retire_at {
-            Some(t) if t < idle_deadline => (t, true),
-            _ => (idle_deadline, false),
-        };
-        conn.socket.set_parked(true);
-        Idle {
-            conn,
-            deadline,
-            deadline_is_lifetime,
-        }
-    }
-
-    /// Give a released connection to the oldest live waiter of its key.
-    /// Returns it when nobody is waiting.
-    fn hand_to_waiter(
-        self: &Arc<Self>,
-        st: &mut State,
-        mut conn: Connection,
-    ) -> Option<Connection> {
-        let host = st.hosts.get_mut(&conn.key)?;
-        let mut popped = 0;
-        conn.used_since_checkout = false;
-        while let Some(waiter) = host.waiters.pop_front() {
-            popped += 1;
-            conn.uses += 1;
-            let grant = waiter.numbered.then_some(st.next_grant);
-            match waiter.tx.send(Ok(Grant::Conn(Pooled::in_transit(
-                conn,
-                self.clone(),
-                grant,
-            )))) {
-                Ok(()) => {
-                    if grant.is_some() {
-                        st.next_grant += 1;
-                    }
-                    host.active += 1;
-                    host.counters.reused += 1;
-                    st.active += 1;
-                    st.counters.reused += 1;
-                    st.pending -= popped;
-                    return None;
-                }
-                Err(returned) => match returned.ok().and_then(Grant::defuse) {
-                    Some(mut back) => {
-                        back.uses -= 1;
-                        conn = back;
-                    }
-                    None => {
-                        st.pending -= popped;
-                        return None;
-                    }
-                },
-            }
-        }
-        st.pending -= popped;
-        Some(conn)
-    }
-
-    /// Room for a connection freed up: give it to the oldest waiter whose
-    /// key may open one more.
-    fn grant_room(self: &Arc<Self>, st: &mut State) {
-        while st.pending > 0 && self.config.max_connections.is_none_or(|max| st.total < max) {
-            let per_host = self.config.max_connections_per_host;
-            let oldest = st
-                .hosts
-                .iter()
-                .filter(|(_, h)| {
-                    !h.waiters.is_empty() && per_host.is_none_or(|max| h.total() < max)
-                })
-                .min_by_key(|(_, h)| h.waiters.front().map(|w| w.seq))
-                .map(|(k, _)| k.clone());
-            let Some(key) = oldest else { return };
-            let Some(host) = st.hosts.get_mut(&key) else {
-                return;
-            };
-            let mut popped = 0;
-            let mut delivered = false;
-            while let Some(waiter) = host.waiters.pop_front() {
-                popped += 1;
-                let slot = ConnectSlot::new(self.clone(), key.clone());
-                match waiter.tx.send(Ok(Grant::Permit(slot))) {
-                    Ok(()) => {
-                        delivered = true;
-                        break;
-                    }
-                    Err(returned) => {
-                        let _ = returned.ok().map(Grant::defuse);
-                    }
-                }
-            }
-            st.pending -= popped;
-            if delivered {
-                self.reserve_slot(st, &key);
-            }
-        }
-    }
-
-    fn forget_waiter(&self, key: &Key, seq: u64) {
-        let mut st = self.lock();
-        let st = &mut *st;
-        if let Some(host) = st.hosts.get_mut(key) {
-            if let Some(at) = host.waiters.iter().position(|w| w.seq == seq) {
-                host.waiters.remove(at);
-                st.pending -= 1;
-            }
-        }
-        st.hosts.retain(|_, h| !h.is_unused());
-    }
-
-    /// The idle watcher saw activity on a parked connection: check it and
-    /// close it if the peer went away.
-    pub(crate) fn check_idle(&self, key: &Key, id: u64) {
-        let mut doomed = Doomed::new();
-        {
-            let mut st = self.lock();
-            let st = &mut *st;
-            let Some(host) = st.hosts.get_mut(key) else {
-                return;
-            };
-            let Some(mut idle) = host.idle.remove(id) else {
-                return;
-            };
-            match idle.conn.probe() {
-                Liveness::Alive => {
-                    host.idle.push(idle);
-                    return;
-                }
-                Liveness::PeerClosed => doomed.push((idle.conn, CloseReason::Peer)),
-                Liveness::UnexpectedBytes => doomed.push((idle.conn, CloseReason::Broken)),
-            }
-            st.idle -= 1;
-            st.total -= 1;
-            self.count_closed(st, &doomed);
-            st.hosts.retain(|_, h| !h.is_unused());
-        }
-        self.bury(doomed);
-    }
-
-    /// Close idle connections past their deadline; returns the next deadline.
-    pub(crate) fn reap(&self, now: Instant) -> Option<Instant> {
-        let mut expired = Vec::new();
-        let mut doomed = Doomed::new();
-        let next = {
-            let mut st = self.lock();
-            let st = &mut *st;
-            for host in st.hosts.values_mut() {
-                host.idle.take_expired(now, &mut expired);
-            }
-            for idle in expired {
-                let reason = if idle.deadline_is_lifetime {
-                    CloseReason::Lifetime
-                } else {
-                    CloseReason::Idle
-                };
-                doomed.push((idle.conn, reason));
-            }
-            st.idle -= doomed.len();
-            st.total -= doomed.len();
-            self.count_closed(st, &doomed);
-            st.hosts.retain(|_, h| !h.is_unused());
-            let next = st
-                .hosts
-                .values()
-                .filter_map(|h| h.idle.earliest_deadline())
-                .min();
-            st.reaper_due = next;
-            next
-        };
-        self.bury(doomed);
-        next
-    }
-
-    fn count_closed(&self, st: &mut State, doomed: &[(Connection, CloseReason)]) {
-        for (conn, reason) in doomed {
-            st.counters.closed += 1;
-            st.counters.closed_by.count(*reason);
-            if let Some(host) = st.hosts.get_mut(&conn.key) {
-                host.counters.closed += 1;
-                host.counters.closed_by.count(*reason);
-            }
-        }
-    }
-
     /// Close connections (outside the lock) and report each close.
-    fn bury(&self, doomed: Doomed) {
-        for (conn, reason) in doomed {
-            if let Some(listener) = &self.on_close {
-                listener(conn.id, &conn.key, reason);
+    fn bury(&self, doomed: Doomed<C>) {
+        if doomed.is_empty() {
+            return;
+        }
+        let listeners = self.listeners.read().ok();
+        for (entry, reason) in doomed {
+            if let Some(listeners) = &listeners {
+                for (_, listener) in listeners.iter() {
+                    listener(entry.id, &entry.key, reason);
+                }
             }
-            drop(conn);
+            drop(entry);
         }
     }
 }
 
-impl Drop for PoolInner {
+impl<C: Poolable> IdleCheck for PoolInner<C> {
+    fn check_idle(self: Arc<Self>, key: &Key, id: u64) {
+        self.check_parked(key, id);
+    }
+}
+
+impl<C: Poolable> Drop for PoolInner<C> {
     fn drop(&mut self) {
         // Let the reaper notice the pool is gone and end.
         self.reaper_wake.notify_one();
     }
 }
 
+fn idle_close_reason<C>(idle: &Idle<C>) -> CloseReason {
+    if idle.deadline_is_lifetime {
+        CloseReason::Lifetime
+    } else {
+        CloseReason::Idle
+    }
+}
+
+fn in_ready<C: Poolable>(host: &mut Host<C>) -> &mut bool {
+    &mut host.in_ready
+}
+
+fn in_evictable<C: Poolable>(host: &mut Host<C>) -> &mut bool {
+    &mut host.in_evictable
+}
+
+/// Rebuild a lazy key queue: each key still present, once.
+fn compact<C: Poolable>(
+    queue: &mut VecDeque<Key>,
+    hosts: &mut HashMap<Key, Host<C>>,
+    flag: fn(&mut Host<C>) -> &mut bool,
+) {
+    let old = std::mem::take(queue);
+    for h in hosts.values_mut() {
+        *flag(h) = false;
+    }
+    for key in old {
+        if let Some(h) = hosts.get_mut(&key) {
+            let f = flag(h);
+            if !*f {
+                *f = true;
+                queue.push_back(key);
+            }
+        }
+    }
+}
+
 fn seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(Instant::now().elapsed().as_nanos() as u64);
+    h.write_u64(std::time::Instant::now().elapsed().as_nanos() as u64);
     h.finish() | 1
 }

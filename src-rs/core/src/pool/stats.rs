@@ -1,6 +1,8 @@
 //! Counters the pool keeps, and the snapshot `stats()` returns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::key::Key;
 
 /// Why a connection was closed (the keys of `closedBy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +103,44 @@ pub struct PoolStats {
     pub connecting: usize,
     pub pending: usize,
     pub counters: Counters,
-    /// Keyed by the key's display form, e.g. `https://example.com:443`.
+    /// Keyed by the key's display form, e.g. `https://example.com:443`:
+    /// keys in use, and up to [`HOST_HISTORY_LIMIT`] quiet ones.
     pub hosts: BTreeMap<String, HostStats>,
+}
+
+/// Most keys whose counters are kept after their last connection closed.
+pub const HOST_HISTORY_LIMIT: usize = 1024;
+
+/// Counters of keys that currently have no connection and no waiter, so a
+/// host's totals survive it going quiet. Bounded: past the limit, the keys
+/// touched longest ago are forgotten (least recently used first).
+#[derive(Default)]
+pub(crate) struct History {
+    entries: HashMap<Key, (Counters, u64)>,
+    tick: u64,
+}
+
+impl History {
+    /// Take a key's counters back (it has a connection or a waiter again).
+    pub(crate) fn take(&mut self, key: &Key) -> Counters {
+        self.entries.remove(key).map(|(c, _)| c).unwrap_or_default()
+    }
+
+    /// Keep a key's counters while it is quiet.
+    pub(crate) fn keep(&mut self, key: Key, counters: Counters) {
+        self.tick += 1;
+        self.entries.insert(key, (counters, self.tick));
+        if self.entries.len() > HOST_HISTORY_LIMIT {
+            // Forget the oldest quarter at once: amortised O(1) per insert.
+            let mut ticks: Vec<u64> = self.entries.values().map(|(_, t)| *t).collect();
+            let cut = HOST_HISTORY_LIMIT / 4;
+            let (_, nth, _) = ticks.select_nth_unstable(cut);
+            let threshold = *nth;
+            self.entries.retain(|_, (_, t)| *t > threshold);
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Key, &Counters)> {
+        self.entries.iter().map(|(k, (c, _))| (k, c))
+    }
 }

@@ -85,7 +85,7 @@ impl Server {
 }
 
 pub fn pool(config: PoolConfig) -> Pool {
-    Pool::new(config, tokio::runtime::Handle::current()).unwrap()
+    Pool::build(config, &tokio::runtime::Handle::current()).unwrap()
 }
 
 /// Poll `cond` for up to two seconds.

@@ -1,37 +1,27 @@
-//! The TCP socket shared by a connection and its idle watcher.
+//! The TCP socket shared by a connection's two halves and its idle watcher.
 //!
 //! Tokio's `TcpStream` can wait for readiness through `&self`, so one socket
-//! can be read by the connection while in use and watched for a peer close
+//! can be read and written at the same time and watched for a peer close
 //! while parked idle, without moving it between tasks.
+//!
+//! Reads clear Tokio's readiness as soon as one comes back short: a short
+//! read emptied the receive queue, and any byte that arrives later is a new
+//! edge the event loop reports. This saves the second, failing `recv` that
+//! reading until `WouldBlock` costs on every response, and it lets a
+//! checkout trust the cached readiness instead of asking the kernel.
 
+use std::future::Future;
 use std::io;
-use std::pin::Pin;
+use std::mem::MaybeUninit;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 
 use socket2::SockRef;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{watch, Notify};
-
-/// Counts the sockets a pool owns, so shutdown can wait until all are closed.
-#[derive(Debug)]
-pub(crate) struct SocketCounter(watch::Sender<usize>);
-
-impl SocketCounter {
-    pub(crate) fn new() -> Arc<SocketCounter> {
-        Arc::new(SocketCounter(watch::Sender::new(0)))
-    }
-    pub(crate) fn open(&self) -> usize {
-        *self.0.borrow()
-    }
-    pub(crate) async fn all_closed(&self) {
-        let mut rx = self.0.subscribe();
-        // The sender lives in `self`, so the channel cannot close while we wait.
-        let _ = rx.wait_for(|n| *n == 0).await;
-    }
-}
+use tokio::sync::Notify;
 
 /// A connected TCP socket plus the flags its idle watcher reacts to.
 #[derive(Debug)]
@@ -44,19 +34,16 @@ pub(crate) struct Socket {
     watcher_waiting: AtomicBool,
     /// Wakes the watcher (see `watcher_waiting`).
     pub(crate) changed: Notify,
-    counter: Arc<SocketCounter>,
 }
 
 impl Socket {
-    pub(crate) fn new(tcp: TcpStream, counter: Arc<SocketCounter>) -> Arc<Socket> {
-        counter.0.send_modify(|n| *n += 1);
+    pub(crate) fn new(tcp: TcpStream) -> Arc<Socket> {
         Arc::new(Socket {
             tcp,
             parked: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             watcher_waiting: AtomicBool::new(false),
             changed: Notify::new(),
-            counter,
         })
     }
 
@@ -91,6 +78,47 @@ impl Socket {
         self.changed.notify_one();
     }
 
+    /// Receive into `buf` without waiting; a short read clears the cached
+    /// readiness (see the module docs). `WouldBlock` when nothing is there.
+    pub(crate) fn recv(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+        let want = buf.len();
+        let mut short = None;
+        let result = self.tcp.try_io(Interest::READABLE, || {
+            let n = SockRef::from(&self.tcp).recv(buf)?;
+            if n > 0 && n < want {
+                short = Some(n);
+                // Report "would block" so that Tokio clears the readiness
+                // it observed before this read (a later edge is kept).
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        match (result, short) {
+            (_, Some(n)) => Ok(n),
+            (result, None) => result,
+        }
+    }
+
+    /// Append what the socket has to `into`'s spare capacity (never zeroed).
+    pub(crate) fn recv_into(&self, into: &mut Vec<u8>) -> io::Result<usize> {
+        let n = self.recv(into.spare_capacity_mut())?;
+        // SAFETY: `recv` (socket2) writes only initialised bytes, and the
+        // kernel initialised the first `n` bytes of the spare capacity;
+        // `n` is at most its length.
+        unsafe { into.set_len(into.len() + n) };
+        Ok(n)
+    }
+
+    /// Whether the event loop has seen the socket become readable since a
+    /// read last cleared that (no system call). False means nothing
+    /// arrived that the event loop has harvested: a cheap but not exact
+    /// liveness answer (a close in flight may not be harvested yet).
+    pub(crate) fn seen_readable(&self) -> bool {
+        let ready = pin!(self.tcp.ready(Interest::READABLE));
+        let mut cx = Context::from_waker(Waker::noop());
+        matches!(ready.poll(&mut cx), Poll::Ready(Ok(r)) if r.is_readable() || r.is_read_closed())
+    }
+
     /// Non-blocking look at the receive queue: `Ok(0)` is EOF, `Ok(n)` means
     /// bytes are waiting, `WouldBlock` means nothing arrived.
     pub(crate) fn peek(&self) -> io::Result<usize> {
@@ -103,12 +131,6 @@ impl Socket {
     pub(crate) fn peek_clearing_readiness(&self) -> io::Result<usize> {
         self.tcp
             .try_io(tokio::io::Interest::READABLE, || self.peek())
-    }
-}
-
-impl Drop for Socket {
-    fn drop(&mut self) {
-        self.counter.0.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
@@ -125,8 +147,13 @@ impl AsyncRead for SharedTcp {
     ) -> Poll<io::Result<()>> {
         loop {
             ready!(self.0.tcp.poll_read_ready(cx))?;
-            match self.0.tcp.try_read(buf.initialize_unfilled()) {
+            // SAFETY: `recv` only writes initialised bytes into the unfilled
+            // part (socket2's contract), so exposing it as uninit is sound.
+            let unfilled = unsafe { buf.unfilled_mut() };
+            match self.0.recv(unfilled) {
                 Ok(n) => {
+                    // SAFETY: the kernel initialised the first `n` bytes.
+                    unsafe { buf.assume_init(n) };
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }

@@ -1,0 +1,391 @@
+//! One TCP or TLS connection: two halves that work at the same time (a
+//! pending read never blocks a write), a read-ahead buffer, and what the
+//! pool asks of it (liveness, parking).
+//!
+//! Organization:
+//! - `socket`: the TCP socket shared by the halves and the idle watcher;
+//! - `read_buffer`: bytes read and not yet consumed;
+//! - `watcher`: the task that watches a parked connection for a peer close.
+
+mod read_buffer;
+mod socket;
+mod watcher;
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::sync::{Mutex, MutexGuard};
+use tokio_rustls::client::TlsStream;
+
+use crate::pool::{IdleWatch, Liveness, Poolable};
+pub(crate) use read_buffer::ReadBuffer;
+pub(crate) use socket::{SharedTcp, Socket};
+
+/// Size of one `read()` chunk handed to users.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+type Tls = TlsStream<SharedTcp>;
+
+/// How a connection's bytes reach the socket.
+pub(crate) enum Stream {
+    Plain,
+    Tls(Box<Tls>),
+}
+
+/// A live connection. The pool owns it while idle; a `Pooled` lends it out.
+pub struct Connection {
+    io: Arc<Duplex>,
+    /// A shorter idle timeout announced by the server (`Keep-Alive: timeout=N`).
+    idle_timeout_hint: Option<Duration>,
+}
+
+/// The two halves of a connection. Each half is locked only by the task
+/// using it, so one task can wait for bytes while another writes.
+pub struct Duplex {
+    socket: Arc<Socket>,
+    remote_addr: SocketAddr,
+    alpn: Option<Vec<u8>>,
+    reader: Mutex<Reader>,
+    writer: Mutex<Writer>,
+    /// An I/O error or EOF made the stream unusable.
+    broken: AtomicBool,
+    /// Anything was read or written since the checkout.
+    used: AtomicBool,
+}
+
+struct Reader {
+    tls: Option<ReadHalf<Tls>>,
+    /// Bytes read from the stream that the current user has not consumed.
+    buffered: ReadBuffer,
+}
+
+struct Writer {
+    tls: Option<WriteHalf<Tls>>,
+}
+
+impl Connection {
+    /// A connection over `stream`, watched by a task on the current
+    /// runtime while it is parked.
+    pub(crate) fn new(
+        stream: Stream,
+        socket: Arc<Socket>,
+        remote_addr: SocketAddr,
+        alpn: Option<Vec<u8>>,
+        watch: IdleWatch,
+    ) -> Connection {
+        tokio::spawn(watcher::watch(socket.clone(), watch));
+        let (read_tls, write_tls) = match stream {
+            Stream::Plain => (None, None),
+            Stream::Tls(tls) => {
+                let (r, w) = tokio::io::split(*tls);
+                (Some(r), Some(w))
+            }
+        };
+        Connection {
+            io: Arc::new(Duplex {
+                socket,
+                remote_addr,
+                alpn,
+                reader: Mutex::new(Reader {
+                    tls: read_tls,
+                    buffered: ReadBuffer::default(),
+                }),
+                writer: Mutex::new(Writer { tls: write_tls }),
+                broken: AtomicBool::new(false),
+                used: AtomicBool::new(false),
+            }),
+            idle_timeout_hint: None,
+        }
+    }
+
+    /// Both halves, shareable with other tasks for as long as the loan lasts.
+    pub fn io(&self) -> &Arc<Duplex> {
+        &self.io
+    }
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.io.remote_addr
+    }
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.io.alpn.as_deref()
+    }
+
+    /// Lower this connection's idle deadline (a server's Keep-Alive hint).
+    pub fn set_idle_timeout_hint(&mut self, hint: Duration) {
+        self.idle_timeout_hint = Some(hint);
+    }
+}
+
+impl Duplex {
+    /// The read half; waits while another task reads.
+    pub async fn read_side(&self) -> ReadSide<'_> {
+        ReadSide {
+            io: self,
+            half: self.reader.lock().await,
+        }
+    }
+
+    /// The read half if no other task holds it.
+    pub fn try_read_side(&self) -> Option<ReadSide<'_>> {
+        Some(ReadSide {
+            io: self,
+            half: self.reader.try_lock().ok()?,
+        })
+    }
+
+    /// The write half; waits while another task writes.
+    pub async fn write_side(&self) -> WriteSide<'_> {
+        WriteSide {
+            io: self,
+            half: self.writer.lock().await,
+        }
+    }
+
+    /// The write half if no other task holds it.
+    pub fn try_write_side(&self) -> Option<WriteSide<'_>> {
+        Some(WriteSide {
+            io: self,
+            half: self.writer.try_lock().ok()?,
+        })
+    }
+
+    /// Write all of `data` (waits for the write half).
+    pub async fn write_all(&self, data: &[u8]) -> io::Result<()> {
+        self.write_side().await.write_all(data).await
+    }
+
+    /// The next chunk received, or `None` at EOF (waits for the read half).
+    pub async fn read_chunk(&self) -> io::Result<Option<Vec<u8>>> {
+        self.read_side().await.read_chunk().await
+    }
+
+    /// Close the socket now (FIN); a read or write in flight fails or ends.
+    pub fn close(&self) {
+        self.broken.store(true, Ordering::Release);
+        self.socket.close();
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    fn mark_broken(&self) {
+        self.broken.store(true, Ordering::Release);
+    }
+
+    fn mark_used(&self) {
+        self.used.store(true, Ordering::Relaxed);
+    }
+
+    /// Cheap liveness check of an idle connection. Unless `exact`, trusts
+    /// the event loop's readiness (no system call); otherwise, or when the
+    /// event loop saw something, peeks at the receive queue once.
+    ///
+    /// TLS peers may legitimately send records while we are idle (TLS 1.3
+    /// session tickets), so pending bytes on a TLS socket are first fed
+    /// through rustls without blocking; only application data or EOF count.
+    fn liveness(&self, exact: bool) -> Liveness {
+        if self.is_broken() || self.socket.is_closed() {
+            return Liveness::PeerClosed;
+        }
+        let Ok(mut reader) = self.reader.try_lock() else {
+            return Liveness::UnexpectedBytes; // someone is still reading
+        };
+        if !reader.buffered.is_empty() {
+            return Liveness::UnexpectedBytes;
+        }
+        if !exact && !self.socket.seen_readable() {
+            return Liveness::Alive;
+        }
+        match self.socket.peek() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Liveness::Alive,
+            Err(_) | Ok(0) => Liveness::PeerClosed,
+            Ok(_) => match reader.tls.as_mut() {
+                None => Liveness::UnexpectedBytes,
+                Some(tls) => {
+                    let mut scratch = [0u8; 512];
+                    let mut buf = ReadBuf::new(&mut scratch);
+                    let mut cx = Context::from_waker(Waker::noop());
+                    match Pin::new(tls).poll_read(&mut cx, &mut buf) {
+                        Poll::Pending => Liveness::Alive,
+                        Poll::Ready(Ok(())) if buf.filled().is_empty() => Liveness::PeerClosed,
+                        Poll::Ready(Ok(())) => Liveness::UnexpectedBytes,
+                        Poll::Ready(Err(_)) => Liveness::PeerClosed,
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// The read half of a connection, held by one task.
+pub struct ReadSide<'a> {
+    io: &'a Duplex,
+    half: MutexGuard<'a, Reader>,
+}
+
+impl ReadSide<'_> {
+    /// Bytes read and not yet consumed.
+    pub fn buffered(&self) -> &[u8] {
+        self.half.buffered.filled()
+    }
+
+    /// Mark `n` buffered bytes as consumed.
+    pub fn consume(&mut self, n: usize) {
+        self.half.buffered.consume(n);
+    }
+
+    /// Read up to `want` more bytes into the buffer; returns how many
+    /// (0 = EOF, after which the connection is marked broken).
+    pub async fn fill(&mut self, want: usize) -> io::Result<usize> {
+        self.io.mark_used();
+        let Reader { tls, buffered } = &mut *self.half;
+        let into = buffered.appendable(want);
+        let result = match tls {
+            None => read_plain(&self.io.socket, into).await,
+            Some(tls) => tls.read_buf(into).await,
+        };
+        if matches!(result, Ok(0) | Err(_)) {
+            self.io.mark_broken();
+        }
+        result
+    }
+
+    /// The next chunk of bytes, or `None` at EOF.
+    pub async fn read_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        if self.half.buffered.is_empty() && self.fill(READ_CHUNK).await? == 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.half.buffered.take_all()))
+    }
+}
+
+/// Wait for readability, then append what the socket has.
+async fn read_plain(socket: &Socket, into: &mut Vec<u8>) -> io::Result<usize> {
+    loop {
+        socket.tcp.readable().await?;
+        match socket.recv_into(into) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The write half of a connection, held by one task.
+pub struct WriteSide<'a> {
+    io: &'a Duplex,
+    half: MutexGuard<'a, Writer>,
+}
+
+impl WriteSide<'_> {
+    /// Write all of `data` and flush it to the socket.
+    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.io.mark_used();
+        let result = match self.half.tls.as_mut() {
+            None => write_plain(&self.io.socket, data).await,
+            Some(tls) => match tls.write_all(data).await {
+                Ok(()) => tls.flush().await,
+                Err(e) => Err(e),
+            },
+        };
+        if result.is_err() {
+            self.io.mark_broken();
+        }
+        result
+    }
+
+    /// Write as much of `data` as the socket takes right now, without
+    /// waiting (from any thread). Returns how many bytes were taken and
+    /// whether they are all on the socket (TLS may keep encrypted bytes
+    /// buffered when the socket is full); finish with `write_all` of the rest.
+    pub fn try_write_now(&mut self, data: &[u8]) -> io::Result<(usize, bool)> {
+        self.io.mark_used();
+        let result = match self.half.tls.as_mut() {
+            None => match self.io.socket.tcp.try_write(data) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok((0, true)),
+                other => other.map(|n| (n, true)),
+            },
+            Some(tls) => {
+                let mut cx = Context::from_waker(Waker::noop());
+                match Pin::new(&mut *tls).poll_write(&mut cx, data) {
+                    Poll::Pending => Ok((0, true)),
+                    Poll::Ready(Err(e)) => Err(e),
+                    Poll::Ready(Ok(n)) => match Pin::new(tls).poll_flush(&mut cx) {
+                        Poll::Pending => Ok((n, false)),
+                        Poll::Ready(Ok(())) => Ok((n, true)),
+                        Poll::Ready(Err(e)) => Err(e),
+                    },
+                }
+            }
+        };
+        if result.is_err() {
+            self.io.mark_broken();
+        }
+        result
+    }
+}
+
+/// Write all of `data`, waiting for room when the socket is full.
+async fn write_plain(socket: &Socket, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match socket.tcp.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.tcp.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+impl Poolable for Connection {
+    fn liveness(&mut self, exact: bool) -> Liveness {
+        self.io.liveness(exact)
+    }
+    fn is_broken(&self) -> bool {
+        self.io.is_broken()
+    }
+    fn was_used(&self) -> bool {
+        self.io.used.load(Ordering::Relaxed)
+    }
+    fn park(&mut self) {
+        if let Ok(mut reader) = self.io.reader.try_lock() {
+            reader.buffered.release_memory();
+        }
+        self.io.socket.set_parked(true);
+    }
+    fn unpark(&mut self) {
+        self.io.used.store(false, Ordering::Relaxed);
+        self.io.socket.set_parked(false);
+    }
+    fn idle_timeout_hint(&self) -> Option<Duration> {
+        self.idle_timeout_hint
+    }
+}
+
+/// Dropping a connection closes it, from any thread and without blocking: a
+/// TLS close_notify when it fits in the socket buffer, then FIN. The idle
+/// watcher sees the close flag and lets go of the descriptor.
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Ok(mut writer) = self.io.writer.try_lock() {
+            if let Some(tls) = writer.tls.as_mut() {
+                let mut cx = Context::from_waker(Waker::noop());
+                let _ = Pin::new(tls).poll_shutdown(&mut cx);
+            }
+        }
+        self.io.close();
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("remote_addr", &self.io.remote_addr)
+            .finish()
+    }
+}
