@@ -1,6 +1,13 @@
 import test from 'ava'
+import https from 'node:https'
+import { once } from 'node:events'
+import { execFile } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { Pool } from '../dist/index.js'
-import { makeCa, makeLeaf } from './helpers/certs.mjs'
+import { makeCa, makeLeaf, makeSelfSigned } from './helpers/certs.mjs'
 import { eventually, tlsEchoServer, useServer, usePool } from './helpers/servers.mjs'
 
 const ca = makeCa()
@@ -159,4 +166,54 @@ test('connections of pools with different CA sets or client certificates are nev
   t.throws(() => a.release(c2), { code: 'ERR_INVALID_ARG_VALUE' })
   b.release(c2)
   await eventually(() => server.opened === 2, 3000, 'two TLS connections at the server')
+})
+
+/** An HTTPS server answering 'hello' with this certificate. */
+async function httpsServer(t, { cert, key }) {
+  const server = https.createServer({ cert, key }, (req, res) => res.end('hello'))
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => {
+    server.closeAllConnections()
+    server.close()
+  })
+  return server.address().port
+}
+
+test('a self-signed certificate made with openssl req -x509 is trusted when pinned in tls.ca, for its name only', async (t) => {
+  const self = makeSelfSigned(['localhost'])
+  t.regex(self.cert, /BEGIN CERTIFICATE/)
+  const port = await httpsServer(t, self)
+  const pool = usePool(t, Pool, { tls: { ca: self.cert } })
+  const res = await pool.request(`https://localhost:${port}/`)
+  t.is(await res.body.text(), 'hello')
+  // Pinned, but not for this name: still refused.
+  const err = await t.throwsAsync(pool.request(`https://127.0.0.1:${port}/`), { code: 'PCONN_TLS' })
+  t.is(err.reason, 'hostname-mismatch')
+  // Not pinned: an unknown issuer, as node:https says.
+  const unpinned = usePool(t, Pool, { tls: { ca: ca.cert } })
+  const refused = await t.throwsAsync(unpinned.request(`https://localhost:${port}/`), { code: 'PCONN_TLS' })
+  t.is(refused.reason, 'unknown-issuer')
+})
+
+test('NODE_EXTRA_CA_CERTS adds its certificates to the default roots, as Node does', async (t) => {
+  const port = await httpsServer(t, leaf)
+  const dir = mkdtempSync(join(tmpdir(), 'pconn-extra-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const caFile = join(dir, 'extra.pem')
+  writeFileSync(caFile, ca.cert)
+  const script = `
+    const { request } = require(${JSON.stringify(new URL('../dist/index.js', import.meta.url).pathname)})
+    request('https://localhost:${port}/').then((r) => r.body.text()).then(console.log, (e) => console.log(e.code, e.reason))
+  `
+  const run = (env) => promisify(execFile)(process.execPath, ['-e', script], { env: { ...process.env, ...env }, timeout: 10_000 })
+  t.is((await run({ NODE_EXTRA_CA_CERTS: caFile })).stdout.trim(), 'hello')
+  t.is((await run({ NODE_EXTRA_CA_CERTS: '' })).stdout.trim(), 'PCONN_TLS unknown-issuer')
+})
+
+test("tls.ca: 'system' uses the operating system's store (which does not know a private CA)", async (t) => {
+  const port = await httpsServer(t, leaf)
+  const pool = usePool(t, Pool, { tls: { ca: 'system' } })
+  const err = await t.throwsAsync(pool.request(`https://localhost:${port}/`), { code: 'PCONN_TLS' })
+  t.is(err.reason, 'unknown-issuer')
 })

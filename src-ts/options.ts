@@ -11,8 +11,15 @@ export type Pem = string | Uint8Array | ReadonlyArray<string | Uint8Array>
 
 /** TLS settings for every `https` and `tls` connection of a pool. */
 export interface TlsOptions {
-  /** Trusted CA certificates (PEM). Default: the Mozilla roots (webpki-roots). */
-  ca?: Pem
+  /**
+   * Which certificates to trust. PEM certificates: these only (a server
+   * certificate that is exactly one of them is trusted even when it is a
+   * self-signed CA certificate, as `openssl req -x509` makes; its name is
+   * still checked). `'system'`: the operating system's store. Default: the
+   * Mozilla roots (webpki-roots) plus the file named by `NODE_EXTRA_CA_CERTS`,
+   * as Node does.
+   */
+  ca?: Pem | 'system'
   /** Client certificate chain (PEM), for mutual TLS. Needs `key`. */
   cert?: Pem
   /** Private key (PEM) of `cert`. */
@@ -180,7 +187,7 @@ function checkTls(value: unknown): ResolvedOptions['tls'] {
   if ((tls.cert === undefined) !== (tls.key === undefined)) {
     throw invalidArgValue('options.tls', 'must set cert and key together')
   }
-  checkPem('options.tls.ca', tls.ca)
+  if (tls.ca !== 'system') checkPem('options.tls.ca', tls.ca)
   checkPem('options.tls.cert', tls.cert)
   checkPem('options.tls.key', tls.key)
   return { ...(tls as TlsOptions), rejectUnauthorized }
@@ -239,7 +246,8 @@ export function toNative(o: ResolvedOptions) {
     noDelay: o.noDelay,
     keepAliveInitialDelayMs: o.keepAliveInitialDelayMs,
     tls: {
-      ca: checkPem('options.tls.ca', o.tls.ca),
+      ca: o.tls.ca === 'system' ? undefined : checkPem('options.tls.ca', o.tls.ca),
+      caSystem: o.tls.ca === 'system',
       cert: checkPem('options.tls.cert', o.tls.cert),
       key: checkPem('options.tls.key', o.tls.key),
       rejectUnauthorized: o.tls.rejectUnauthorized,

@@ -43,3 +43,19 @@ export function makeLeaf(ca, names, { client = false } = {}) {
     rmSync(dir, { recursive: true, force: true })
   }
 }
+
+/**
+ * A self-signed certificate for `names`, made the common way
+ * (`openssl req -x509`, which marks it as a CA): `{ cert, key }`.
+ */
+export function makeSelfSigned(names) {
+  const dir = mkdtempSync(join(tmpdir(), 'pconn-self-'))
+  try {
+    const san = names.map((n) => (/^[\d.]+$|:/.test(n) ? `IP:${n}` : `DNS:${n}`)).join(',')
+    openssl(dir, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+      '-subj', `/CN=${names[0]}`, '-addext', `subjectAltName=${san}`, '-keyout', 'key.pem', '-out', 'cert.pem'])
+    return { cert: readFileSync(join(dir, 'cert.pem'), 'utf8'), key: readFileSync(join(dir, 'key.pem'), 'utf8') }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}

@@ -13,11 +13,25 @@ pub enum Scheduling {
     Fifo,
 }
 
+/// Which certificates a pool trusts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Trust {
+    /// The Mozilla roots (webpki-roots), plus the certificates of the PEM
+    /// file named by `NODE_EXTRA_CA_CERTS`, as Node does.
+    #[default]
+    Default,
+    /// These PEM certificates only. A server certificate that is exactly
+    /// one of them is trusted even when it is a self-signed CA certificate
+    /// (as `openssl req -x509` makes); its name is still checked.
+    Pem(Vec<u8>),
+    /// The operating system's store.
+    System,
+}
+
 /// TLS settings shared by every TLS connection of a pool.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsOptions {
-    /// PEM bundle of trusted roots; replaces the webpki (Mozilla) roots when set.
-    pub ca_pem: Option<Vec<u8>>,
+    pub ca: Trust,
     /// PEM client certificate chain and its private key (mutual TLS).
     pub cert_pem: Option<Vec<u8>>,
     pub key_pem: Option<Vec<u8>>,

@@ -29,7 +29,7 @@ pub mod http1;
 pub mod key;
 pub mod pool;
 
-pub use config::{PoolConfig, Scheduling, TlsOptions};
+pub use config::{PoolConfig, Scheduling, TlsOptions, Trust};
 pub use connection::Connection;
 pub use error::{Error, Result, TlsReason};
 pub use key::{Key, Scheme};

@@ -35,14 +35,42 @@ async fn tls_server_with(names: &[&str], adjust: impl FnOnce(&mut CertificatePar
         CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
     adjust(&mut params);
     let leaf = params.signed_by(&leaf_key, &ca).unwrap();
+    let port = serve(leaf.der().to_vec(), leaf_key.serialize_der()).await;
+    TlsServer {
+        port,
+        ca_pem: ca.pem(),
+    }
+}
+
+/// A TLS echo server whose certificate is self-signed and marked as a CA,
+/// as `openssl req -x509` makes it; `ca_pem` is that certificate itself.
+async fn self_signed_ca_server(
+    names: &[&str],
+    adjust: impl FnOnce(&mut CertificateParams),
+) -> TlsServer {
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    adjust(&mut params);
+    let cert = params.self_signed(&key).unwrap();
+    let port = serve(cert.der().to_vec(), key.serialize_der()).await;
+    TlsServer {
+        port,
+        ca_pem: cert.pem(),
+    }
+}
+
+/// Serve TLS with this certificate and key, echoing what it receives.
+async fn serve(cert_der: Vec<u8>, key_der: Vec<u8>) -> u16 {
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(
-            vec![CertificateDer::from(leaf.der().to_vec())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+            vec![CertificateDer::from(cert_der)],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der)),
         )
         .unwrap();
     let acceptor = TlsAcceptor::from(Arc::new(config));
@@ -64,16 +92,13 @@ async fn tls_server_with(names: &[&str], adjust: impl FnOnce(&mut CertificatePar
             });
         }
     });
-    TlsServer {
-        port,
-        ca_pem: ca.pem(),
-    }
+    port
 }
 
 fn with_ca(ca_pem: &str) -> PoolConfig {
     PoolConfig {
         tls: TlsOptions {
-            ca_pem: Some(ca_pem.as_bytes().to_vec()),
+            ca: pconn_core::Trust::Pem(ca_pem.as_bytes().to_vec()),
             reject_unauthorized: true,
             ..TlsOptions::default()
         },
@@ -189,4 +214,47 @@ async fn plaintext_connection_never_serves_a_tls_key() {
         .unwrap();
     assert!(!c.reused());
     assert_eq!(pool.stats().counters.created, 2);
+}
+
+#[tokio::test]
+async fn a_pinned_self_signed_ca_certificate_is_trusted_for_its_name_only() {
+    let server = self_signed_ca_server(&["localhost"], |_| {}).await;
+    let pool = pool(with_ca(&server.ca_pem));
+    let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
+    let mut c = pool
+        .acquire(&key, &AcquireOptions::default())
+        .await
+        .unwrap();
+    c.connection().io().write_all(b"pinned").await.unwrap();
+    assert_eq!(
+        c.connection().io().read_chunk().await.unwrap().unwrap(),
+        b"pinned"
+    );
+    c.release(true);
+    // The name is still checked.
+    let other = Key::new(Scheme::Tls, "127.0.0.1", Some(server.port), None).unwrap();
+    assert_refused(&pool_with_ca(&server.ca_pem), &other, "hostname-mismatch").await;
+    // Without the pin, the same certificate is an unknown issuer.
+    let unpinned = pool_default();
+    assert_refused(&unpinned, &key, "unknown-issuer").await;
+}
+
+#[tokio::test]
+async fn a_pinned_self_signed_certificate_that_expired_is_refused() {
+    let server = self_signed_ca_server(&["localhost"], |p| {
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2020, 1, 2);
+    })
+    .await;
+    let pool = pool(with_ca(&server.ca_pem));
+    let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
+    assert_refused(&pool, &key, "expired").await;
+}
+
+fn pool_default() -> pconn_core::Pool {
+    pool(PoolConfig::default())
+}
+
+fn pool_with_ca(ca_pem: &str) -> pconn_core::Pool {
+    pool(with_ca(ca_pem))
 }

@@ -6,11 +6,14 @@ use std::time::Duration;
 use napi::bindgen_prelude::Buffer;
 
 use napi_derive::napi;
-use pconn_core::{PoolConfig, Scheduling, TlsOptions};
+use pconn_core::{PoolConfig, Scheduling, TlsOptions, Trust};
 
 #[napi(object)]
 pub struct NativeTlsOptions {
+    /// PEM certificates to trust instead of the defaults.
     pub ca: Option<Buffer>,
+    /// Trust the operating system's store instead of the defaults.
+    pub ca_system: bool,
     pub cert: Option<Buffer>,
     pub key: Option<Buffer>,
     pub reject_unauthorized: bool,
@@ -62,7 +65,11 @@ impl From<NativePoolOptions> for PoolConfig {
             no_delay: o.no_delay,
             keep_alive_initial_delay: ms(o.keep_alive_initial_delay_ms),
             tls: TlsOptions {
-                ca_pem: o.tls.ca.map(|b| b.to_vec()),
+                ca: match (o.tls.ca, o.tls.ca_system) {
+                    (Some(pem), _) => Trust::Pem(pem.to_vec()),
+                    (None, true) => Trust::System,
+                    (None, false) => Trust::Default,
+                },
                 cert_pem: o.tls.cert.map(|b| b.to_vec()),
                 key_pem: o.tls.key.map(|b| b.to_vec()),
                 reject_unauthorized: o.tls.reject_unauthorized,
@@ -97,6 +104,7 @@ pub fn default_pool_options() -> NativePoolOptions {
         keep_alive_initial_delay_ms: d.keep_alive_initial_delay.as_millis() as f64,
         tls: NativeTlsOptions {
             ca: None,
+            ca_system: d.tls.ca == Trust::System,
             cert: None,
             key: None,
             reject_unauthorized: d.tls.reject_unauthorized,

@@ -4,13 +4,16 @@ use std::io;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{verify_server_name, WebPkiServerVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
 use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore,
+    SignatureScheme,
 };
 
-use crate::config::TlsOptions;
+use crate::config::{TlsOptions, Trust};
 use crate::error::{Error, Result, TlsReason};
 
 fn config_error(detail: impl Into<String>) -> Error {
@@ -27,38 +30,22 @@ pub(crate) fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>> {
         .with_safe_default_protocol_versions()
         .map_err(|e| config_error(e.to_string()))?;
 
-    let builder = if opts.reject_unauthorized {
-        let mut roots = RootCertStore::empty();
-        match &opts.ca_pem {
-            Some(pem) => {
-                let certs = CertificateDer::pem_slice_iter(pem)
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(|e| Error::InvalidArgument(format!("tls.ca is not valid PEM: {e}")))?;
-                if certs.is_empty() {
-                    return Err(Error::InvalidArgument(
-                        "tls.ca holds no PEM certificate".into(),
-                    ));
-                }
-                for cert in certs {
-                    roots.add(cert).map_err(|e| {
-                        Error::InvalidArgument(format!("tls.ca certificate rejected: {e}"))
-                    })?;
-                }
-            }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        }
-        builder.with_root_certificates(roots)
+    let verifier: Arc<dyn ServerCertVerifier> = if opts.reject_unauthorized {
+        let (roots, pinned) = trusted(&opts.ca)?;
+        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| config_error(e.to_string()))?;
+        Arc::new(PinnedOrWebPki { inner, pinned })
     } else {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+        Arc::new(AcceptAnyCertificate(provider))
     };
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
 
     let mut config = match (&opts.cert_pem, &opts.key_pem) {
         (Some(cert), Some(key)) => {
-            let chain = CertificateDer::pem_slice_iter(cert)
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| Error::InvalidArgument(format!("tls.cert is not valid PEM: {e}")))?;
+            let chain = parse_pem_certs(cert, "tls.cert")?;
             let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| {
                 Error::InvalidArgument(format!("tls.key is not a valid PEM private key: {e}"))
             })?;
@@ -75,6 +62,59 @@ pub(crate) fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>> {
     };
     config.alpn_protocols = opts.alpn.clone();
     Ok(Arc::new(config))
+}
+
+/// The roots to verify against, and the certificates pinned by `tls.ca`.
+fn trusted(trust: &Trust) -> Result<(RootCertStore, Vec<CertificateDer<'static>>)> {
+    let mut roots = RootCertStore::empty();
+    match trust {
+        Trust::Pem(pem) => {
+            let certs = parse_pem_certs(pem, "tls.ca")?;
+            for cert in &certs {
+                roots.add(cert.clone()).map_err(|e| {
+                    Error::InvalidArgument(format!("tls.ca certificate rejected: {e}"))
+                })?;
+            }
+            return Ok((roots, certs));
+        }
+        Trust::Default => {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            // Node adds these to its defaults; an unreadable file is reported
+            // by Node itself when it starts, so it is skipped here.
+            if let Some(path) = std::env::var_os("NODE_EXTRA_CA_CERTS") {
+                if let Ok(pem) = std::fs::read(path) {
+                    let extra = CertificateDer::pem_slice_iter(&pem).filter_map(|c| c.ok());
+                    roots.add_parsable_certificates(extra);
+                }
+            }
+        }
+        Trust::System => {
+            let found = rustls_native_certs::load_native_certs();
+            if found.certs.is_empty() {
+                let why = found
+                    .errors
+                    .first()
+                    .map_or("none found".to_string(), |e| e.to_string());
+                return Err(config_error(format!(
+                    "the system trust store could not be read: {why}"
+                )));
+            }
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    Ok((roots, Vec::new()))
+}
+
+fn parse_pem_certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::InvalidArgument(format!("{what} is not valid PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{what} holds no PEM certificate"
+        )));
+    }
+    Ok(certs)
 }
 
 /// The server name to send in SNI and to verify.
@@ -101,6 +141,10 @@ pub(crate) fn handshake_error(e: io::Error) -> Error {
     let reason = match err {
         rustls::Error::InvalidCertificate(cert) => match cert {
             CertificateError::UnknownIssuer => TlsReason::UnknownIssuer,
+            // A self-signed CA certificate that is not pinned in `tls.ca`.
+            CertificateError::Other(other) if is_ca_used_as_end_entity(other) => {
+                TlsReason::UnknownIssuer
+            }
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 TlsReason::HostnameMismatch
             }
@@ -116,6 +160,76 @@ pub(crate) fn handshake_error(e: io::Error) -> Error {
         reason,
         detail: err.to_string(),
     }
+}
+
+/// The usual verification (webpki against the roots), except that a server
+/// certificate that is byte for byte one of the pinned `tls.ca`
+/// certificates is trusted even when it is a CA certificate (a self-signed
+/// certificate made with `openssl req -x509` is one), as node:https does.
+/// Its validity dates (checked before webpki objects to its CA flag) and
+/// its name are still verified.
+#[derive(Debug)]
+struct PinnedOrWebPki {
+    inner: Arc<WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for PinnedOrWebPki {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        match self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(CertificateError::Other(other)))
+                if is_ca_used_as_end_entity(&other)
+                    && self
+                        .pinned
+                        .iter()
+                        .any(|p| p.as_ref() == end_entity.as_ref()) =>
+            {
+                let cert = ParsedCertificate::try_from(end_entity)?;
+                verify_server_name(&cert, server_name)?;
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+fn is_ca_used_as_end_entity(error: &OtherError) -> bool {
+    matches!(
+        error.0.downcast_ref::<webpki::Error>(),
+        Some(webpki::Error::CaUsedAsEndEntity)
+    )
 }
 
 /// `rejectUnauthorized: false`: accept any certificate, but still check that
