@@ -10,7 +10,7 @@
  * pending (an idle pool never holds the process open).
  */
 import { fromInfo, fromNative, type NativeErrorInfo } from './errors.js'
-import { publishClose } from './diagnostics.js'
+import { closeChannel, publishClose } from './diagnostics.js'
 import type * as Binding from '../native/index.js'
 import { Completion } from '../native/index.js'
 
@@ -46,15 +46,20 @@ export type NativeConnection = Binding.NativeConnection
 export type NativeBody = Binding.NativeBody
 export type NativeUpload = Binding.NativeUpload
 
-/** An HTTP response as the bridge delivers it. */
+/** An HTTP response as the bridge delivers it (see src-rs/node/src/batch.rs). */
 export interface ResponseParts {
   /** Status code; bit 10: HTTP/1.1, bit 11: reused, bit 12: body complete. */
   statusFlags: number
   /** The connection that carried the exchange. */
   connectionId: number
-  /** Reason phrase, then `name: value` lines; trailers after an empty line. */
-  head: string
-  body: Buffer
+  /** The batch's bytes: the head at `headStart..headEnd` (latin1: reason, CRLF, `name: value` lines, trailers after an empty line). */
+  slab: Buffer
+  headStart: number
+  headEnd: number
+  /** The body read so far: `slab[headEnd..bodyEnd]`, or `body` when it is large. */
+  bodyEnd: number
+  body: Buffer | undefined
+  /** The rest of the body, when it is not complete. */
   stream: NativeBody | undefined
 }
 
@@ -79,42 +84,57 @@ function settle(id: number, value: unknown, failed: boolean): void {
   else op.resolve(value)
 }
 
-/** Every completion that was ready, flattened: `[id, kind, ...values]` in the first `length` slots. */
-function onBatch(batch: unknown[], length: number): void {
-  let i = 0
-  while (i < length) {
-    const id = batch[i++] as number
-    const kind = batch[i++] as Completion
-    switch (kind) {
+const STRIDE = native.COMPLETION_STRIDE
+
+/**
+ * Every completion that was ready: `count` records of `STRIDE` numbers in
+ * `meta` (`[id, kind, ...]`), with the bytes they refer to in `slab` and the
+ * values that are neither in `objects` (the layout is documented on the
+ * native `Completion` kinds).
+ */
+function onBatch(meta: Float64Array, slab: Buffer, objects: unknown[], count: number): void {
+  for (let i = 0, at = 0; i < count; i++, at += STRIDE) {
+    const id = meta[at]!
+    const a = meta[at + 2]!
+    switch (meta[at + 1] as Completion) {
       case Completion.Done:
         settle(id, undefined, false)
         break
       case Completion.Failed:
-        settle(id, batch[i++], true)
+        settle(id, objects[a], true)
         break
       case Completion.Connection:
+        settle(id, objects[a], false)
+        break
       case Completion.Bytes:
-      case Completion.End:
-        settle(id, batch[i++], false)
+        settle(id, a < 0 ? null : objects[a], false)
         break
       case Completion.Response: {
+        const bodyObject = meta[at + 7]!
+        const rest = meta[at + 8]!
         const parts: ResponseParts = {
-          statusFlags: batch[i] as number,
-          connectionId: batch[i + 1] as number,
-          head: batch[i + 2] as string,
-          body: batch[i + 3] as Buffer,
-          stream: batch[i + 4] as NativeBody | undefined,
+          statusFlags: a,
+          connectionId: meta[at + 3]!,
+          slab,
+          headStart: meta[at + 4]!,
+          headEnd: meta[at + 5]!,
+          bodyEnd: meta[at + 6]!,
+          body: bodyObject < 0 ? undefined : (objects[bodyObject] as Buffer),
+          stream: rest < 0 ? undefined : (objects[rest] as NativeBody),
         }
-        i += 5
         settle(id, parts, false)
         break
       }
+      case Completion.End:
+        settle(id, slab.toString('latin1', a, meta[at + 3]!), false)
+        break
       case Completion.Closed:
-        publishClose(batch[i] as number, batch[i + 1] as string, batch[i + 2] as string)
-        i += 3
+        if (closeChannel.hasSubscribers) {
+          publishClose(a, slab.toString('latin1', meta[at + 3]!, meta[at + 4]!), slab.toString('latin1', meta[at + 5]!, meta[at + 6]!))
+        }
         break
       default:
-        throw new Error(`pconn: unknown completion kind ${String(kind)}`)
+        throw new Error(`pconn: unknown completion kind ${String(meta[at + 1])}`)
     }
   }
 }

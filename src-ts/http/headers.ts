@@ -6,7 +6,11 @@ export type OutgoingHeaders =
   | Record<string, string | number | readonly string[] | undefined>
   | ReadonlyArray<readonly [string, string]>
 
-/** Response headers: lower-cased names; a repeated header becomes an array. */
+/**
+ * Response headers: lower-cased names; a repeated header becomes an array.
+ * A null-prototype object, so names such as `__proto__` or `constructor`
+ * are plain entries.
+ */
 export type IncomingHeaders = Record<string, string | string[]>
 
 /** Flatten to `[name, value, ...]`; the native side refuses CR, LF and NUL. */
@@ -38,7 +42,7 @@ export function flattenHeaders(headers: unknown): string[] {
  * already lower-case), from `start` up to an empty line or the end.
  */
 export function parseHeaderBlock(block: string, start = 0): IncomingHeaders {
-  const out: IncomingHeaders = {}
+  const out: IncomingHeaders = Object.create(null) as IncomingHeaders
   let at = start
   while (at < block.length) {
     let end = block.indexOf('\r\n', at)

@@ -4,32 +4,53 @@ import { fromNative } from '../errors.js'
 import { run, type NativeBody, type ResponseParts } from '../native.js'
 import { parseHeaderBlock, type IncomingHeaders } from './headers.js'
 
+/** The part of a body that arrived with the head, until someone reads it. */
+type FirstPart = { slab: Buffer; start: number; end: number } | Buffer | undefined
+
 /**
  * A response body: a Readable of Buffers with helpers to consume it whole.
  * Reading is on demand: pconn reads the socket only while you consume.
  * Small bodies (64 KiB or less with a known length) are complete already
  * and their connection is back in the pool.
  *
+ * A body can be consumed once: after `text()`, `json()`, `bytes()`,
+ * `arrayBuffer()`, `dump()` or reading the stream, `bodyUsed` is true and
+ * the helpers reject with `ERR_INVALID_STATE`.
+ *
  * A body you do not want should be consumed or destroyed; one that is never
  * read and garbage-collected closes its connection (it never leaks).
  */
 export class ResponseBody extends Readable {
-  #first: Buffer | undefined
+  #first: FirstPart
   #rest: NativeBody | undefined
-  #onTrailers: (block: string) => void
+  #used = false
+  readonly #onTrailers: (block: string) => void
 
   /** @internal */
-  constructor(first: Buffer, rest: NativeBody | undefined, onTrailers: (block: string) => void) {
+  constructor(parts: ResponseParts, onTrailers: (block: string) => void) {
     super()
-    this.#first = first.length > 0 ? first : undefined
-    this.#rest = rest
+    this.#first =
+      parts.body ?? (parts.bodyEnd > parts.headEnd ? { slab: parts.slab, start: parts.headEnd, end: parts.bodyEnd } : undefined)
+    this.#rest = parts.stream
     this.#onTrailers = onTrailers
   }
 
+  /** Whether the body has been (or is being) consumed. */
+  get bodyUsed(): boolean {
+    return this.#used || this.readableDidRead
+  }
+
+  /** The first part as a Buffer of its own, taken out. */
+  #takeFirst(): Buffer | undefined {
+    const first = this.#first
+    this.#first = undefined
+    return first === undefined || Buffer.isBuffer(first) ? first : Buffer.from(first.slab.subarray(first.start, first.end))
+  }
+
   override _read(): void {
-    if (this.#first !== undefined) {
-      const first = this.#first
-      this.#first = undefined
+    this.#used = true
+    const first = this.#takeFirst()
+    if (first !== undefined) {
       this.push(first)
       if (this.#rest === undefined) this.push(null)
       return
@@ -59,15 +80,20 @@ export class ResponseBody extends Readable {
     callback(err)
   }
 
+  /** Refuse a second consumption; mark this one. */
+  #claim(): void {
+    if (this.bodyUsed) {
+      throw Object.assign(new TypeError('the response body was already read (bodyUsed is true); read it once'), {
+        code: 'ERR_INVALID_STATE',
+      })
+    }
+    this.#used = true
+  }
+
   /** The whole body as a Buffer. */
   async bytes(): Promise<Buffer> {
-    if (this.#rest === undefined && !this.readableDidRead) {
-      // Complete already: hand the buffer over without stream machinery;
-      // a later read of the stream sees its end at once.
-      const first = this.#first ?? Buffer.alloc(0)
-      this.#first = undefined
-      return first
-    }
+    this.#claim()
+    if (this.#rest === undefined) return this.#takeFirst() ?? Buffer.alloc(0)
     const chunks: Buffer[] = []
     for await (const chunk of this) chunks.push(chunk as Buffer)
     return Buffer.concat(chunks)
@@ -75,6 +101,13 @@ export class ResponseBody extends Readable {
 
   /** The whole body decoded as UTF-8. */
   async text(): Promise<string> {
+    const first = this.#first
+    if (this.#rest === undefined && first !== undefined && !Buffer.isBuffer(first) && !this.bodyUsed) {
+      // Complete and small: decode straight from the batch's bytes.
+      this.#used = true
+      this.#first = undefined
+      return first.slab.toString('utf8', first.start, first.end)
+    }
     return (await this.bytes()).toString('utf8')
   }
 
@@ -91,6 +124,8 @@ export class ResponseBody extends Readable {
 
   /** Read and discard the rest, so the connection can go back to the pool. */
   async dump(): Promise<void> {
+    this.#claim()
+    this.#first = undefined
     for await (const _ of this) {
       // discard
     }
@@ -107,9 +142,11 @@ export class Response {
   readonly reused: boolean
   /** The body (see {@link ResponseBody}). */
   readonly body: ResponseBody
-  readonly #head: string
+  /** Where the head lies in the batch's bytes, until decoded. */
+  #raw: { slab: Buffer; start: number; end: number } | undefined
+  #head = ''
   #headers: IncomingHeaders | undefined
-  #trailers: IncomingHeaders | string
+  #trailers: IncomingHeaders | string = ''
 
   /** @internal */
   constructor(parts: ResponseParts) {
@@ -117,34 +154,44 @@ export class Response {
     this.statusCode = flags & 0x3ff
     this.httpVersion = flags & 0x400 ? '1.1' : '1.0'
     this.reused = (flags & 0x800) !== 0
-    this.#head = parts.head
-    this.#trailers = ''
-    if (flags & 0x1000) {
-      const gap = parts.head.indexOf('\r\n\r\n')
-      if (gap >= 0) this.#trailers = parts.head.slice(gap + 4)
-    }
-    this.body = new ResponseBody(parts.body, parts.stream, (block) => {
+    this.#raw = { slab: parts.slab, start: parts.headStart, end: parts.headEnd }
+    this.body = new ResponseBody(parts, (block) => {
       this.#trailers = block
     })
   }
 
-  /** The reason phrase, e.g. `'OK'`. */
-  get statusMessage(): string {
-    const end = this.#head.indexOf('\r\n')
-    return end < 0 ? this.#head : this.#head.slice(0, end)
+  /** The head block (reason, then header lines; trailers of a complete chunked body after an empty line). */
+  #block(): string {
+    const raw = this.#raw
+    if (raw !== undefined) {
+      this.#raw = undefined
+      this.#head = raw.slab.toString('latin1', raw.start, raw.end)
+      const gap = this.#head.indexOf('\r\n\r\n')
+      if (gap >= 0) this.#trailers = this.#head.slice(gap + 4)
+    }
+    return this.#head
   }
 
-  /** Lower-cased names; a repeated header is an array of its values. */
+  /** The reason phrase, e.g. `'OK'`. */
+  get statusMessage(): string {
+    const head = this.#block()
+    const end = head.indexOf('\r\n')
+    return end < 0 ? head : head.slice(0, end)
+  }
+
+  /** Lower-cased names (a null-prototype object); a repeated header is an array of its values. */
   get headers(): IncomingHeaders {
     if (this.#headers === undefined) {
-      const end = this.#head.indexOf('\r\n')
-      this.#headers = end < 0 ? {} : parseHeaderBlock(this.#head, end + 2)
+      const head = this.#block()
+      const end = head.indexOf('\r\n')
+      this.#headers = parseHeaderBlock(head, end < 0 ? head.length : end + 2)
     }
     return this.#headers
   }
 
   /** Trailers of a chunked body; filled in once the body has been read. */
   get trailers(): IncomingHeaders {
+    this.#block()
     if (typeof this.#trailers === 'string') this.#trailers = parseHeaderBlock(this.#trailers)
     return this.#trailers
   }

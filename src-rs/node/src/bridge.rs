@@ -4,12 +4,8 @@
 //! One bridge per environment: a queue on the Rust side and one raw
 //! threadsafe function that only wakes the thread. Each wake-up drains
 //! everything queued and makes a single JavaScript call with the whole
-//! batch, flattened into one array, and how many of its slots are used:
-//! `onBatch([id, kind, ...values, id, kind, ...], length)` (the values of
-//! each kind are listed on [`Completion`]; the array is allocated for the
-//! worst case, so slots past `length` are empty). Positional
-//! values are far cheaper to create than objects, and one call carries
-//! many responses under load.
+//! batch (its encoding is in `batch`), so one wake-up carries many
+//! responses under load.
 //!
 //! The queue is ours, not Node's: when the environment goes away, what is
 //! still queued (connections, bodies) is dropped here and goes back to its
@@ -23,37 +19,15 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use napi::bindgen_prelude::{Function, ToNapiValue};
+use napi::bindgen_prelude::Function;
 use napi::{sys, Env, JsValue};
 use napi_derive::napi;
 use pconn_core::http1::Response;
 use pconn_core::{Connection, Error, Grant, Pooled};
 
-use crate::connection::NativeConnection;
-use crate::errors::error_info;
-use crate::http::{response_parts, NativeBody};
+use crate::batch;
 use crate::runtime::panic_message;
 use crate::scope::{self, Scope};
-
-/// What each completion in a batch carries after its id and kind.
-#[napi]
-pub enum Completion {
-    /// Nothing.
-    Done,
-    /// An `ErrorInfo` object.
-    Failed,
-    /// A `NativeConnection`.
-    Connection,
-    /// A Buffer, or null at the end of the stream.
-    Bytes,
-    /// Status and flags, connection id, head block, body Buffer, and a
-    /// `NativeBody` or undefined when the body is complete.
-    Response,
-    /// The end of a streamed body: its trailers as a header block.
-    End,
-    /// A connection closed (id 0): connection id, key, reason.
-    Closed,
-}
 
 /// What a finished operation yields.
 pub(crate) enum Outcome {
@@ -70,9 +44,9 @@ pub(crate) enum Outcome {
     },
 }
 
-struct Queued {
-    id: u32,
-    outcome: Outcome,
+pub(crate) struct Queued {
+    pub(crate) id: u32,
+    pub(crate) outcome: Outcome,
 }
 
 struct RawTsfn(sys::napi_threadsafe_function);
@@ -177,7 +151,12 @@ impl Bridge {
 pub fn init_bridge(
     env: Env,
     on_batch: Function<
-        napi::bindgen_prelude::FnArgs<(Vec<napi::bindgen_prelude::Unknown<'static>>, u32)>,
+        napi::bindgen_prelude::FnArgs<(
+            napi::bindgen_prelude::Float64Array,
+            napi::bindgen_prelude::Buffer,
+            Vec<napi::bindgen_prelude::Unknown<'static>>,
+            u32,
+        )>,
         (),
     >,
 ) -> napi::Result<()> {
@@ -257,198 +236,25 @@ unsafe extern "C" fn call_js(
     }
     // SAFETY: `context` is the `Arc<Scope>` owned by the function, alive
     // until `finalize`, which cannot run during this call.
-    let scope = unsafe { &*(context as *const Scope) };
-    let batch = scope.bridge.take_batch();
+    let batch = unsafe { &*(context as *const Scope) }.bridge.take_batch();
     if batch.is_empty() {
         return;
     }
+    // SAFETY: the function owns one strong count (see `init_bridge`);
+    // this clone gives the objects made for the batch their own.
+    let scope = unsafe {
+        Arc::increment_strong_count(context as *const Scope);
+        Arc::from_raw(context as *const Scope)
+    };
     // A panic must not unwind into Node (that aborts the process).
     let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: we are on the environment's thread with a live `env`.
-        unsafe { deliver_batch(env, js_cb, context as *const Scope, batch) }
+        unsafe { batch::deliver(env, js_cb, &scope, batch) }
     }));
     if let Err(payload) = delivered {
         eprintln!(
             "pconn: internal error delivering completions: {}",
             panic_message(payload.as_ref())
         );
-    }
-}
-
-/// Build the flat array and call `js_cb` with it. Values that cannot be
-/// created (the environment is terminating) end the batch; the rest drop.
-unsafe fn deliver_batch(
-    env: sys::napi_env,
-    js_cb: sys::napi_value,
-    scope: *const Scope,
-    batch: Vec<Queued>,
-) {
-    // SAFETY: `scope` points to the live `Arc<Scope>` (see `call_js`);
-    // cloning it gives the objects made here their own reference.
-    let scope = unsafe {
-        Arc::increment_strong_count(scope);
-        Arc::from_raw(scope)
-    };
-    let mut out = Flat::new(env, batch.len() * 3);
-    for Queued { id, outcome } in batch {
-        if out.failed() {
-            break;
-        }
-        out.number(f64::from(id));
-        match outcome {
-            Outcome::Done => out.kind(Completion::Done),
-            Outcome::Failed(error) => {
-                out.kind(Completion::Failed);
-                out.value(error_info(&error));
-            }
-            Outcome::Connection(pooled) => {
-                out.kind(Completion::Connection);
-                out.value(NativeConnection::new(pooled, &scope));
-            }
-            Outcome::Bytes(bytes) => {
-                out.kind(Completion::Bytes);
-                match bytes {
-                    Some(b) => out.bytes(&b),
-                    None => out.null(),
-                }
-            }
-            Outcome::Response(response) => {
-                out.kind(Completion::Response);
-                let parts = response_parts(*response);
-                out.number(parts.flags);
-                out.number(parts.connection_id);
-                out.value(parts.head);
-                out.bytes(&parts.body);
-                match parts.rest {
-                    Some(rest) => out.value(NativeBody::new(rest, &scope)),
-                    None => out.undefined(),
-                }
-            }
-            Outcome::End(trailers) => {
-                out.kind(Completion::End);
-                out.value(crate::http::header_block(&trailers));
-            }
-            Outcome::Closed { id, key, reason } => {
-                out.kind(Completion::Closed);
-                out.number(id as f64);
-                out.value(key);
-                out.value(reason);
-            }
-        }
-    }
-    if out.failed() {
-        return;
-    }
-    let mut undefined = ptr::null_mut();
-    let mut length = ptr::null_mut();
-    // SAFETY: live env on its thread; `js_cb` is the function given to
-    // `init_bridge`, kept alive by the threadsafe function.
-    unsafe {
-        sys::napi_get_undefined(env, &mut undefined);
-        sys::napi_create_uint32(env, out.len, &mut length);
-        let args = [out.array, length];
-        let status =
-            sys::napi_call_function(env, undefined, js_cb, 2, args.as_ptr(), ptr::null_mut());
-        if status == sys::Status::napi_pending_exception {
-            let mut exception = ptr::null_mut();
-            sys::napi_get_and_clear_last_exception(env, &mut exception);
-            sys::napi_fatal_exception(env, exception);
-        }
-    }
-}
-
-/// A JavaScript array filled left to right.
-struct Flat {
-    env: sys::napi_env,
-    array: sys::napi_value,
-    len: u32,
-    ok: bool,
-}
-
-impl Flat {
-    fn new(env: sys::napi_env, capacity: usize) -> Flat {
-        let mut array = ptr::null_mut();
-        // SAFETY: live env on its thread.
-        let ok = unsafe { sys::napi_create_array_with_length(env, capacity, &mut array) }
-            == sys::Status::napi_ok;
-        Flat {
-            env,
-            array,
-            len: 0,
-            ok,
-        }
-    }
-
-    fn failed(&self) -> bool {
-        !self.ok
-    }
-
-    fn push(&mut self, value: napi::Result<sys::napi_value>) {
-        if !self.ok {
-            return;
-        }
-        match value {
-            // SAFETY: live env; `array` was created in this scope.
-            Ok(v) => {
-                self.ok = unsafe { sys::napi_set_element(self.env, self.array, self.len, v) }
-                    == sys::Status::napi_ok
-            }
-            Err(_) => self.ok = false,
-        }
-        self.len += 1;
-    }
-
-    fn value<T: ToNapiValue>(&mut self, value: T) {
-        // SAFETY: live env on its thread (ToNapiValue's contract).
-        let v = unsafe { T::to_napi_value(self.env, value) };
-        self.push(v);
-    }
-
-    fn number(&mut self, n: f64) {
-        self.value(n);
-    }
-
-    fn kind(&mut self, kind: Completion) {
-        self.number(f64::from(kind as u32));
-    }
-
-    fn null(&mut self) {
-        let mut v = ptr::null_mut();
-        // SAFETY: live env on its thread.
-        let status = unsafe { sys::napi_get_null(self.env, &mut v) };
-        self.push(ok_value(status, v));
-    }
-
-    fn undefined(&mut self) {
-        let mut v = ptr::null_mut();
-        // SAFETY: live env on its thread.
-        let status = unsafe { sys::napi_get_undefined(self.env, &mut v) };
-        self.push(ok_value(status, v));
-    }
-
-    /// A Buffer holding its own copy: V8 frees it with the Buffer (zero-copy
-    /// buffers need a finalizer each, which made garbage collection the
-    /// main cost of large bodies).
-    fn bytes(&mut self, bytes: &[u8]) {
-        let mut buffer = ptr::null_mut();
-        // SAFETY: live env; `bytes` is valid for the call and copied.
-        let status = unsafe {
-            sys::napi_create_buffer_copy(
-                self.env,
-                bytes.len(),
-                bytes.as_ptr().cast(),
-                ptr::null_mut(),
-                &mut buffer,
-            )
-        };
-        self.push(ok_value(status, buffer));
-    }
-}
-
-fn ok_value(status: sys::napi_status, value: sys::napi_value) -> napi::Result<sys::napi_value> {
-    if status == sys::Status::napi_ok {
-        Ok(value)
-    } else {
-        Err(napi::Error::from_reason("could not create a value"))
     }
 }

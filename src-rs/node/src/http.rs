@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
-use pconn_core::http1::{
-    self, Prepared, RequestBody, RequestHead, RequestOptions, Response, ResponseBody,
-};
+use pconn_core::http1::{self, Prepared, RequestBody, RequestHead, RequestOptions, ResponseBody};
 use pconn_core::{Cancel, Error};
 use tokio::sync::{mpsc, Mutex};
 
@@ -16,58 +14,6 @@ use crate::bridge::Outcome;
 use crate::errors::{internal, throw, Code};
 use crate::pool::{NativeCancel, NativeKey, NativePool};
 use crate::scope::Scope;
-
-/// A response as it crosses to JavaScript.
-pub(crate) struct ResponseParts {
-    /// Status code, plus bit 10: HTTP/1.1, bit 11: reused, bit 12: body
-    /// complete.
-    pub(crate) flags: f64,
-    pub(crate) connection_id: f64,
-    /// Reason phrase, then `name: value` lines (CRLF-separated); for a
-    /// complete chunked body, an empty line and the trailers follow.
-    pub(crate) head: String,
-    /// The body read so far (all of it when complete).
-    pub(crate) body: Vec<u8>,
-    /// The rest of the body, when it is not complete.
-    pub(crate) rest: Option<ResponseBody>,
-}
-
-pub(crate) fn response_parts(mut response: Response) -> ResponseParts {
-    let body = response.body.next_chunk_ready();
-    let complete = response.body.is_complete();
-    let h = &response.head;
-    let mut head = String::with_capacity(64 + h.headers.len() * 32);
-    head.push_str(&h.reason);
-    head.push_str("\r\n");
-    head.push_str(&header_block(&h.headers));
-    if complete && !response.body.trailers().is_empty() {
-        head.push_str("\r\n");
-        head.push_str(&header_block(response.body.trailers()));
-    }
-    let flags = u32::from(h.status)
-        | (u32::from(h.version == 1) << 10)
-        | (u32::from(response.reused) << 11)
-        | (u32::from(complete) << 12);
-    ResponseParts {
-        flags: f64::from(flags),
-        connection_id: response.connection_id as f64,
-        head,
-        body,
-        rest: (!complete).then_some(response.body),
-    }
-}
-
-/// `name: value\r\n` lines; names are lower-case tokens, values had no CR/LF.
-pub(crate) fn header_block(pairs: &[(String, String)]) -> String {
-    let mut out = String::new();
-    for (name, value) in pairs {
-        out.push_str(name);
-        out.push_str(": ");
-        out.push_str(value);
-        out.push_str("\r\n");
-    }
-    out
-}
 
 /// The remainder of a response body, read on demand.
 #[napi]

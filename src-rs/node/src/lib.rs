@@ -6,10 +6,12 @@
 //!   natively, installed when it loads the addon and torn down with it;
 //! - `bridge`: the environment's completion channel (one wake-up and one
 //!   JavaScript call per batch of completions);
+//! - `batch`: how a batch is encoded (numbers, a byte slab, a few objects);
 //! - `errors`: core errors as JavaScript errors with the contract's codes;
 //! - `options`, `stats`: plain conversions;
 //! - `pool`, `connection`, `http`: the classes the TypeScript façade wraps.
 
+mod batch;
 mod bridge;
 mod connection;
 mod errors;
@@ -22,6 +24,9 @@ mod stats;
 
 use napi::bindgen_prelude::Object;
 use napi::Env;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Runs once for every environment that loads the addon.
 #[napi_derive::napi(module_exports)]

@@ -577,6 +577,11 @@ impl ResponseBody {
         self.ready.take().unwrap_or_default()
     }
 
+    /// How many bytes `next_chunk_ready` would hand out.
+    pub fn ready_len(&self) -> usize {
+        self.ready.as_ref().map_or(0, Vec::len)
+    }
+
     /// Whether the whole body has been read from the connection.
     pub fn is_complete(&self) -> bool {
         self.stream.is_none()

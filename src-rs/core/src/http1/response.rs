@@ -13,16 +13,22 @@ pub const MAX_HEADERS: usize = 2000;
 /// Header lines parsed without a heap allocation; more take a second pass.
 const USUAL_HEADERS: usize = 64;
 
-/// A parsed response head. Header names are lower-cased; values are kept as
-/// sent (ISO-8859-1 decoded, as node:http does).
+/// A parsed response head: the bytes as received (header names
+/// lower-cased in place) and where each part lies in them. Nothing is
+/// decoded or allocated per header: values are bytes (ISO-8859-1 when shown
+/// as text, as node:http does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponseHead {
     pub status: u16,
-    pub reason: String,
     /// Minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
     pub version: u8,
-    pub headers: Vec<(String, String)>,
+    raw: Vec<u8>,
+    reason: Span,
+    headers: Vec<(Span, Span)>,
 }
+
+/// A range of `ResponseHead::raw`.
+type Span = (u32, u32);
 
 /// How the body that follows a head is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,10 +43,6 @@ pub enum Framing {
 
 fn parse_error(why: impl Into<String>) -> Error {
     Error::HttpParse(why.into())
-}
-
-fn latin1(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| b as char).collect()
 }
 
 /// Parse a head at the start of `buf`, of at most `max_bytes`: `Ok(None)`
@@ -77,15 +79,26 @@ fn parse_with<'b>(
         httparse::Status::Partial => Ok(None),
         httparse::Status::Complete(len) if len > max_bytes => Err(too_large()),
         httparse::Status::Complete(len) => {
+            // httparse hands out slices of `buf`: keep their offsets.
+            let at = |part: &[u8]| {
+                let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+                (start as u32, (start + part.len()) as u32)
+            };
+            let mut raw = buf[..len].to_vec();
+            let headers: Vec<(Span, Span)> = response
+                .headers
+                .iter()
+                .map(|h| (at(h.name.as_bytes()), at(h.value)))
+                .collect();
+            for &((start, end), _) in &headers {
+                raw[start as usize..end as usize].make_ascii_lowercase();
+            }
             let head = ResponseHead {
                 status: response.code.unwrap_or(0),
-                reason: response.reason.unwrap_or("").to_string(),
                 version: response.version.unwrap_or(1),
-                headers: response
-                    .headers
-                    .iter()
-                    .map(|h| (h.name.to_ascii_lowercase(), latin1(h.value)))
-                    .collect(),
+                reason: at(response.reason.unwrap_or("").as_bytes()),
+                raw,
+                headers,
             };
             Ok(Some((head, len)))
         }
@@ -93,18 +106,34 @@ fn parse_with<'b>(
 }
 
 impl ResponseHead {
-    /// Every value of header `name` (lower-case), split on commas.
-    fn tokens<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    fn span(&self, (start, end): Span) -> &[u8] {
+        &self.raw[start as usize..end as usize]
+    }
+
+    /// The reason phrase, as sent.
+    pub fn reason(&self) -> &[u8] {
+        self.span(self.reason)
+    }
+
+    /// Every header line in order: lower-case name, value as sent.
+    pub fn headers(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
         self.headers
             .iter()
-            .filter(move |(n, _)| n == name)
-            .flat_map(|(_, v)| v.split(','))
-            .map(str::trim)
+            .map(|&(n, v)| (self.span(n), self.span(v)))
+    }
+
+    /// Every value of header `name` (lower-case), split on commas.
+    fn tokens<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers()
+            .filter(move |(n, _)| *n == name.as_bytes())
+            .flat_map(|(_, v)| v.split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
             .filter(|t| !t.is_empty())
     }
 
     fn has_token(&self, name: &str, token: &str) -> bool {
-        self.tokens(name).any(|t| t.eq_ignore_ascii_case(token))
+        self.tokens(name)
+            .any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
     }
 
     /// An interim response (1xx other than 101) precedes the real one.
@@ -121,12 +150,12 @@ impl ResponseHead {
         {
             return Ok((Framing::None, self.status != 101));
         }
-        let has_length = self.headers.iter().any(|(n, _)| n == "content-length");
+        let has_length = self.headers().any(|(n, _)| n == b"content-length");
         if let Some(last) = self.tokens("transfer-encoding").last() {
             // Transfer-Encoding wins over Content-Length, but a message with
             // both (or TE in HTTP/1.0) may be a smuggling attempt: never reuse.
             let reusable = !has_length && self.version == 1;
-            return Ok(if last.eq_ignore_ascii_case("chunked") {
+            return Ok(if last.eq_ignore_ascii_case(b"chunked") {
                 (Framing::Chunked, reusable)
             } else {
                 (Framing::UntilClose, false)
@@ -135,13 +164,12 @@ impl ResponseHead {
         if has_length {
             let mut length = None;
             for value in self.tokens("content-length") {
-                let valid = !value.is_empty()
-                    && value.len() <= 19
-                    && value.bytes().all(|b| b.is_ascii_digit());
-                let n: u64 = match value.parse() {
-                    Ok(n) if valid => n,
-                    _ => return Err(parse_error(format!("invalid content-length {value:?}"))),
-                };
+                let n = decimal(value).ok_or_else(|| {
+                    parse_error(format!(
+                        "invalid content-length {:?}",
+                        String::from_utf8_lossy(value)
+                    ))
+                })?;
                 if length.is_some_and(|l| l != n) {
                     return Err(parse_error("differing content-length values"));
                 }
@@ -168,17 +196,26 @@ impl ResponseHead {
     /// `Keep-Alive: timeout=N`, in seconds, as the server announced it.
     pub fn keep_alive_timeout(&self) -> Option<Duration> {
         self.tokens("keep-alive").find_map(|t| {
-            let (k, v) = t.split_once('=')?;
-            if !k.trim().eq_ignore_ascii_case("timeout") {
+            let eq = t.iter().position(|&b| b == b'=')?;
+            let (k, v) = (t[..eq].trim_ascii(), t[eq + 1..].trim_ascii());
+            if !k.eq_ignore_ascii_case(b"timeout") {
                 return None;
             }
-            v.trim()
-                .trim_matches('"')
-                .parse::<u64>()
-                .ok()
-                .map(Duration::from_secs)
+            let v = v
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(v);
+            decimal(v).map(Duration::from_secs)
         })
     }
+}
+
+/// An unsigned decimal of at most 19 digits (fits a u64), nothing else.
+fn decimal(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(v.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
 }
 
 #[cfg(test)]
@@ -195,8 +232,9 @@ mod tests {
     #[test]
     fn parses_status_headers_and_length() {
         let h = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nX-A: 2\r\n\r\nhello");
-        assert_eq!((h.status, h.version, h.reason.as_str()), (200, 1, "OK"));
-        assert_eq!(h.headers[1], ("x-a".to_string(), "1".to_string()));
+        assert_eq!((h.status, h.version, h.reason()), (200, 1, &b"OK"[..]));
+        assert_eq!(h.headers().nth(1), Some((&b"x-a"[..], &b"1"[..])));
+        assert_eq!(h.headers().len(), 3);
         assert_eq!(h.framing("GET").unwrap(), (Framing::Length(5), true));
         assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le", MAX_HEAD_BYTES)
             .unwrap()
@@ -267,7 +305,7 @@ mod tests {
         let many: String = (0..MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
         let head = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
         let (parsed, _) = parse_head(head.as_bytes(), 64 * 1024).unwrap().unwrap();
-        assert_eq!(parsed.headers.len(), MAX_HEADERS);
+        assert_eq!(parsed.headers().len(), MAX_HEADERS);
         assert!(
             parse_head(head.as_bytes(), MAX_HEAD_BYTES).is_err(),
             "too large for 16 KiB"

@@ -1,0 +1,365 @@
+//! One batch of completions as the JavaScript side receives it:
+//! `onBatch(meta, slab, objects, count)`.
+//!
+//! - `meta` (a `Float64Array`) holds `count` records of
+//!   [`COMPLETION_STRIDE`] numbers: `[id, kind, ...]`, the rest laid out per
+//!   [`Completion`] kind; `-1` marks an absent value.
+//! - `slab` (one `Buffer`) holds every response head and small body of the
+//!   batch, back to back; `meta` gives their ranges. The façade decodes a
+//!   head (latin1) or a body (`text()`: UTF-8) only when asked.
+//! - `objects` holds what cannot be a number or bytes: connections, body
+//!   streams, error descriptions, large bodies, read chunks.
+//!
+//! So a small response costs a few numbers and bytes written by Rust, not
+//! a JavaScript string, a Buffer and an array slot per value.
+
+use std::ptr;
+use std::sync::Arc;
+
+use napi::bindgen_prelude::ToNapiValue;
+use napi::sys;
+use napi_derive::napi;
+use pconn_core::http1::Response;
+
+use crate::bridge::{Outcome, Queued};
+use crate::connection::NativeConnection;
+use crate::errors::error_info;
+use crate::http::NativeBody;
+use crate::scope::Scope;
+
+/// Numbers per completion in `meta`.
+#[napi]
+pub const COMPLETION_STRIDE: u32 = 9;
+const STRIDE: usize = COMPLETION_STRIDE as usize;
+
+/// Bodies up to this size travel in the slab; larger ones in their own
+/// Buffer (so a kept body does not keep a whole batch alive).
+const SLAB_BODY_LIMIT: usize = 16 * 1024;
+
+/// What each completion's record holds after its id and kind.
+#[napi]
+pub enum Completion {
+    /// Nothing.
+    Done,
+    /// `objects[a]`: an `ErrorInfo`.
+    Failed,
+    /// `objects[a]`: a `NativeConnection`.
+    Connection,
+    /// `objects[a]`: a Buffer, or `a` is -1 at the end of the stream.
+    Bytes,
+    /// Status and flags (bit 10: HTTP/1.1, 11: reused, 12: body complete),
+    /// connection id, head start and end in the slab (reason, CRLF, then
+    /// `name: value` lines; for a complete chunked body an empty line and
+    /// the trailers), body end in the slab (the body starts where the head
+    /// ends) or -1, `objects` index of the body Buffer or -1, `objects`
+    /// index of the `NativeBody` with the rest or -1.
+    Response,
+    /// The end of a streamed body: its trailer lines' start and end in the
+    /// slab.
+    End,
+    /// A connection closed (id 0): its id, its key's start and end, the
+    /// reason's start and end, in the slab.
+    Closed,
+}
+
+/// Build the batch's values and call `js_cb` with them. A value that
+/// cannot be created (the environment is terminating) ends the batch; what
+/// was not delivered drops.
+///
+/// # Safety
+/// On the environment's thread, with its live `env`; `js_cb` is a live
+/// function of that environment.
+pub(crate) unsafe fn deliver(
+    env: sys::napi_env,
+    js_cb: sys::napi_value,
+    scope: &Arc<Scope>,
+    batch: Vec<Queued>,
+) {
+    let mut slab_len = 0;
+    for queued in &batch {
+        slab_len += slab_bytes(&queued.outcome);
+    }
+    let count = batch.len();
+    // SAFETY: forwarded from the caller.
+    let Some(mut out) = (unsafe { Out::new(env, count, slab_len) }) else {
+        return;
+    };
+    for (i, Queued { id, outcome }) in batch.into_iter().enumerate() {
+        let (kind, values) = out.encode(outcome, scope);
+        if !out.ok {
+            return;
+        }
+        let record = &mut out.meta[i * STRIDE..(i + 1) * STRIDE];
+        record[0] = f64::from(id);
+        record[1] = f64::from(kind as u32);
+        record[2..].copy_from_slice(&values);
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { out.call(js_cb, count) };
+}
+
+/// Slab bytes an outcome needs.
+fn slab_bytes(outcome: &Outcome) -> usize {
+    let lines = |pairs: &mut dyn Iterator<Item = (&[u8], &[u8])>| {
+        pairs.map(|(n, v)| n.len() + v.len() + 4).sum::<usize>()
+    };
+    match outcome {
+        Outcome::Response(r) => {
+            let head = &r.head;
+            let mut n = head.reason().len() + 2 + lines(&mut head.headers());
+            if r.body.is_complete() && !r.body.trailers().is_empty() {
+                n += 2 + lines(
+                    &mut r
+                        .body
+                        .trailers()
+                        .iter()
+                        .map(|(a, b)| (a.as_bytes(), b.as_bytes())),
+                );
+            }
+            let body = r.body.ready_len();
+            n + if body <= SLAB_BODY_LIMIT { body } else { 0 }
+        }
+        Outcome::End(t) => lines(&mut t.iter().map(|(a, b)| (a.as_bytes(), b.as_bytes()))),
+        Outcome::Closed { key, reason, .. } => key.len() + reason.len(),
+        _ => 0,
+    }
+}
+
+/// The values being built.
+struct Out<'a> {
+    env: sys::napi_env,
+    meta_value: sys::napi_value,
+    meta: &'a mut [f64],
+    slab_value: sys::napi_value,
+    slab: &'a mut [u8],
+    /// Next free byte of the slab.
+    at: usize,
+    objects: sys::napi_value,
+    objects_len: u32,
+    ok: bool,
+}
+
+impl Out<'_> {
+    /// # Safety
+    /// As `deliver`.
+    unsafe fn new(env: sys::napi_env, count: usize, slab_len: usize) -> Option<Self> {
+        let mut meta_buffer = ptr::null_mut();
+        let mut meta_data = ptr::null_mut();
+        let mut meta_value = ptr::null_mut();
+        let mut slab_value = ptr::null_mut();
+        let mut slab_data = ptr::null_mut();
+        let mut objects = ptr::null_mut();
+        let records = count * STRIDE;
+        // SAFETY: live env on its thread; each call's outputs are checked
+        // before use.
+        let ok = unsafe {
+            sys::napi_create_arraybuffer(env, records * 8, &mut meta_data, &mut meta_buffer)
+                == sys::Status::napi_ok
+                && sys::napi_create_typedarray(
+                    env,
+                    sys::TypedarrayType::float64_array,
+                    records,
+                    meta_buffer,
+                    0,
+                    &mut meta_value,
+                ) == sys::Status::napi_ok
+                && sys::napi_create_buffer(env, slab_len, &mut slab_data, &mut slab_value)
+                    == sys::Status::napi_ok
+                && sys::napi_create_array(env, &mut objects) == sys::Status::napi_ok
+        };
+        if !ok || (records > 0 && meta_data.is_null()) || (slab_len > 0 && slab_data.is_null()) {
+            return None;
+        }
+        // SAFETY: V8 allocated `records * 8` bytes for the ArrayBuffer,
+        // 8-aligned (ArrayBuffer storage is aligned for any typed array),
+        // and `slab_len` bytes for the Buffer; both stay alive while their
+        // values are reachable from this call's handle scope, which
+        // outlives `Out`; nothing else writes them meanwhile.
+        let (meta, slab) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(meta_data.cast::<f64>(), records),
+                std::slice::from_raw_parts_mut(slab_data.cast::<u8>(), slab_len),
+            )
+        };
+        Some(Out {
+            env,
+            meta_value,
+            meta,
+            slab_value,
+            slab,
+            at: 0,
+            objects,
+            objects_len: 0,
+            ok: true,
+        })
+    }
+
+    /// Append `value` to `objects`; its index, as a record number.
+    fn object<T: ToNapiValue>(&mut self, value: T) -> f64 {
+        let index = self.objects_len;
+        // SAFETY: live env on its thread (ToNapiValue's contract).
+        let created = unsafe { T::to_napi_value(self.env, value) };
+        match created {
+            // SAFETY: live env; `objects` was created in this call.
+            Ok(v) => {
+                self.ok &= unsafe { sys::napi_set_element(self.env, self.objects, index, v) }
+                    == sys::Status::napi_ok
+            }
+            Err(_) => self.ok = false,
+        }
+        self.objects_len += 1;
+        f64::from(index)
+    }
+
+    /// A Buffer of its own holding a copy of `bytes`, in `objects`.
+    fn buffer(&mut self, bytes: &[u8]) -> f64 {
+        let mut buffer = ptr::null_mut();
+        // SAFETY: live env; `bytes` is valid for the call and copied.
+        let status = unsafe {
+            sys::napi_create_buffer_copy(
+                self.env,
+                bytes.len(),
+                bytes.as_ptr().cast(),
+                ptr::null_mut(),
+                &mut buffer,
+            )
+        };
+        if status != sys::Status::napi_ok {
+            self.ok = false;
+            return -1.0;
+        }
+        let index = self.objects_len;
+        // SAFETY: live env; `objects` was created in this call.
+        self.ok &= unsafe { sys::napi_set_element(self.env, self.objects, index, buffer) }
+            == sys::Status::napi_ok;
+        self.objects_len += 1;
+        f64::from(index)
+    }
+
+    /// Copy `bytes` into the slab; their range.
+    fn put(&mut self, bytes: &[u8]) -> (f64, f64) {
+        let start = self.at;
+        self.slab[start..start + bytes.len()].copy_from_slice(bytes);
+        self.at += bytes.len();
+        (start as f64, self.at as f64)
+    }
+
+    fn header_line(&mut self, name: &[u8], value: &[u8]) {
+        self.put(name);
+        self.put(b": ");
+        self.put(value);
+        self.put(b"\r\n");
+    }
+
+    /// An outcome's kind and the record's numbers after `[id, kind]`.
+    fn encode(&mut self, outcome: Outcome, scope: &Arc<Scope>) -> (Completion, [f64; STRIDE - 2]) {
+        let mut values = [-1.0; STRIDE - 2];
+        let kind = match outcome {
+            Outcome::Done => Completion::Done,
+            Outcome::Failed(error) => {
+                values[0] = self.object(error_info(&error));
+                Completion::Failed
+            }
+            Outcome::Connection(pooled) => {
+                values[0] = self.object(NativeConnection::new(pooled, scope));
+                Completion::Connection
+            }
+            Outcome::Bytes(Some(bytes)) => {
+                values[0] = self.buffer(&bytes);
+                Completion::Bytes
+            }
+            Outcome::Bytes(None) => Completion::Bytes,
+            Outcome::Response(response) => {
+                values = self.response(*response, scope);
+                Completion::Response
+            }
+            Outcome::End(trailers) => {
+                let start = self.at as f64;
+                for (name, value) in &trailers {
+                    self.header_line(name.as_bytes(), value.as_bytes());
+                }
+                (values[0], values[1]) = (start, self.at as f64);
+                Completion::End
+            }
+            Outcome::Closed { id, key, reason } => {
+                values[0] = id as f64;
+                (values[1], values[2]) = self.put(key.as_bytes());
+                (values[3], values[4]) = self.put(reason.as_bytes());
+                Completion::Closed
+            }
+        };
+        (kind, values)
+    }
+
+    /// Lay a response out: head (and trailers) then a small body in the
+    /// slab, the rest in `objects`.
+    fn response(&mut self, mut r: Response, scope: &Arc<Scope>) -> [f64; STRIDE - 2] {
+        let body = r.body.next_chunk_ready();
+        let complete = r.body.is_complete();
+        let h = &r.head;
+        let flags = u32::from(h.status)
+            | (u32::from(h.version == 1) << 10)
+            | (u32::from(r.reused) << 11)
+            | (u32::from(complete) << 12);
+        let head_start = self.at;
+        self.put(h.reason());
+        self.put(b"\r\n");
+        for (name, value) in h.headers() {
+            self.header_line(name, value);
+        }
+        if complete && !r.body.trailers().is_empty() {
+            self.put(b"\r\n");
+            for (name, value) in r.body.trailers() {
+                self.header_line(name.as_bytes(), value.as_bytes());
+            }
+        }
+        let head_end = self.at;
+        let (body_end, body_object) = if body.len() <= SLAB_BODY_LIMIT {
+            (self.put(&body).1, -1.0)
+        } else {
+            (-1.0, self.buffer(&body))
+        };
+        let rest = if complete {
+            -1.0
+        } else {
+            self.object(NativeBody::new(r.body, scope))
+        };
+        [
+            f64::from(flags),
+            r.connection_id as f64,
+            head_start as f64,
+            head_end as f64,
+            body_end,
+            body_object,
+            rest,
+        ]
+    }
+
+    /// # Safety
+    /// As `deliver`.
+    unsafe fn call(self, js_cb: sys::napi_value, count: usize) {
+        let env = self.env;
+        let mut undefined = ptr::null_mut();
+        let mut count_value = ptr::null_mut();
+        // SAFETY: live env on its thread; `js_cb` is the function given to
+        // `init_bridge`, kept alive by the threadsafe function.
+        unsafe {
+            sys::napi_get_undefined(env, &mut undefined);
+            sys::napi_create_uint32(env, count as u32, &mut count_value);
+            let args = [self.meta_value, self.slab_value, self.objects, count_value];
+            let status = sys::napi_call_function(
+                env,
+                undefined,
+                js_cb,
+                args.len(),
+                args.as_ptr(),
+                ptr::null_mut(),
+            );
+            if status == sys::Status::napi_pending_exception {
+                let mut exception = ptr::null_mut();
+                sys::napi_get_and_clear_last_exception(env, &mut exception);
+                sys::napi_fatal_exception(env, exception);
+            }
+        }
+    }
+}
