@@ -17,10 +17,13 @@ test('npm run bench still runs: a short round prints the table and writes JSON a
     ),
   )
   t.regex(stdout, /\| pconn request +\| [\d,]+/)
-  t.regex(stdout, /vs undici/)
+  t.regex(stdout, /vs undici dispatch/)
+  t.regex(stdout, /CPU µs\/req JS/)
   const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'))
   const contestants = new Set(results.rows.map((r) => r.contestant))
-  for (const name of ['pconn request', 'pconn raw', 'undici', 'node:http']) t.true(contestants.has(name), name)
+  for (const name of ['pconn request', 'pconn raw', 'undici request', 'undici dispatch', 'node:http']) t.true(contestants.has(name), name)
   t.true(results.rows.every((r) => r.rps.median > 0 && r.errors === 0))
+  // HTTPS ran against a self-signed certificate pinned with tls.ca.
+  t.true(results.rows.some((r) => r.scenario.startsWith('HTTPS') && r.contestant === 'pconn request' && r.rps.median > 0))
   t.regex(readFileSync(join(out, 'chart.svg'), 'utf8'), /^<svg/)
 })

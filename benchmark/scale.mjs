@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process'
 import http from 'node:http'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { ensureServerBinary } from './lib/server.mjs'
+import { ensureBenchServer } from './lib/servers.mjs'
 
 const argv = process.argv.slice(2)
 const option = (name, fallback) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : fallback)
@@ -91,7 +91,7 @@ function runChild(kind, ports) {
 
 async function main() {
   if (argv.includes('--child')) return child(option('--child'), option('--ports').split(',').map(Number))
-  const binary = ensureServerBinary((m) => process.stderr.write(m + '\n'))
+  const binary = ensureBenchServer((m) => process.stderr.write(m + '\n'))
   const server = spawn(binary, ['--threads', '1', '--listeners', String(hosts)], { stdio: ['ignore', 'pipe', 'inherit'] })
   const line = await new Promise((r) => createInterface({ input: server.stdout }).once('line', r))
   const ports = line.split(' ')[1].split(',').map(Number)

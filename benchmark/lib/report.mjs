@@ -3,20 +3,26 @@
 const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '–')
 
 /**
- * rows: [{ scenario, contestant, rps: { median, min, max }, p50, p99, wrk? }]
- * Prints one table per scenario with ratios to undici and node:http.
+ * rows: [{ scenario, contestant, rps: { median, min, max }, p50, p99, cpu: { js, other }, wrk? }]
+ * Prints one table per scenario: throughput with ratios to undici's
+ * `request` and `dispatch`, node:http and wrk, latency, and CPU µs per
+ * request (JavaScript thread, other threads, and the total relative to
+ * undici `dispatch`'s).
  */
 export function printTable(rows, print = console.log) {
   const scenarios = [...new Set(rows.map((r) => r.scenario))]
   for (const scenario of scenarios) {
     const group = rows.filter((r) => r.scenario === scenario)
-    const base = (name) => group.find((r) => r.contestant === name)?.rps.median
-    const undici = base('undici')
-    const node = base('node:http')
+    const find = (name) => group.find((r) => r.contestant === name)
+    const base = (name) => find(name)?.rps.median
+    const [request, dispatch, node] = [base('undici request'), base('undici dispatch'), base('node:http')]
+    const dispatchCpu = find('undici dispatch') && find('undici dispatch').cpu.js + find('undici dispatch').cpu.other
     const wrk = group.find((r) => r.wrk)?.wrk
     print(`\n${scenario}`)
-    const header = ['contestant', 'req/s (median)', 'min–max', 'p50 µs', 'p99 µs', 'vs undici', 'vs node:http']
+    const header = ['contestant', 'req/s (median)', 'min–max', 'p50 µs', 'p99 µs', 'vs undici request', 'vs undici dispatch', 'vs node:http']
     if (wrk) header.push('of wrk')
+    header.push('CPU µs/req JS', 'CPU µs/req other', 'CPU vs dispatch')
+    const ratio = (n, d) => (d ? `${fmt(n / d, 2)}x` : '')
     const table = group.map((r) => {
       const line = [
         r.contestant,
@@ -24,13 +30,15 @@ export function printTable(rows, print = console.log) {
         `${fmt(r.rps.min)}–${fmt(r.rps.max)}`,
         fmt(r.p50),
         fmt(r.p99),
-        undici ? `${fmt(r.rps.median / undici, 2)}x` : '',
-        node ? `${fmt(r.rps.median / node, 2)}x` : '',
+        ratio(r.rps.median, request),
+        ratio(r.rps.median, dispatch),
+        ratio(r.rps.median, node),
       ]
       if (wrk) line.push(`${fmt((100 * r.rps.median) / wrk)}%`)
+      line.push(fmt(r.cpu.js, 1), fmt(r.cpu.other, 1), ratio(r.cpu.js + r.cpu.other, dispatchCpu))
       return line
     })
-    if (wrk) table.push(['wrk (ceiling)', fmt(wrk), '', '', '', '', '', '100%'])
+    if (wrk) table.push(['wrk (ceiling)', fmt(wrk), '', '', '', '', '', '', '100%', '', '', ''])
     const widths = header.map((h, i) => Math.max(h.length, ...table.map((l) => String(l[i] ?? '').length)))
     const line = (cells) => '| ' + cells.map((c, i) => String(c ?? '').padEnd(widths[i])).join(' | ') + ' |'
     print(line(header))

@@ -71,7 +71,7 @@ pub(crate) struct Bridge {
 impl Bridge {
     /// Queue `outcome` for operation `id`; gives it back when the
     /// environment is gone (the caller drops it, outside any pool lock).
-    pub(crate) fn complete(&self, id: u32, outcome: Outcome) -> Result<(), Outcome> {
+    pub(crate) fn complete(self: &Arc<Self>, id: u32, outcome: Outcome) -> Result<(), Outcome> {
         let Some(mut queue) = self.open_queue() else {
             return Err(outcome);
         };
@@ -85,7 +85,7 @@ impl Bridge {
     /// a failure); gives it back when the environment is gone. Called under
     /// the pool lock, in grant order, so acquires see hand-overs in order.
     pub(crate) fn deliver(
-        &self,
+        self: &Arc<Self>,
         id: u32,
         grant: Grant<Connection>,
     ) -> Result<(), Grant<Connection>> {
@@ -109,11 +109,21 @@ impl Bridge {
         (!self.closed.load(Ordering::Acquire)).then_some(queue)
     }
 
-    /// Schedule one drain unless one is already due.
-    fn wake(&self) {
+    /// Schedule one drain unless one is already due. On an I/O thread the
+    /// wake-up waits until the thread is about to park, so that everything
+    /// completed in one busy period reaches JavaScript in one call.
+    fn wake(self: &Arc<Self>) {
         if self.scheduled.swap(true, Ordering::AcqRel) {
+            crate::runtime::flush_overdue();
             return;
         }
+        if crate::runtime::defer_wake(self) {
+            return;
+        }
+        self.wake_now();
+    }
+
+    pub(crate) fn wake_now(&self) {
         let tsfn = self.tsfn.read().unwrap_or_else(|p| p.into_inner());
         if let Some(tsfn) = tsfn.as_ref() {
             // SAFETY: the handle is alive while it is in `self.tsfn` (the

@@ -20,7 +20,7 @@ use crate::errors::panicked;
 use crate::runtime;
 
 pub(crate) struct Scope {
-    pub(crate) bridge: Bridge,
+    pub(crate) bridge: Arc<Bridge>,
     /// Fired when the environment is torn down: its operations stop, and
     /// what they held (connections, slots, waiters) goes back or closes.
     pub(crate) closing: Cancel,
@@ -34,6 +34,9 @@ impl Scope {
     where
         F: Future<Output = Outcome> + Send + 'static,
     {
+        // On the heap at once: a request's future is kilobytes, and every
+        // wrapper below would otherwise copy it again on this thread.
+        let work = Box::pin(work);
         let scope = self.clone();
         let on_panic = {
             let scope = self.clone();
@@ -88,7 +91,7 @@ impl Scope {
 /// when it loads the addon).
 pub(crate) fn install(env: &Env) -> napi::Result<()> {
     let scope = Arc::new(Scope {
-        bridge: Bridge::default(),
+        bridge: Arc::default(),
         closing: Cancel::new(),
     });
     let data = Box::into_raw(Box::new(scope.clone()));

@@ -77,17 +77,7 @@ fn trusted(trust: &Trust) -> Result<(RootCertStore, Vec<CertificateDer<'static>>
             }
             return Ok((roots, certs));
         }
-        Trust::Default => {
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            // Node adds these to its defaults; an unreadable file is reported
-            // by Node itself when it starts, so it is skipped here.
-            if let Some(path) = std::env::var_os("NODE_EXTRA_CA_CERTS") {
-                if let Ok(pem) = std::fs::read(path) {
-                    let extra = CertificateDer::pem_slice_iter(&pem).filter_map(|c| c.ok());
-                    roots.add_parsable_certificates(extra);
-                }
-            }
-        }
+        Trust::Default => return Ok((default_roots().clone(), Vec::new())),
         Trust::System => {
             let found = rustls_native_certs::load_native_certs();
             if found.certs.is_empty() {
@@ -103,6 +93,24 @@ fn trusted(trust: &Trust) -> Result<(RootCertStore, Vec<CertificateDer<'static>>
         }
     }
     Ok((roots, Vec::new()))
+}
+
+/// The Mozilla roots plus `NODE_EXTRA_CA_CERTS`, read once per process as
+/// Node reads it (an unreadable file is reported by Node itself when it
+/// starts, so it is skipped here).
+fn default_roots() -> &'static RootCertStore {
+    static ROOTS: std::sync::OnceLock<RootCertStore> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = std::env::var_os("NODE_EXTRA_CA_CERTS") {
+            if let Ok(pem) = std::fs::read(path) {
+                let extra = CertificateDer::pem_slice_iter(&pem).filter_map(|c| c.ok());
+                roots.add_parsable_certificates(extra);
+            }
+        }
+        roots
+    })
 }
 
 fn parse_pem_certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>> {

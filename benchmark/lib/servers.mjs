@@ -1,0 +1,118 @@
+// The loopback servers every contestant is measured against, in their own
+// processes: nginx when it is installed (one worker, real headers), else
+// the workspace's own Tokio server (src-rs/bench-server). Both answer
+// `GET /` with a small body and `GET /64k` with 64 KiB, over HTTP and HTTPS
+// with a self-signed certificate made the common way (`openssl req -x509`).
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { createInterface } from 'node:readline'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const benchServer = join(root, 'target', 'release', 'pconn-bench-server')
+const SMALL_BODY = 'hello, world\n' // 13 bytes, like the issue's nginx measurements
+
+export function hasNginx() {
+  return spawnSync('sh', ['-c', 'command -v nginx']).status === 0
+}
+
+/** The bench server binary, built if it is missing (a release build, once). */
+export function ensureBenchServer(log) {
+  if (!existsSync(benchServer)) {
+    log('building the bench server (cargo build --release -p pconn-bench-server)…')
+    execFileSync('cargo', ['build', '--release', '-p', 'pconn-bench-server'], { cwd: root, stdio: 'inherit' })
+  }
+  return benchServer
+}
+
+/** A self-signed certificate for 127.0.0.1, as `openssl req -x509` makes it (CA:TRUE). */
+function selfSigned(dir) {
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')],
+  { stdio: 'ignore' })
+  return readFileSync(join(dir, 'cert.pem'))
+}
+
+async function freePort() {
+  const server = net.createServer().listen(0, '127.0.0.1')
+  await new Promise((r) => server.once('listening', r))
+  const { port } = server.address()
+  await new Promise((r) => server.close(r))
+  return port
+}
+
+async function waitForPort(port, child) {
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`)
+    const ok = await new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => resolve(s.end() && true)).on('error', () => resolve(false))
+    })
+    if (ok) return
+    await new Promise((r) => setTimeout(r, 25))
+  }
+  throw new Error(`nothing listens on ${port}`)
+}
+
+async function startNginx(dir) {
+  mkdirSync(join(dir, 'html'))
+  writeFileSync(join(dir, 'html', 'index.txt'), SMALL_BODY)
+  writeFileSync(join(dir, 'html', '64k'), 'x'.repeat(64 * 1024))
+  const [http, https] = [await freePort(), await freePort()]
+  const config = readFileSync(join(root, 'benchmark', 'nginx', 'nginx.conf'), 'utf8')
+    .replaceAll('@DIR@', dir)
+    .replaceAll('@HTTP_PORT@', String(http))
+    .replaceAll('@HTTPS_PORT@', String(https))
+  writeFileSync(join(dir, 'nginx.conf'), config)
+  const child = spawn('nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: 'ignore' })
+  await waitForPort(http, child)
+  await waitForPort(https, child)
+  const version = spawnSync('nginx', ['-v'], { encoding: 'utf8' }).stderr.trim().replace('nginx version: ', '')
+  return { http, https, name: `${version} (1 worker)`, stop: () => child.kill() }
+}
+
+async function startBenchServer(dir, log) {
+  ensureBenchServer(log)
+  const one = async (tls) => {
+    const args = ['--threads', '1']
+    if (tls) args.push('--cert', join(dir, 'cert.pem'), '--key', join(dir, 'key.pem'))
+    const child = spawn(benchServer, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+    const port = await new Promise((resolve, reject) => {
+      child.once('exit', (code) => reject(new Error(`bench server exited with ${code}`)))
+      createInterface({ input: child.stdout }).once('line', (line) => resolve(Number(line.split(' ')[1])))
+    })
+    return { port, child }
+  }
+  const [plain, secure] = [await one(false), await one(true)]
+  return {
+    http: plain.port,
+    https: secure.port,
+    name: 'pconn-bench-server (Tokio, 1 thread, rustls)',
+    stop: () => {
+      plain.child.kill()
+      secure.child.kill()
+    },
+  }
+}
+
+/**
+ * Start the servers: `kind` is 'nginx', 'bench', or 'auto' (nginx when
+ * installed). Resolves with `{ http, https, name, ca, stop() }`.
+ */
+export async function startServers(kind, log) {
+  const useNginx = kind === 'nginx' || (kind === 'auto' && hasNginx())
+  if (kind === 'nginx' && !hasNginx()) throw new Error('--server nginx: nginx is not installed (apt-get install -y nginx)')
+  const dir = mkdtempSync(join(tmpdir(), 'pconn-bench-'))
+  const ca = selfSigned(dir)
+  const servers = useNginx ? await startNginx(dir) : await startBenchServer(dir, log)
+  return {
+    ...servers,
+    ca,
+    stop() {
+      servers.stop()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
