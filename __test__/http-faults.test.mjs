@@ -175,3 +175,21 @@ test('bad arguments reject (never throw) with ERR_INVALID_ARG_TYPE or ERR_INVALI
     await t.throwsAsync(pending, { code })
   }
 })
+
+test('an abort rejects with the signal’s reason: AbortError, TimeoutError, or your own error', async (t) => {
+  const server = await useServer(t, httpServer, () => {}) // never answers
+  const pool = usePool(t, Pool)
+  const ac = new AbortController()
+  setTimeout(() => ac.abort(), 20)
+  const plain = await t.throwsAsync(pool.request(server.url(), { signal: ac.signal }))
+  t.like(plain, { code: 'ABORT_ERR', name: 'AbortError' })
+  t.is(plain.cause, ac.signal.reason)
+  const timeout = await t.throwsAsync(pool.request(server.url(), { signal: AbortSignal.timeout(30) }))
+  t.like(timeout, { code: 'ABORT_ERR', name: 'TimeoutError' })
+  t.is(timeout.cause.name, 'TimeoutError')
+  const mine = new Error('shutting down')
+  const custom = new AbortController()
+  setTimeout(() => custom.abort(mine), 20)
+  t.is(await t.throwsAsync(pool.request(server.url(), { signal: custom.signal })), mine)
+  t.is(await t.throwsAsync(pool.request(server.url(), { signal: AbortSignal.abort(mine) })), mine)
+})

@@ -1,4 +1,6 @@
 import test from 'ava'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import { Pool, PconnError } from '../dist/index.js'
 import { closedPort, silentServer, tcpEchoServer, useServer, usePool } from './helpers/servers.mjs'
 
@@ -153,4 +155,22 @@ test('a Rust panic inside native code rejects the Promise and leaves the pool us
   await conn.write('after panic')
   t.is(String(await conn.read()), 'after panic')
   pool.release(conn)
+})
+
+test('running out of file descriptors is EMFILE, not EIO (ulimit -n 64 in a child process)', async (t) => {
+  const server = await useServer(t, tcpEchoServer)
+  const script = `
+    const { Pool } = require(${JSON.stringify(new URL('../dist/index.js', import.meta.url).pathname)})
+    const pool = new Pool()
+    const held = []
+    ;(async () => {
+      for (let i = 0; i < 1000; i++) {
+        try { held.push(await pool.acquire('tcp://127.0.0.1:${server.port}')) }
+        catch (e) { console.log(e.code); process.exit(0) }
+      }
+      console.log('no error')
+    })()
+  `
+  const { stdout } = await promisify(execFile)('sh', ['-c', `ulimit -n 64 && exec "${process.execPath}" -e "$0"`, script], { timeout: 20_000 })
+  t.is(stdout.trim(), 'EMFILE')
 })

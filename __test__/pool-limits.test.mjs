@@ -156,3 +156,18 @@ test('Symbol.asyncDispose shuts the pool down', async (t) => {
   t.true(pool.closed)
   await t.throwsAsync(pool.acquire(`tcp://127.0.0.1:${server.port}`), { code: 'PCONN_POOL_CLOSED' })
 })
+
+test('an aborted acquire rejects with the signal’s reason (TimeoutError for AbortSignal.timeout)', async (t) => {
+  const server = await useServer(t, tcpEchoServer)
+  const pool = usePool(t, Pool, { maxConnectionsPerHost: 1 })
+  const url = `tcp://127.0.0.1:${server.port}`
+  const held = await pool.acquire(url)
+  const timeout = await t.throwsAsync(pool.acquire(url, { signal: AbortSignal.timeout(30) }))
+  t.like(timeout, { code: 'ABORT_ERR', name: 'TimeoutError' })
+  const mine = new Error('no longer needed')
+  const ac = new AbortController()
+  setTimeout(() => ac.abort(mine), 20)
+  t.is(await t.throwsAsync(pool.acquire(url, { signal: ac.signal })), mine)
+  t.is(pool.stats().pending, 0)
+  pool.release(held)
+})

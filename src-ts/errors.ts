@@ -28,6 +28,7 @@ export type TlsFailureReason =
   | 'protocol'
   | 'bad-certificate'
   | 'config'
+  | 'certificate-required'
 
 /** An error from the pool, a connection or the network. */
 export class PconnError extends Error {
@@ -36,8 +37,8 @@ export class PconnError extends Error {
   /** For `PCONN_TLS`: why the handshake failed. */
   readonly reason?: TlsFailureReason
 
-  constructor(code: string, message: string, reason?: TlsFailureReason) {
-    super(message)
+  constructor(code: string, message: string, reason?: TlsFailureReason, options?: ErrorOptions) {
+    super(message, options)
     this.code = code
     if (reason !== undefined) this.reason = reason
     this.name = code === 'ABORT_ERR' ? 'AbortError' : 'PconnError'
@@ -57,8 +58,22 @@ export function invalidArgValue(name: string, why: string, actual?: unknown): Ra
   return Object.assign(err, { code: 'ERR_INVALID_ARG_VALUE' as const })
 }
 
-export function abortError(): PconnError {
-  return new PconnError('ABORT_ERR', 'The operation was aborted')
+/**
+ * What an aborted operation rejects with, from its signal's reason (as
+ * fetch and undici do): `ac.abort()` gives an `ABORT_ERR` named
+ * `AbortError`, `AbortSignal.timeout()` one named `TimeoutError` (the
+ * signal's DOMException is the `cause` of both); a reason of your own is
+ * rejected as it is (or as the `cause` of an `ABORT_ERR` if it is not an
+ * Error).
+ */
+export function abortError(signal?: AbortSignal): Error {
+  const reason: unknown = signal?.reason
+  if (reason instanceof Error && !(reason instanceof DOMException)) return reason
+  const err = new PconnError('ABORT_ERR', reason instanceof DOMException ? reason.message : 'The operation was aborted', undefined, {
+    cause: reason,
+  })
+  if (reason instanceof DOMException && reason.name === 'TimeoutError') err.name = 'TimeoutError'
+  return err
 }
 
 function describe(value: unknown): string {

@@ -165,6 +165,29 @@ export function completionOf<T>(id: number): Promise<T> {
 }
 
 /**
+ * Like `completionOf`, mapping the outcome on the way: the Promise resolves
+ * with `onValue(value)` or rejects with `onError(error)` (one Promise, no
+ * `.then` chain; a throw from `onValue` rejects it).
+ */
+export function completionMapped<T>(id: number, onValue: (value: unknown) => T, onError: (error: Error) => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    pending.set(id, {
+      resolve(value) {
+        try {
+          resolve(onValue(value))
+        } catch (err) {
+          reject(err)
+        }
+      },
+      reject(error) {
+        reject(onError(error))
+      },
+    })
+    if (pending.size === 1) keepAlive.ref()
+  })
+}
+
+/**
  * Start a native operation and wait for its completion. `start` receives
  * the id to report under; if it throws, the Promise rejects and nothing is
  * left pending.

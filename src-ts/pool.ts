@@ -94,7 +94,7 @@ export class Pool {
       return Promise.reject(err)
     }
     const { signal, timeoutMs } = checked
-    if (signal?.aborted) return Promise.reject(abortError())
+    if (signal?.aborted) return Promise.reject(abortError(signal))
     const cancel = signal === undefined ? undefined : new native.NativeCancel()
     const id = nextOperationId()
     let ready: NativeConnection | null
@@ -116,10 +116,15 @@ export class Pool {
     const onAbort = () => cancel?.cancel()
     signal?.addEventListener('abort', onAbort, { once: true })
     try {
-      const conn = await completionOf<NativeConnection>(id)
+      let conn: NativeConnection
+      try {
+        conn = await completionOf<NativeConnection>(id)
+      } catch (err) {
+        throw (err as { code?: unknown }).code === 'ABORT_ERR' && signal?.aborted ? abortError(signal) : err
+      }
       if (signal?.aborted) {
         this.native.release(conn, true)
-        throw abortError()
+        throw abortError(signal)
       }
       return this.#lend(conn, site)
     } finally {

@@ -2,7 +2,7 @@
 import { Readable } from 'node:stream'
 import { connectChannel, reuseChannel } from '../diagnostics.js'
 import { abortError, fromNative, invalidArgType, invalidArgValue } from '../errors.js'
-import { completionOf, inFlight, native, nextOperationId, run, type NativeUpload, type ResponseParts } from '../native.js'
+import { completionMapped, inFlight, native, nextOperationId, run, type NativeUpload, type ResponseParts } from '../native.js'
 import { checkNumber } from '../options.js'
 import type { Pool } from '../pool.js'
 import { flattenHeaders, type OutgoingHeaders } from './headers.js'
@@ -112,7 +112,7 @@ function startRequest(pool: Pool, url: string | URL, options: RequestOptions): P
     }
     bytes = toBuffer(body)
   }
-  if (signal?.aborted) return Promise.reject(abortError())
+  if (signal?.aborted) return Promise.reject(abortError(signal))
   const cancel = signal === undefined && !streamed ? undefined : new native.NativeCancel()
   const id = nextOperationId()
   let upload: NativeUpload | null
@@ -135,8 +135,10 @@ function startRequest(pool: Pool, url: string | URL, options: RequestOptions): P
       cancel?.cancel()
     })
   }
-  return completionOf<ResponseParts>(id).then(
-    (res) => {
+  return completionMapped(
+    id,
+    (value) => {
+      const res = value as ResponseParts
       signal?.removeEventListener('abort', onAbort)
       const response = new Response(res)
       if (connectChannel.hasSubscribers || reuseChannel.hasSubscribers) {
@@ -145,15 +147,16 @@ function startRequest(pool: Pool, url: string | URL, options: RequestOptions): P
       }
       if (signal !== undefined && res.stream !== undefined) {
         // The signal still covers the body: abort destroys it (and closes the connection).
-        const abortBody = () => response.body.destroy(abortError())
+        const abortBody = () => response.body.destroy(abortError(signal))
         signal.addEventListener('abort', abortBody, { once: true })
         response.body.once('close', () => signal.removeEventListener('abort', abortBody))
       }
       return response
     },
-    (err: Error) => {
+    (err) => {
       signal?.removeEventListener('abort', onAbort)
-      throw uploadError instanceof Error ? uploadError : err
+      if (uploadError instanceof Error) return uploadError
+      return (err as { code?: unknown }).code === 'ABORT_ERR' && signal?.aborted ? abortError(signal) : err
     },
   )
 }

@@ -14,8 +14,11 @@ pub enum TlsReason {
     Expired,
     /// No common protocol version or cipher suite, or the peer spoke garbage.
     Protocol,
-    /// Any other certificate problem (bad signature, revoked, malformed).
+    /// Any other certificate problem (bad signature, revoked, malformed),
+    /// ours included: the server refused our client certificate.
     BadCertificate,
+    /// The server requires a client certificate and we sent none.
+    CertificateRequired,
     /// The configured CA, certificate or key could not be used.
     Config,
 }
@@ -28,6 +31,7 @@ impl TlsReason {
             TlsReason::Expired => "expired",
             TlsReason::Protocol => "protocol",
             TlsReason::BadCertificate => "bad-certificate",
+            TlsReason::CertificateRequired => "certificate-required",
             TlsReason::Config => "config",
         }
     }
@@ -121,6 +125,9 @@ impl Error {
 /// Map an I/O error to the errno name Node users know.
 fn io_code(e: &io::Error) -> &'static str {
     use io::ErrorKind::*;
+    if let Some(name) = e.raw_os_error().and_then(errno_name) {
+        return name;
+    }
     match e.kind() {
         ConnectionRefused => "ECONNREFUSED",
         ConnectionReset => "ECONNRESET",
@@ -133,6 +140,33 @@ fn io_code(e: &io::Error) -> &'static str {
         UnexpectedEof => "PCONN_SOCKET_CLOSED",
         _ => "EIO",
     }
+}
+
+/// Names for OS errors that have no `ErrorKind` of their own.
+fn errno_name(errno: i32) -> Option<&'static str> {
+    #[cfg(unix)]
+    let name = match errno {
+        libc::EMFILE => "EMFILE",
+        libc::ENFILE => "ENFILE",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::EHOSTDOWN => "EHOSTDOWN",
+        libc::ENETDOWN => "ENETDOWN",
+        _ => return None,
+    };
+    #[cfg(windows)]
+    let name = match errno {
+        10024 => "EMFILE",  // WSAEMFILE
+        10055 => "ENOBUFS", // WSAENOBUFS
+        10050 => "ENETDOWN",
+        10064 => "EHOSTDOWN",
+        _ => return None,
+    };
+    #[cfg(not(any(unix, windows)))]
+    let name = {
+        let _ = errno;
+        return None;
+    };
+    Some(name)
 }
 
 impl fmt::Display for Error {
@@ -161,7 +195,7 @@ impl std::error::Error for Error {}
 
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
-        Error::Io(e)
+        crate::connector::tls_failure(&e).unwrap_or(Error::Io(e))
     }
 }
 

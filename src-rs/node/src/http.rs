@@ -181,7 +181,11 @@ impl NativePool {
         let key = key.key.clone();
         self.scope
             .spawn(id, async move {
-                match http1::send_prepared(&pool, &key, prepared, first, &opts).await {
+                // Built here, on the I/O thread: the exchange's future is
+                // kilobytes; the task spawned from JavaScript only holds its
+                // arguments.
+                let exchange = Box::pin(http1::send_prepared(&pool, &key, prepared, first, &opts));
+                match exchange.await {
                     Ok(response) => Outcome::Response(Box::new(response)),
                     Err(error) => Outcome::Failed(error),
                 }

@@ -1,113 +1,253 @@
-//! Name resolution with a short cache and coalescing of concurrent lookups.
+//! Name resolution: the system resolver (getaddrinfo, on Tokio's blocking
+//! pool, as Node runs it on libuv's), its errors classified by their EAI
+//! kind; concurrent lookups of one name share one lookup; answers are kept
+//! `dnsCacheMs`, and the cache is pruned as it grows.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 
-type Lookup = std::result::Result<Arc<[IpAddr]>, &'static str>;
+/// A lookup's answer: addresses, or the errno-like name Node gives the failure.
+type Answer = std::result::Result<Arc<[IpAddr]>, &'static str>;
+
+/// How names are looked up (the system resolver, or a fake in tests).
+pub(crate) type LookupFn =
+    Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Answer> + Send>> + Send + Sync>;
+
+/// Most names kept; past it, expired answers go, then the oldest.
+const CACHE_LIMIT: usize = 1024;
 
 enum Entry {
     Resolved {
         addrs: Arc<[IpAddr]>,
         expires: Instant,
     },
-    /// A lookup is running; later callers wait for its answer.
-    InFlight(broadcast::Sender<Lookup>),
+    /// A lookup is running; followers wait on it. `lead` tells apart two
+    /// lookups of the same name, one after the other.
+    InFlight {
+        done: watch::Receiver<Option<Answer>>,
+        lead: u64,
+    },
 }
 
-/// Resolves host names; one lookup per host at a time, answers kept `ttl`.
+/// Resolves host names; one lookup per name at a time, answers kept `ttl`.
 pub(crate) struct Resolver {
     ttl: Duration,
-    entries: Mutex<HashMap<String, Entry>>,
+    lookup: LookupFn,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<String, Entry>,
+    next_lead: u64,
+}
+
+enum Role {
+    Lead(watch::Sender<Option<Answer>>, u64),
+    Follow(watch::Receiver<Option<Answer>>),
 }
 
 impl Resolver {
     pub(crate) fn new(ttl: Duration) -> Resolver {
+        Resolver::with_lookup(ttl, Arc::new(|host| Box::pin(system_lookup(host))))
+    }
+
+    pub(crate) fn with_lookup(ttl: Duration, lookup: LookupFn) -> Resolver {
         Resolver {
             ttl,
-            entries: Mutex::new(HashMap::new()),
+            lookup,
+            state: Mutex::new(State::default()),
         }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) async fn resolve(&self, host: &str) -> Result<Arc<[IpAddr]>> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(Arc::from([ip]));
         }
-        let mut follower = None;
-        {
-            let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            match entries.get(host) {
-                Some(Entry::Resolved { addrs, expires }) if *expires > Instant::now() => {
-                    return Ok(addrs.clone())
+        loop {
+            let role = {
+                let mut st = self.state();
+                match st.entries.get(host) {
+                    Some(Entry::Resolved { addrs, expires }) if *expires > Instant::now() => {
+                        return Ok(addrs.clone())
+                    }
+                    Some(Entry::InFlight { done, .. }) => Role::Follow(done.clone()),
+                    _ => {
+                        let (tx, rx) = watch::channel(None);
+                        let lead = st.next_lead;
+                        st.next_lead += 1;
+                        st.entries
+                            .insert(host.to_string(), Entry::InFlight { done: rx, lead });
+                        Role::Lead(tx, lead)
+                    }
                 }
-                Some(Entry::InFlight(tx)) => follower = Some(tx.subscribe()),
-                _ => {
-                    entries.insert(host.to_string(), Entry::InFlight(broadcast::channel(1).0));
+            };
+            let answer = match role {
+                Role::Lead(done, lead) => self.lead(host, done, lead).await,
+                Role::Follow(mut done) => match done.wait_for(Option::is_some).await {
+                    Ok(answer) => answer.clone().unwrap_or(Err("EAI_AGAIN")),
+                    // The leading lookup was cancelled: look again.
+                    Err(_) => continue,
+                },
+            };
+            return answer.map_err(|code| Error::Dns {
+                host: host.to_string(),
+                code,
+            });
+        }
+    }
+
+    async fn lead(&self, host: &str, done: watch::Sender<Option<Answer>>, lead: u64) -> Answer {
+        // Cancelled mid-lookup: the entry goes and `done` drops with it, so
+        // followers look again instead of waiting forever.
+        struct Abandon<'a> {
+            resolver: &'a Resolver,
+            host: &'a str,
+            lead: u64,
+            armed: bool,
+        }
+        impl Drop for Abandon<'_> {
+            fn drop(&mut self) {
+                if self.armed {
+                    self.resolver.forget(self.host, self.lead);
                 }
             }
         }
-        let answer = match follower {
-            Some(mut rx) => rx.recv().await.unwrap_or(Err("EAI_AGAIN")),
-            None => self.lead_lookup(host).await,
+        let mut abandon = Abandon {
+            resolver: self,
+            host,
+            lead,
+            armed: true,
         };
-        answer.map_err(|code| Error::Dns {
-            host: host.to_string(),
-            code,
-        })
-    }
-
-    async fn lead_lookup(&self, host: &str) -> Lookup {
-        // If this future is dropped mid-lookup, the guard clears the in-flight
-        // entry so followers retry instead of waiting forever.
-        struct Clear<'a>(&'a Resolver, &'a str, bool);
-        impl Drop for Clear<'_> {
-            fn drop(&mut self) {
-                if !self.2 {
-                    if let Ok(mut entries) = self.0.entries.lock() {
-                        entries.remove(self.1);
+        let answer = (self.lookup)(host.to_string()).await;
+        abandon.armed = false;
+        {
+            let mut st = self.state();
+            match (&answer, self.ttl.is_zero()) {
+                (Ok(addrs), false) => {
+                    let expires = Instant::now() + self.ttl;
+                    st.entries.insert(
+                        host.to_string(),
+                        Entry::Resolved {
+                            addrs: addrs.clone(),
+                            expires,
+                        },
+                    );
+                    prune(&mut st.entries);
+                }
+                _ => {
+                    if matches!(st.entries.get(host), Some(Entry::InFlight { lead: l, .. }) if *l == lead)
+                    {
+                        st.entries.remove(host);
                     }
                 }
             }
         }
-        let mut guard = Clear(self, host, false);
-        let answer: Lookup = match tokio::net::lookup_host((host, 0)).await {
-            Ok(addrs) => {
-                let ips: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
-                if ips.is_empty() {
-                    Err("ENOTFOUND")
-                } else {
-                    Ok(Arc::from(ips))
+        done.send_replace(Some(answer.clone()));
+        answer
+    }
+
+    fn forget(&self, host: &str, lead: u64) {
+        let mut st = self.state();
+        if matches!(st.entries.get(host), Some(Entry::InFlight { lead: l, .. }) if *l == lead) {
+            st.entries.remove(host);
+        }
+    }
+
+    #[cfg(test)]
+    fn cached(&self) -> usize {
+        self.state().entries.len()
+    }
+}
+
+/// Keep the cache under `CACHE_LIMIT`: expired answers first, then the
+/// answers that expire soonest, down to three quarters of the limit (so the
+/// work is amortised over many inserts).
+fn prune(entries: &mut HashMap<String, Entry>) {
+    if entries.len() <= CACHE_LIMIT {
+        return;
+    }
+    let now = Instant::now();
+    entries.retain(|_, e| !matches!(e, Entry::Resolved { expires, .. } if *expires <= now));
+    let keep = CACHE_LIMIT * 3 / 4;
+    if entries.len() <= keep {
+        return;
+    }
+    let mut expiries: Vec<Instant> = entries
+        .values()
+        .filter_map(|e| match e {
+            Entry::Resolved { expires, .. } => Some(*expires),
+            Entry::InFlight { .. } => None,
+        })
+        .collect();
+    let drop_count = entries.len() - keep;
+    if drop_count >= expiries.len() {
+        entries.retain(|_, e| matches!(e, Entry::InFlight { .. }));
+        return;
+    }
+    let (_, cut, _) = expiries.select_nth_unstable(drop_count);
+    let cut = *cut;
+    entries.retain(|_, e| !matches!(e, Entry::Resolved { expires, .. } if *expires <= cut));
+}
+
+/// getaddrinfo on the blocking pool.
+async fn system_lookup(host: String) -> Answer {
+    let found = tokio::task::spawn_blocking(move || {
+        let hints = dns_lookup::AddrInfoHints {
+            socktype: dns_lookup::SockType::Stream.into(),
+            ..dns_lookup::AddrInfoHints::default()
+        };
+        dns_lookup::getaddrinfo(Some(&host), None, Some(hints)).map(|infos| {
+            let mut ips: Vec<IpAddr> = Vec::new();
+            for ip in infos.filter_map(|i| i.ok()).map(|i| i.sockaddr.ip()) {
+                if !ips.contains(&ip) {
+                    ips.push(ip);
                 }
             }
-            Err(e) if e.to_string().contains("emporary") => Err("EAI_AGAIN"),
-            Err(_) => Err("ENOTFOUND"),
-        };
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let waiting = match (&answer, self.ttl.is_zero()) {
-            (Ok(addrs), false) => entries.insert(
-                host.to_string(),
-                Entry::Resolved {
-                    addrs: addrs.clone(),
-                    expires: Instant::now() + self.ttl,
-                },
-            ),
-            _ => entries.remove(host),
-        };
-        guard.2 = true;
-        if let Some(Entry::InFlight(tx)) = waiting {
-            let _ = tx.send(answer.clone());
-        }
-        answer
+            ips
+        })
+    })
+    .await;
+    match found {
+        Ok(Ok(ips)) if ips.is_empty() => Err("ENOTFOUND"),
+        Ok(Ok(ips)) => Ok(Arc::from(ips)),
+        Ok(Err(e)) => Err(lookup_code(e.kind())),
+        Err(_) => Err("EAI_AGAIN"), // the blocking pool shut down
+    }
+}
+
+/// Node's name for a getaddrinfo failure (`dns.lookup` errors).
+fn lookup_code(kind: dns_lookup::LookupErrorKind) -> &'static str {
+    use dns_lookup::LookupErrorKind::*;
+    match kind {
+        Again => "EAI_AGAIN",
+        NoName | NoData => "ENOTFOUND",
+        Fail => "EAI_FAIL",
+        Memory => "EAI_MEMORY",
+        Family => "EAI_FAMILY",
+        _ => "EAI_SYSTEM",
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::sync::Notify;
+
     use super::*;
 
     #[tokio::test]
@@ -122,13 +262,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn concurrent_lookups_share_one_answer() {
-        let r = Arc::new(Resolver::new(Duration::ZERO));
-        let (a, b) = tokio::join!(r.resolve("localhost"), r.resolve("localhost"));
-        assert_eq!(a.unwrap(), b.unwrap());
-    }
-
-    #[tokio::test]
     async fn unknown_names_are_enotfound() {
         let r = Resolver::new(Duration::ZERO);
         let err = r.resolve("no-such-host.invalid").await.unwrap_err();
@@ -137,5 +270,101 @@ mod tests {
             "{}",
             err.code()
         );
+    }
+
+    #[test]
+    fn failures_are_classified_by_kind() {
+        use dns_lookup::LookupErrorKind::*;
+        assert_eq!(lookup_code(NoName), "ENOTFOUND");
+        assert_eq!(lookup_code(NoData), "ENOTFOUND");
+        assert_eq!(lookup_code(Again), "EAI_AGAIN");
+        assert_eq!(lookup_code(Fail), "EAI_FAIL");
+    }
+
+    /// A lookup that counts its calls and answers when `gate` is notified.
+    fn gated(calls: Arc<AtomicUsize>, gate: Arc<Notify>) -> LookupFn {
+        Arc::new(move |_host| {
+            let (calls, gate) = (calls.clone(), gate.clone());
+            Box::pin(async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                gate.notified().await;
+                Ok(Arc::from(["10.0.0.1".parse::<IpAddr>().unwrap()]))
+            })
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_lookups_share_one() {
+        let (calls, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()));
+        let r = Resolver::with_lookup(Duration::ZERO, gated(calls.clone(), gate.clone()));
+        let opener = async {
+            tokio::task::yield_now().await;
+            gate.notify_waiters();
+        };
+        let (a, b, ()) = tokio::join!(r.resolve("db"), r.resolve("db"), opener);
+        assert_eq!(a.unwrap(), b.unwrap());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn followers_of_a_cancelled_lookup_look_again() {
+        let (calls, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()));
+        let r = Arc::new(Resolver::with_lookup(
+            Duration::ZERO,
+            gated(calls.clone(), gate.clone()),
+        ));
+        let leader = tokio::spawn({
+            let r = r.clone();
+            async move { r.resolve("db").await.map(|_| ()) }
+        });
+        tokio::task::yield_now().await;
+        let follower = tokio::spawn({
+            let r = r.clone();
+            async move { r.resolve("db").await }
+        });
+        tokio::task::yield_now().await;
+        leader.abort();
+        let _ = leader.await;
+        // The follower leads a new lookup; let it answer.
+        while calls.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        gate.notify_waiters();
+        assert!(
+            follower.await.unwrap().is_ok(),
+            "the follower got an answer, not EAI_AGAIN"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_expire_and_the_cache_stays_bounded() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counting: LookupFn = {
+            let calls = calls.clone();
+            Arc::new(move |_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async { Ok(Arc::from(["10.0.0.1".parse::<IpAddr>().unwrap()])) })
+            })
+        };
+        let r = Resolver::with_lookup(Duration::from_secs(1), counting);
+        r.resolve("a").await.unwrap();
+        r.resolve("a").await.unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "the second answer came from the cache"
+        );
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        r.resolve("a").await.unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "an expired answer is looked up again"
+        );
+        for i in 0..(CACHE_LIMIT * 3) {
+            r.resolve(&format!("host-{i}")).await.unwrap();
+        }
+        assert!(r.cached() <= CACHE_LIMIT, "{} names cached", r.cached());
     }
 }

@@ -9,6 +9,8 @@ mod dns;
 mod happy_eyeballs;
 mod tls;
 
+pub(crate) use tls::tls_failure;
+
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};

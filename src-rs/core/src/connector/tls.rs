@@ -9,8 +9,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore,
-    SignatureScheme,
+    AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, OtherError,
+    RootCertStore, SignatureScheme,
 };
 
 use crate::config::{TlsOptions, Trust};
@@ -134,18 +134,23 @@ pub(crate) fn server_name(name: &str) -> Result<ServerName<'static>> {
 /// Turn a failed handshake into PCONN_TLS with a reason, keeping plain
 /// socket errors (resets, refusals) as the errno errors they are.
 pub(crate) fn handshake_error(e: io::Error) -> Error {
-    let rustls_error = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    let Some(err) = rustls_error else {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            return Error::Tls {
-                reason: TlsReason::Protocol,
-                detail: "the peer closed during the handshake".into(),
-            };
-        }
-        return Error::Io(e);
-    };
+    if let Some(tls) = tls_failure(&e) {
+        return tls;
+    }
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        return Error::Tls {
+            reason: TlsReason::Protocol,
+            detail: "the peer closed during the handshake".into(),
+        };
+    }
+    Error::Io(e)
+}
+
+/// The TLS failure inside an I/O error, if it is one: during the handshake,
+/// or after it (a TLS 1.3 server rejects a client certificate with an alert
+/// that arrives with the first read).
+pub(crate) fn tls_failure(e: &io::Error) -> Option<Error> {
+    let err = e.get_ref()?.downcast_ref::<rustls::Error>()?;
     let reason = match err {
         rustls::Error::InvalidCertificate(cert) => match cert {
             CertificateError::UnknownIssuer => TlsReason::UnknownIssuer,
@@ -162,12 +167,25 @@ pub(crate) fn handshake_error(e: io::Error) -> Error {
             | CertificateError::NotValidYetContext { .. } => TlsReason::Expired,
             _ => TlsReason::BadCertificate,
         },
+        // The server's verdict on our certificate.
+        rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => {
+            TlsReason::CertificateRequired
+        }
+        rustls::Error::AlertReceived(
+            AlertDescription::BadCertificate
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::CertificateRevoked
+            | AlertDescription::CertificateExpired
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::UnknownCA
+            | AlertDescription::AccessDenied,
+        ) => TlsReason::BadCertificate,
         _ => TlsReason::Protocol,
     };
-    Error::Tls {
+    Some(Error::Tls {
         reason,
         detail: err.to_string(),
-    }
+    })
 }
 
 /// The usual verification (webpki against the roots), except that a server
