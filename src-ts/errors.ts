@@ -1,3 +1,5 @@
+import type { NativeErrorInfo } from './native.js'
+
 /**
  * Errors thrown or rejected by pconn. Every error has a string `code`:
  * the contract's `PCONN_*` codes, Node's `ERR_INVALID_ARG_*`, errno names
@@ -30,17 +32,40 @@ export type TlsFailureReason =
   | 'config'
   | 'certificate-required'
 
-/** An error from the pool, a connection or the network. */
-export class PconnError extends Error {
+/** Where a failure happened: the peer an operation was for. */
+export interface PeerDetails {
+  /** For `PCONN_TLS`: why the handshake failed. */
+  reason?: TlsFailureReason
+  /** The host of the key the operation was for. */
+  host?: string
+  /** Its port. */
+  port?: number
+  /** The IP address the failure happened at (a connect attempt). */
+  address?: string
+}
+
+/**
+ * An error from the pool, a connection or the network. Errors of a
+ * connection attempt or a request name their key in the message
+ * (`... (https://api.example.com:443)`), carry `host`, `port` and, for a
+ * connect, `address`, and keep the underlying error's message as `cause`.
+ */
+export class PconnError extends Error implements PeerDetails {
   /** Stable code to switch on: a {@link PconnErrorCode} or an errno name. */
   readonly code: PconnErrorCode | (string & {})
-  /** For `PCONN_TLS`: why the handshake failed. */
   readonly reason?: TlsFailureReason
+  readonly host?: string
+  readonly port?: number
+  readonly address?: string
 
-  constructor(code: string, message: string, reason?: TlsFailureReason, options?: ErrorOptions) {
+  constructor(code: string, message: string, details?: PeerDetails, options?: ErrorOptions) {
     super(message, options)
     this.code = code
-    if (reason !== undefined) this.reason = reason
+    if (details !== undefined) {
+      for (const name of ['reason', 'host', 'port', 'address'] as const) {
+        if (details[name] !== undefined) Object.defineProperty(this, name, { value: details[name], enumerable: true })
+      }
+    }
     this.name = code === 'ABORT_ERR' ? 'AbortError' : 'PconnError'
   }
 }
@@ -83,13 +108,6 @@ function describe(value: unknown): string {
   return `type ${typeof value} (${String(value)})`
 }
 
-/** The shape the native layer reports errors in. */
-export interface NativeErrorInfo {
-  code: string
-  message: string
-  reason?: string | null
-}
-
 /** Turn an error thrown by the native layer (its `code` is the contract's) into the error users see. */
 export function fromNative(err: unknown): Error {
   if (!(err instanceof Error)) return new PconnError('EIO', String(err))
@@ -97,10 +115,30 @@ export function fromNative(err: unknown): Error {
   return typeof code === 'string' ? fromInfo({ code, message: err.message }) : err
 }
 
+/**
+ * Give a pconn error the caller's frames. It was created in the callback
+ * that delivered it, whose stack says nothing about who asked; captured
+ * again inside an async function of the API, it shows the awaiting
+ * callers (V8's async stack traces). Other errors (an abort reason of
+ * yours, a failing body source's) are left as they are.
+ */
+export function withCallerStack(err: unknown): unknown {
+  if (err instanceof PconnError) Error.captureStackTrace(err)
+  return err
+}
+
+/** The error a native failure report becomes. */
 export function fromInfo(info: NativeErrorInfo): Error {
   if (info.code === 'ERR_INVALID_ARG_VALUE') {
     return Object.assign(new RangeError(info.message), { code: info.code })
   }
   if (info.code === 'ABORT_ERR') return abortError()
-  return new PconnError(info.code, info.message, (info.reason || undefined) as TlsFailureReason | undefined)
+  const details: PeerDetails = {
+    reason: (info.reason ?? undefined) as TlsFailureReason | undefined,
+    host: info.host ?? undefined,
+    port: info.port ?? undefined,
+    address: info.address ?? undefined,
+  }
+  const options = info.cause === undefined || info.cause === null ? undefined : { cause: new Error(info.cause) }
+  return new PconnError(info.code, info.message, details, options)
 }

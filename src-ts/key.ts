@@ -1,6 +1,6 @@
 /** Turning what users pass as a destination into native pool keys. */
 import { invalidArgType, invalidArgValue, fromNative } from './errors.js'
-import type { NativeKey, NativePool } from './native.js'
+import type { NativeKey, NativePool, NativeTarget } from './native.js'
 
 /** Where to connect: `'https://host:port/any/path'` or an object. */
 export type KeyInput = string | URL | KeyObject
@@ -17,10 +17,23 @@ export interface KeyObject {
 
 const CACHE_LIMIT = 1024
 
-/** Resolves and caches keys for one pool (keys depend on its TLS settings). */
+/** A map that forgets everything when full (URLs repeat; a clear is rare). */
+class BoundedCache<V> extends Map<string, V> {
+  remember(key: string, value: V): V {
+    if (this.size >= CACHE_LIMIT) this.clear()
+    this.set(key, value)
+    return value
+  }
+}
+
+/**
+ * Resolves and caches keys and request targets for one pool (keys depend
+ * on its TLS settings), so a repeated URL costs one map lookup.
+ */
 export class KeyResolver {
   readonly #pool: NativePool
-  readonly #byUrl = new Map<string, NativeKey>()
+  readonly #byUrl = new BoundedCache<NativeKey>()
+  readonly #targets = new BoundedCache<NativeTarget>()
 
   constructor(pool: NativePool) {
     this.#pool = pool
@@ -51,17 +64,24 @@ export class KeyResolver {
     }
   }
 
-  #fromUrl(url: string): NativeKey {
-    const cached = this.#byUrl.get(url)
+  /** The origin and request target of an http(s) URL. */
+  target(url: string): NativeTarget {
+    const cached = this.#targets.get(url)
     if (cached !== undefined) return cached
-    let key: NativeKey
     try {
-      key = this.#pool.keyFromUrl(url)
+      return this.#targets.remember(url, this.#pool.target(url))
     } catch (err) {
       throw fromNative(err)
     }
-    if (this.#byUrl.size >= CACHE_LIMIT) this.#byUrl.clear()
-    this.#byUrl.set(url, key)
-    return key
+  }
+
+  #fromUrl(url: string): NativeKey {
+    const cached = this.#byUrl.get(url)
+    if (cached !== undefined) return cached
+    try {
+      return this.#byUrl.remember(url, this.#pool.keyFromUrl(url))
+    } catch (err) {
+      throw fromNative(err)
+    }
   }
 }

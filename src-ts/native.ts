@@ -9,7 +9,7 @@
  * Promises and keeps the event loop alive exactly while some operation is
  * pending (an idle pool never holds the process open).
  */
-import { fromInfo, fromNative, type NativeErrorInfo } from './errors.js'
+import { fromInfo, fromNative } from './errors.js'
 import { closeChannel, publishClose } from './diagnostics.js'
 import type * as Binding from '../native/index.js'
 import { Completion } from '../native/index.js'
@@ -44,7 +44,10 @@ export type NativePool = Binding.NativePool
 export type NativeKey = Binding.NativeKey
 export type NativeConnection = Binding.NativeConnection
 export type NativeBody = Binding.NativeBody
-export type NativeUpload = Binding.NativeUpload
+export type NativeTarget = Binding.NativeTarget
+export type NativeRequest = Binding.NativeRequest
+export type NativeRequestOptions = Binding.NativeRequestOptions
+export type NativeErrorInfo = Binding.ErrorInfo
 
 /** An HTTP response as the bridge delivers it (see src-rs/node/src/batch.rs). */
 export interface ResponseParts {
@@ -80,7 +83,7 @@ function settle(id: number, value: unknown, failed: boolean): void {
   if (op === undefined) return
   pending.delete(id)
   if (pending.size === 0) keepAlive.unref()
-  if (failed) op.reject(fromInfo(value as NativeErrorInfo))
+  if (failed) op.reject(fromInfo(value as Binding.ErrorInfo))
   else op.resolve(value)
 }
 

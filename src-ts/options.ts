@@ -69,6 +69,12 @@ export interface PoolOptions {
   /** TCP keep-alive probe delay (ms); 0 = TCP keep-alive off. Default 1000. */
   keepAliveInitialDelayMs?: number
   /**
+   * Largest response head `request()` accepts, in bytes (status line,
+   * headers and the blank line), as node's `maxHeaderSize`. A larger head
+   * fails with `PCONN_HTTP_PARSE`. Default 16384.
+   */
+  maxHeaderSize?: number
+  /**
    * Open a handle onto the process-wide pool of this name instead of a new
    * pool: every thread (main or worker_threads) that passes the same name
    * shares its connections and its limits (`maxConnectionsPerHost` holds
@@ -97,6 +103,7 @@ export interface ResolvedOptions {
   tls: Required<Pick<TlsOptions, 'rejectUnauthorized'>> & Omit<TlsOptions, 'rejectUnauthorized'>
   noDelay: boolean
   keepAliveInitialDelayMs: number
+  maxHeaderSize: number
   shared: string | undefined
 }
 
@@ -119,6 +126,7 @@ export const DEFAULTS: Readonly<Omit<ResolvedOptions, 'tls'>> = Object.freeze({
   dnsCacheMs: core.dnsCacheMs,
   noDelay: core.noDelay,
   keepAliveInitialDelayMs: core.keepAliveInitialDelayMs,
+  maxHeaderSize: core.maxHeaderSize,
   shared: undefined,
 })
 
@@ -126,7 +134,7 @@ export const DEFAULTS: Readonly<Omit<ResolvedOptions, 'tls'>> = Object.freeze({
 const MAX_COUNT = 0xffff_ffff
 const MAX_MS = 2 ** 31 - 1
 
-type Limit = 'count' | 'cap' | 'limit' | 'ms'
+type Limit = 'count' | 'cap' | 'limit' | 'ms' | 'size'
 const NUMERIC: Record<string, Limit> = {
   maxIdlePerHost: 'cap',
   maxConnectionsPerHost: 'limit',
@@ -140,18 +148,20 @@ const NUMERIC: Record<string, Limit> = {
   leakDetectionMs: 'ms',
   dnsCacheMs: 'ms',
   keepAliveInitialDelayMs: 'ms',
+  maxHeaderSize: 'size',
 }
 const KNOWN = new Set([...Object.keys(NUMERIC), 'scheduling', 'tls', 'noDelay', 'shared'])
 
 /**
  * Check a number option: a non-negative integer; `cap`s and `limit`s may be
- * Infinity, and `limit`s must be at least 1.
+ * Infinity; `limit`s and `size`s must be at least 1.
  */
 export function checkNumber(name: string, value: unknown, kind: Limit): number {
   if (typeof value !== 'number' || Number.isNaN(value)) throw invalidArgType(name, 'of type number', value)
   if ((kind === 'limit' || kind === 'cap') && value === Infinity) return value
   if (!Number.isInteger(value) || value < 0) throw invalidArgValue(name, 'must be a non-negative integer', value)
   if (kind === 'limit' && value < 1) throw invalidArgValue(name, 'must be at least 1 (or Infinity)', value)
+  if (kind === 'size' && value < 1) throw invalidArgValue(name, 'must be at least 1', value)
   if (value > (kind === 'ms' ? MAX_MS : MAX_COUNT)) throw invalidArgValue(name, 'is too large', value)
   return value
 }
@@ -245,6 +255,7 @@ export function toNative(o: ResolvedOptions) {
     dnsCacheMs: o.dnsCacheMs,
     noDelay: o.noDelay,
     keepAliveInitialDelayMs: o.keepAliveInitialDelayMs,
+    maxHeaderSize: o.maxHeaderSize,
     tls: {
       ca: o.tls.ca === 'system' ? undefined : checkPem('options.tls.ca', o.tls.ca),
       caSystem: o.tls.ca === 'system',

@@ -1,10 +1,10 @@
 /** The pool: acquire, release, flushForHost, shutdownAll, stats. */
 import { Connection, loanOf, type Loan } from './connection.js'
 import { connectChannel, reuseChannel } from './diagnostics.js'
-import { abortError, fromNative, invalidArgType, invalidArgValue } from './errors.js'
+import { abortError, fromNative, invalidArgType, invalidArgValue, withCallerStack } from './errors.js'
 import { KeyResolver, type KeyInput } from './key.js'
 import { watchLoan } from './leak-detector.js'
-import { completionOf, native, nextOperationId, run, type NativeConnection, type NativeKey, type NativePool } from './native.js'
+import { completionOf, native, nextOperationId, run, type NativeConnection, type NativeKey, type NativePool, type NativeTarget } from './native.js'
 import { checkNumber, resolveOptions, toNative, type PoolOptions, type ResolvedOptions } from './options.js'
 import { toPoolStats, type PoolStats } from './stats.js'
 import { sendRequest, type RequestOptions } from './http/request.js'
@@ -85,6 +85,11 @@ export class Pool {
     return this.#keys.resolve(key)
   }
 
+  /** @internal Parse a request URL (cached; throws on bad input). */
+  target(url: string): NativeTarget {
+    return this.#keys.target(url)
+  }
+
   /** @internal Acquire by resolved key. */
   acquireKey(key: NativeKey, options?: AcquireOptions, site?: string): Promise<Connection> {
     let checked: { signal?: AbortSignal; timeoutMs?: number }
@@ -120,7 +125,7 @@ export class Pool {
       try {
         conn = await completionOf<NativeConnection>(id)
       } catch (err) {
-        throw (err as { code?: unknown }).code === 'ABORT_ERR' && signal?.aborted ? abortError(signal) : err
+        throw (err as { code?: unknown }).code === 'ABORT_ERR' && signal?.aborted ? abortError(signal) : withCallerStack(err)
       }
       if (signal?.aborted) {
         this.native.release(conn, true)
@@ -177,8 +182,12 @@ export class Pool {
    * const user = await res.body.json()
    * ```
    */
-  request(url: string | URL, options?: RequestOptions): Promise<Response> {
-    return sendRequest(this, url, options)
+  async request(url: string | URL, options?: RequestOptions): Promise<Response> {
+    try {
+      return await sendRequest(this, url, options)
+    } catch (err) {
+      throw withCallerStack(err)
+    }
   }
 
   /** Close every idle connection to `host` (all schemes and ports). Returns how many. */

@@ -1,10 +1,13 @@
 /** Header conversions between users and the native exchange. */
 import { invalidArgType } from '../errors.js'
 
-/** Request headers: an object (arrays repeat a header) or a list of pairs. */
+/**
+ * Request headers: an object (an array value repeats the header), a
+ * `Headers`, a `Map`, or any iterable of `[name, value]` pairs.
+ */
 export type OutgoingHeaders =
   | Record<string, string | number | readonly string[] | undefined>
-  | ReadonlyArray<readonly [string, string]>
+  | Iterable<readonly [string, string]>
 
 /**
  * Response headers: lower-cased names; a repeated header becomes an array.
@@ -13,20 +16,22 @@ export type OutgoingHeaders =
  */
 export type IncomingHeaders = Record<string, string | string[]>
 
+const PAIRS = 'an object, a Headers, a Map or an iterable of [name, value] string pairs'
+
 /** Flatten to `[name, value, ...]`; the native side refuses CR, LF and NUL. */
-export function flattenHeaders(headers: unknown): string[] {
+export function flattenHeaders(headers: unknown): string[] | undefined {
+  if (headers === undefined || headers === null) return undefined
+  if (typeof headers !== 'object') throw invalidArgType('options.headers', PAIRS, headers)
   const flat: string[] = []
-  if (headers === undefined || headers === null) return flat
-  if (Array.isArray(headers)) {
-    for (const pair of headers) {
+  if (Symbol.iterator in headers) {
+    for (const pair of headers as Iterable<unknown>) {
       if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string' || typeof pair[1] !== 'string') {
-        throw invalidArgType('options.headers', 'an object or an array of [name, value] string pairs', pair)
+        throw invalidArgType('options.headers', PAIRS, pair)
       }
       flat.push(pair[0], pair[1])
     }
     return flat
   }
-  if (typeof headers !== 'object') throw invalidArgType('options.headers', 'of type object', headers)
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined) continue
     if (typeof value === 'string') flat.push(name, value)
@@ -35,6 +40,13 @@ export function flattenHeaders(headers: unknown): string[] {
     else throw invalidArgType(`options.headers[${JSON.stringify(name)}]`, 'a string, a number or an array of strings', value)
   }
   return flat
+}
+
+/** Whether `flat` names header `name` (case-insensitive). */
+export function hasHeader(flat: readonly string[] | undefined, name: string): boolean {
+  if (flat === undefined) return false
+  for (let i = 0; i < flat.length; i += 2) if (flat[i]!.toLowerCase() === name) return true
+  return false
 }
 
 /**

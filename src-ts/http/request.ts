@@ -1,27 +1,37 @@
 /** `request()`: HTTP/1.1 over the pool. */
-import { Readable } from 'node:stream'
 import { connectChannel, reuseChannel } from '../diagnostics.js'
-import { abortError, fromNative, invalidArgType, invalidArgValue } from '../errors.js'
-import { completionMapped, inFlight, native, nextOperationId, run, type NativeUpload, type ResponseParts } from '../native.js'
+import { abortError, fromNative, invalidArgType } from '../errors.js'
+import { completionMapped, nextOperationId, run, type NativeRequest, type NativeRequestOptions, type NativeTarget, type ResponseParts } from '../native.js'
 import { checkNumber } from '../options.js'
 import type { Pool } from '../pool.js'
-import { flattenHeaders, type OutgoingHeaders } from './headers.js'
+import { chunkBytes, toOutgoingBody, type OutgoingBody, type RequestBodyInit } from './body.js'
+import { flattenHeaders, hasHeader, type OutgoingHeaders } from './headers.js'
 import { Response } from './response.js'
 
-/** A request body. Strings and bytes are sent with Content-Length; streams chunked. */
-export type RequestBodyInit = string | Uint8Array | Readable | AsyncIterable<Uint8Array | string>
+export type { RequestBodyInit } from './body.js'
 
 /** Options of `request()`. */
 export interface RequestOptions {
   /** Default `'GET'`; upper-cased. */
   method?: string
   headers?: OutgoingHeaders
+  /**
+   * The body. A `Blob` or `URLSearchParams` also sets `Content-Type` (the
+   * Blob's type; `application/x-www-form-urlencoded;charset=UTF-8`) unless
+   * you set one.
+   */
   body?: RequestBodyInit | null
-  /** Aborts at any stage (waiting, connecting, sending, head, body): `ABORT_ERR`. */
+  /**
+   * Aborts at any stage (waiting, connecting, sending, head, body). The
+   * request rejects with the signal's reason, as fetch does: `ac.abort()`
+   * gives an `ABORT_ERR` named `AbortError`, `AbortSignal.timeout()` one
+   * named `TimeoutError`, and `ac.abort(yourError)` rejects with
+   * `yourError` itself.
+   */
   signal?: AbortSignal
-  /** Time allowed for the response head once the request is sent. Default 300000 (as undici). */
+  /** Time allowed for the response head once the request is fully sent (ms); 0 = no limit. Default 300000 (as undici). */
   headersTimeoutMs?: number
-  /** Time allowed between two pieces of the body. Default 300000 (as undici). */
+  /** Time allowed between two pieces of either body (ms); 0 = no limit. Default 300000 (as undici). */
   bodyTimeoutMs?: number
   /**
    * Safe to send twice. GET, HEAD, OPTIONS, PUT, DELETE and requests with an
@@ -32,32 +42,102 @@ export interface RequestOptions {
   idempotent?: boolean
 }
 
-const DEFAULT_TIMEOUT_MS = 300_000
+/** A request checked and converted, its body still possibly being read. */
+interface Checked {
+  target: NativeTarget
+  method: string
+  headers: string[] | undefined
+  signal: AbortSignal | undefined
+  native: NativeRequestOptions | undefined
+}
 
-/** Split a URL string into origin and request target without a full parse. */
-function splitUrl(url: string | URL): { origin: string; path: string } {
-  if (url instanceof URL) return { origin: url.origin, path: (url.pathname || '/') + url.search }
-  const start = url.indexOf('://')
-  if (start < 0) throw invalidArgValue('url', 'must be an absolute http:// or https:// URL', url)
-  let end = url.length
-  for (const c of ['/', '?', '#']) {
-    const at = url.indexOf(c, start + 3)
-    if (at >= 0 && at < end) end = at
+function check(pool: Pool, url: unknown, options: RequestOptions): Checked {
+  if (typeof url !== 'string' && !(url instanceof URL)) throw invalidArgType('url', 'a string or a URL', url)
+  if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options)
+  const target = pool.target(typeof url === 'string' ? url : url.href)
+  const method = options.method ?? 'GET'
+  if (typeof method !== 'string') throw invalidArgType('options.method', 'of type string', method)
+  const { signal, idempotent, headersTimeoutMs, bodyTimeoutMs } = options
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an AbortSignal', signal)
+  if (idempotent !== undefined && typeof idempotent !== 'boolean') throw invalidArgType('options.idempotent', 'of type boolean', idempotent)
+  // Absent options stay absent: their defaults live in the native core.
+  let native: NativeRequestOptions | undefined
+  if (signal !== undefined || idempotent !== undefined || headersTimeoutMs !== undefined || bodyTimeoutMs !== undefined) {
+    native = {
+      headersTimeoutMs: headersTimeoutMs === undefined ? undefined : checkNumber('options.headersTimeoutMs', headersTimeoutMs, 'ms'),
+      bodyTimeoutMs: bodyTimeoutMs === undefined ? undefined : checkNumber('options.bodyTimeoutMs', bodyTimeoutMs, 'ms'),
+      idempotent,
+      cancellable: signal !== undefined,
+    }
   }
-  const hash = url.indexOf('#', end)
-  let path = url.slice(end, hash < 0 ? url.length : hash)
-  if (path === '' || path[0] === '?') path = '/' + path
-  return { origin: url.slice(0, end), path }
+  return { target, method: method.toUpperCase(), headers: flattenHeaders(options.headers), signal, native }
 }
 
-function isStreamBody(body: unknown): body is Readable | AsyncIterable<Uint8Array | string> {
-  return body instanceof Readable || (typeof body === 'object' && body !== null && Symbol.asyncIterator in body)
+/** @internal The body of `Pool.request`: bad arguments reject, never throw. */
+export function sendRequest(pool: Pool, url: string | URL, options: RequestOptions = {}): Promise<Response> {
+  try {
+    const checked = check(pool, url, options)
+    const body = toOutgoingBody(options.body)
+    if (body instanceof Promise) return body.then((ready) => start(pool, checked, ready))
+    return start(pool, checked, body)
+  } catch (err) {
+    return Promise.reject(err)
+  }
 }
 
-function toBuffer(chunk: unknown): Buffer {
-  if (typeof chunk === 'string') return Buffer.from(chunk)
-  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
-  throw invalidArgType('body chunk', 'a string, Buffer or Uint8Array', chunk)
+function start(pool: Pool, req: Checked, body: OutgoingBody): Promise<Response> {
+  const { target, signal } = req
+  if (signal?.aborted) return Promise.reject(abortError(signal))
+  let { headers, native: options } = req
+  if (body.contentType !== undefined && !hasHeader(headers, 'content-type')) {
+    headers = [...(headers ?? []), 'content-type', body.contentType]
+  }
+  if (body.stream !== undefined) options = { ...options, streamBody: true }
+  const id = nextOperationId()
+  let handle: NativeRequest | null
+  try {
+    handle = pool.native.request(id, target, req.method, headers, body.bytes, options)
+  } catch (err) {
+    return Promise.reject(fromNative(err))
+  }
+  const onAbort = () => handle?.cancel()
+  signal?.addEventListener('abort', onAbort, { once: true })
+  let sourceError: unknown
+  if (handle !== null && body.stream !== undefined) {
+    pump(body.stream, handle).catch((err: unknown) => {
+      // The upload also stops when the exchange ends first (an early
+      // response): that is not the source's fault.
+      if ((err as { code?: unknown }).code !== 'PCONN_SOCKET_CLOSED') sourceError = err
+      handle.cancel()
+    })
+  }
+  return completionMapped(
+    id,
+    (value) => {
+      signal?.removeEventListener('abort', onAbort)
+      return respond(value as ResponseParts, target, signal)
+    },
+    (err) => {
+      signal?.removeEventListener('abort', onAbort)
+      if (sourceError instanceof Error) return sourceError
+      return (err as { code?: unknown }).code === 'ABORT_ERR' && signal?.aborted ? abortError(signal) : err
+    },
+  )
+}
+
+function respond(parts: ResponseParts, target: NativeTarget, signal: AbortSignal | undefined): Response {
+  const response = new Response(parts)
+  if (connectChannel.hasSubscribers || reuseChannel.hasSubscribers) {
+    const channel = response.reused ? reuseChannel : connectChannel
+    channel.publish({ id: parts.connectionId, key: target.key })
+  }
+  if (signal !== undefined && parts.stream !== undefined) {
+    // The signal still covers the body: abort destroys it (and closes the connection).
+    const abortBody = () => response.body.destroy(abortError(signal))
+    signal.addEventListener('abort', abortBody, { once: true })
+    response.body.once('close', () => signal.removeEventListener('abort', abortBody))
+  }
+  return response
 }
 
 /**
@@ -65,98 +145,10 @@ function toBuffer(chunk: unknown): Buffer {
  * body is ended only when the source ends cleanly: a failing source must
  * never look like a complete request to the server.
  */
-async function pump(source: AsyncIterable<unknown>, upload: NativeUpload): Promise<void> {
+async function pump(source: AsyncIterable<unknown>, handle: NativeRequest): Promise<void> {
   for await (const chunk of source) {
-    const buf = toBuffer(chunk)
-    if (buf.length > 0) await run<void>((id) => upload.write(id, buf))
+    const bytes = chunkBytes(chunk)
+    if (bytes.length > 0) await run<void>((id) => handle.write(id, bytes))
   }
-  upload.end()
-}
-
-/** @internal The body of `Pool.request`: bad arguments reject, never throw. */
-export function sendRequest(pool: Pool, url: string | URL, options: RequestOptions = {}): Promise<Response> {
-  try {
-    return startRequest(pool, url, options)
-  } catch (err) {
-    return Promise.reject(err)
-  }
-}
-
-function startRequest(pool: Pool, url: string | URL, options: RequestOptions): Promise<Response> {
-  if (typeof url !== 'string' && !(url instanceof URL)) throw invalidArgType('url', 'a string or a URL', url)
-  if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options)
-  const { origin, path } = splitUrl(url)
-  const key = pool.resolveKey(origin)
-  // Checked on the string: asking the native key would cost a crossing per request.
-  const scheme = origin.slice(0, origin.indexOf(':')).toLowerCase()
-  if (scheme !== 'http' && scheme !== 'https') {
-    throw invalidArgValue('url', 'must use http: or https: (use acquire() for tcp and tls)', origin)
-  }
-  const method = options.method ?? 'GET'
-  if (typeof method !== 'string') throw invalidArgType('options.method', 'of type string', method)
-  const headers = flattenHeaders(options.headers)
-  const { body, signal } = options
-  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an AbortSignal', signal)
-  if (options.idempotent !== undefined && typeof options.idempotent !== 'boolean') {
-    throw invalidArgType('options.idempotent', 'of type boolean', options.idempotent)
-  }
-  const headersTimeoutMs =
-    options.headersTimeoutMs === undefined ? DEFAULT_TIMEOUT_MS : checkNumber('options.headersTimeoutMs', options.headersTimeoutMs, 'ms')
-  const bodyTimeoutMs =
-    options.bodyTimeoutMs === undefined ? DEFAULT_TIMEOUT_MS : checkNumber('options.bodyTimeoutMs', options.bodyTimeoutMs, 'ms')
-  const streamed = isStreamBody(body)
-  let bytes: Buffer | undefined
-  if (body !== undefined && body !== null && !streamed) {
-    if (typeof body !== 'string' && !(body instanceof Uint8Array)) {
-      throw invalidArgType('options.body', 'a string, Uint8Array, Readable or AsyncIterable', body)
-    }
-    bytes = toBuffer(body)
-  }
-  if (signal?.aborted) return Promise.reject(abortError(signal))
-  const cancel = signal === undefined && !streamed ? undefined : new native.NativeCancel()
-  const id = nextOperationId()
-  let upload: NativeUpload | null
-  try {
-    upload = pool.native.request(
-      id, key, method.toUpperCase(), path, headers, bytes, streamed,
-      headersTimeoutMs, bodyTimeoutMs, options.idempotent ?? false, cancel,
-      // Alone in flight: write on this thread (latency); else let the I/O thread do it (throughput).
-      inFlight() === 0,
-    )
-  } catch (err) {
-    throw fromNative(err)
-  }
-  const onAbort = () => cancel?.cancel()
-  signal?.addEventListener('abort', onAbort, { once: true })
-  let uploadError: unknown
-  if (upload !== null && streamed) {
-    pump(body, upload).catch((err: unknown) => {
-      uploadError = err
-      cancel?.cancel()
-    })
-  }
-  return completionMapped(
-    id,
-    (value) => {
-      const res = value as ResponseParts
-      signal?.removeEventListener('abort', onAbort)
-      const response = new Response(res)
-      if (connectChannel.hasSubscribers || reuseChannel.hasSubscribers) {
-        const channel = response.reused ? reuseChannel : connectChannel
-        channel.publish({ id: res.connectionId, key: key.display })
-      }
-      if (signal !== undefined && res.stream !== undefined) {
-        // The signal still covers the body: abort destroys it (and closes the connection).
-        const abortBody = () => response.body.destroy(abortError(signal))
-        signal.addEventListener('abort', abortBody, { once: true })
-        response.body.once('close', () => signal.removeEventListener('abort', abortBody))
-      }
-      return response
-    },
-    (err) => {
-      signal?.removeEventListener('abort', onAbort)
-      if (uploadError instanceof Error) return uploadError
-      return (err as { code?: unknown }).code === 'ABORT_ERR' && signal?.aborted ? abortError(signal) : err
-    },
-  )
+  handle.end()
 }

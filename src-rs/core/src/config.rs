@@ -63,6 +63,9 @@ pub struct PoolConfig {
     /// Zero = resolve on every connect.
     pub dns_cache: Duration,
     pub tls: TlsOptions,
+    /// Largest HTTP response head `request()` accepts (status line, headers
+    /// and blank line), as node's `maxHeaderSize`.
+    pub max_header_size: usize,
     pub no_delay: bool,
     /// Zero = TCP keep-alive off.
     pub keep_alive_initial_delay: Duration,
@@ -86,6 +89,7 @@ impl Default for PoolConfig {
                 reject_unauthorized: true,
                 ..TlsOptions::default()
             },
+            max_header_size: crate::http1::MAX_HEAD_BYTES,
             no_delay: true,
             keep_alive_initial_delay: Duration::from_millis(1_000),
         }

@@ -74,6 +74,11 @@ pub enum Error {
         host: String,
         code: &'static str,
     },
+    /// A TCP connect failed; the address of the last attempt.
+    Connect {
+        address: std::net::SocketAddr,
+        source: io::Error,
+    },
     Io(io::Error),
 }
 
@@ -95,7 +100,25 @@ impl Error {
             Error::HttpParse(_) => "PCONN_HTTP_PARSE",
             Error::Aborted => "ABORT_ERR",
             Error::Dns { code, .. } => code,
-            Error::Io(e) => io_code(e),
+            Error::Connect { source, .. } | Error::Io(source) => io_code(source),
+        }
+    }
+
+    /// The peer's address, when the failure happened at one.
+    pub fn address(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Error::Connect { address, .. } => Some(*address),
+            _ => None,
+        }
+    }
+
+    /// The message of the lower-level error this one stands for (the
+    /// operating system's, or rustls'), when there is one.
+    pub fn source_message(&self) -> Option<String> {
+        match self {
+            Error::Connect { source, .. } | Error::Io(source) => Some(source.to_string()),
+            Error::Tls { detail, .. } => Some(detail.clone()),
+            _ => None,
         }
     }
 
@@ -186,6 +209,7 @@ impl fmt::Display for Error {
             Error::HttpParse(m) => write!(f, "malformed HTTP response: {m}"),
             Error::Aborted => write!(f, "the operation was aborted"),
             Error::Dns { host, code } => write!(f, "could not resolve {host:?} ({code})"),
+            Error::Connect { address, source } => write!(f, "connect {} {address}: {source}", io_code(source)),
             Error::Io(e) => write!(f, "{e}"),
         }
     }

@@ -5,7 +5,6 @@
 //! for one name never serves another.
 
 use std::fmt;
-use std::net::Ipv6Addr;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -43,6 +42,11 @@ impl Scheme {
 
     pub fn uses_tls(self) -> bool {
         matches!(self, Scheme::Https | Scheme::Tls)
+    }
+
+    /// `http` or `https`: the schemes `request()` speaks.
+    pub fn is_http(self) -> bool {
+        matches!(self, Scheme::Http | Scheme::Https)
     }
 
     /// http 80, https 443; raw protocols have no default and need a port.
@@ -98,7 +102,8 @@ impl std::hash::Hash for KeyParts {
 pub struct Key(Arc<KeyParts>);
 
 impl Key {
-    /// Build a key from parts, validating and normalizing each.
+    /// Build a key from parts, validating and normalizing each (hosts as a
+    /// WHATWG URL parser does: lower-cased, IDNA, `127.1` is `127.0.0.1`).
     pub fn new(
         scheme: Scheme,
         host: &str,
@@ -146,20 +151,28 @@ impl Key {
         })))
     }
 
-    /// Parse `scheme://host[:port][/path...]`; only the origin is kept.
+    /// Parse `scheme://host[:port][/path...]` (a WHATWG URL); only the
+    /// origin is kept. `tcp` and `tls` URLs need a port.
     pub fn parse_url(url: &str) -> Result<Key> {
-        let bad = |why: &str| Error::InvalidArgument(format!("invalid URL {url:?}: {why}"));
-        let (scheme, rest) = url
+        let (scheme, _) = url
             .split_once("://")
-            .ok_or_else(|| bad("expected scheme://host[:port]"))?;
+            .ok_or_else(|| bad_url(url, "expected scheme://host[:port]"))?;
         let scheme = Scheme::parse(scheme)?;
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let authority = &rest[..authority_end];
-        if authority.contains('@') {
-            return Err(bad("credentials in the URL are not supported"));
-        }
-        let (host, port) = split_host_port(authority).map_err(bad)?;
-        Key::new(scheme, host, port, None)
+        let parsed = if scheme.is_http() {
+            parse_whatwg(url)?
+        } else {
+            // `tcp://` and `tls://` are not special schemes: a WHATWG parser
+            // would keep their host as opaque text. Parse the authority as an
+            // `http` one (host normalisation), the port from the URL as given
+            // (an explicit :80 is not a default here).
+            let rest = &url[scheme.as_str().len() + 3..];
+            let as_http = parse_whatwg(&format!("http://{rest}"))?;
+            let as_given = url::Url::parse(url).map_err(|e| bad_url(url, &e.to_string()))?;
+            let host = as_http.host_str().unwrap_or_default().to_string();
+            return Key::new(scheme, &host, as_given.port(), None);
+        };
+        let host = parsed.host_str().unwrap_or_default().to_string();
+        Key::new(scheme, &host, parsed.port(), None)
     }
 
     /// The same key with a TLS servername override.
@@ -229,61 +242,67 @@ fn bracket_if_v6(host: &str) -> String {
     }
 }
 
-fn split_host_port(authority: &str) -> std::result::Result<(&str, Option<u16>), &'static str> {
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or("unclosed '[' in IPv6 host")?;
-        match after {
-            "" => (host, None),
-            p => (
-                host,
-                Some(p.strip_prefix(':').ok_or("unexpected text after ']'")?),
-            ),
+/// An invalid-URL error that shows the URL, with any credentials in it
+/// masked: error messages end up in logs.
+fn bad_url(url: &str, why: &str) -> Error {
+    let masked = match (url.find("://"), url.rfind('@')) {
+        (Some(start), Some(at)) if !url[start + 3..at].contains(['/', '?', '#']) => {
+            format!("{}***{}", &url[..start + 3], &url[at..])
         }
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
+        _ => url.to_string(),
     };
-    let port = match port {
-        None | Some("") => None,
-        Some(p) => Some(
-            p.parse::<u16>()
-                .map_err(|_| "port must be a number from 1 to 65535")?,
-        ),
-    };
-    Ok((host, port))
+    let shown: String = masked.chars().take(80).collect();
+    Error::InvalidArgument(format!("invalid URL {shown:?}: {why}"))
 }
 
-/// Lower-case, validate and strip brackets from a host name or IP literal.
+/// Parse with the WHATWG rules, refusing what a request must not carry.
+/// CR, LF, tab and NUL are refused outright (a WHATWG parser would drop
+/// the first three silently); so are credentials (send an Authorization
+/// header instead).
+pub(crate) fn parse_whatwg(input: &str) -> Result<url::Url> {
+    if input
+        .bytes()
+        .any(|b| matches!(b, b'\r' | b'\n' | b'\t' | 0))
+    {
+        return Err(bad_url(input, "CR, LF, tab and NUL are not allowed"));
+    }
+    let url = url::Url::parse(input).map_err(|e| bad_url(input, &e.to_string()))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad_url(
+            input,
+            "credentials in the URL are not supported; send an Authorization header instead",
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad_url(input, "it has no host"));
+    }
+    Ok(url)
+}
+
+/// Lower-case and validate a host name or IP literal as a WHATWG URL
+/// parser does; IPv6 literals lose their brackets.
 fn normalize_host(host: &str) -> Result<String> {
-    let inner = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    if inner.is_empty() {
+    if host.is_empty() {
         return Err(Error::InvalidArgument("host must not be empty".into()));
     }
-    if inner.len() > 253 {
+    if host.len() > 253 + 2 {
         return Err(Error::InvalidArgument(
             "host is longer than 253 characters".into(),
         ));
     }
-    if inner.contains(':') {
-        let ip: Ipv6Addr = inner
-            .parse()
-            .map_err(|_| Error::InvalidArgument(format!("invalid IPv6 address {inner:?}")))?;
-        return Ok(ip.to_string());
+    let bracketed = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    match url::Host::parse(&bracketed) {
+        Ok(url::Host::Domain(d)) => Ok(d),
+        Ok(url::Host::Ipv4(ip)) => Ok(ip.to_string()),
+        Ok(url::Host::Ipv6(ip)) => Ok(ip.to_string()),
+        Err(e) => Err(Error::InvalidArgument(format!(
+            "invalid host {host:?}: {e}"
+        ))),
     }
-    let ok = inner
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
-    if !ok {
-        return Err(Error::InvalidArgument(format!(
-            "invalid host {host:?}: only letters, digits, '-', '_' and '.' are allowed"
-        )));
-    }
-    Ok(inner.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -303,7 +322,7 @@ mod tests {
 
         /// Well-formed URLs parse, lower-cased, with the port they name.
         #[test]
-        fn valid_urls_parse(host in "[a-zA-Z0-9]([a-zA-Z0-9-]{0,20}[a-zA-Z0-9])?(\\.[a-zA-Z]{2,6}){0,2}",
+        fn valid_urls_parse(host in "[a-zA-Z]([a-zA-Z0-9-]{0,20}[a-zA-Z0-9])?(\\.[a-zA-Z]{2,6}){0,2}",
                             port in 1u16.., path in "(/[a-z0-9]{0,8}){0,3}") {
             let key = Key::parse_url(&format!("https://{host}:{port}{path}")).unwrap();
             prop_assert_eq!(key.host(), host.to_ascii_lowercase());
@@ -344,6 +363,44 @@ mod tests {
     }
 
     #[test]
+    fn hosts_are_normalized_as_whatwg_urls_are() {
+        let loopback = Key::parse_url("http://127.0.0.1/").unwrap();
+        for same in [
+            "http://127.1/",
+            "http://0x7f000001/",
+            "HTTP://127.0.0.1:80/x",
+            "http://127.0.0.1./",
+        ] {
+            let key = Key::parse_url(same).unwrap();
+            assert_eq!(key.host().trim_end_matches('.'), loopback.host(), "{same}");
+        }
+        assert_eq!(
+            Key::parse_url("tcp://127.1:5432").unwrap(),
+            Key::new(Scheme::Tcp, "127.0.0.1", Some(5432), None).unwrap()
+        );
+        assert_eq!(
+            Key::parse_url("tcp://h:80").unwrap().port(),
+            80,
+            "an explicit :80 is kept for tcp"
+        );
+        assert_eq!(
+            Key::parse_url("https://BÜCHER.example/").unwrap().host(),
+            "xn--bcher-kva.example"
+        );
+    }
+
+    #[test]
+    fn credentials_are_masked_in_errors() {
+        let err = Key::parse_url("http://user:secret@h/")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("http://***@h/") && !err.contains("secret"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn bad_input_is_refused() {
         for url in [
             "ftp://h/",
@@ -352,8 +409,11 @@ mod tests {
             "http://h:0/",
             "http://h:99999/",
             "http://h:x/",
+            "http://h:+80/",
             "http://u@h/",
+            "http://u:p@h/",
             "http://h\r\n/",
+            "http://h\t/",
             "http://[::1/",
             "tcp://h",
         ] {

@@ -170,15 +170,26 @@ impl Out<'_> {
         if !ok || (records > 0 && meta_data.is_null()) || (slab_len > 0 && slab_data.is_null()) {
             return None;
         }
+        // An empty buffer may have no storage (a null pointer), which a
+        // slice must not be built on, even an empty one.
+        let meta_ptr = match records {
+            0 => ptr::NonNull::<f64>::dangling().as_ptr(),
+            _ => meta_data.cast::<f64>(),
+        };
+        let slab_ptr = match slab_len {
+            0 => ptr::NonNull::<u8>::dangling().as_ptr(),
+            _ => slab_data.cast::<u8>(),
+        };
         // SAFETY: V8 allocated `records * 8` bytes for the ArrayBuffer,
         // 8-aligned (ArrayBuffer storage is aligned for any typed array),
-        // and `slab_len` bytes for the Buffer; both stay alive while their
-        // values are reachable from this call's handle scope, which
-        // outlives `Out`; nothing else writes them meanwhile.
+        // and `slab_len` bytes for the Buffer (non-null when non-empty,
+        // checked above; dangling and aligned when empty); both stay alive
+        // while their values are reachable from this call's handle scope,
+        // which outlives `Out`; nothing else writes them meanwhile.
         let (meta, slab) = unsafe {
             (
-                std::slice::from_raw_parts_mut(meta_data.cast::<f64>(), records),
-                std::slice::from_raw_parts_mut(slab_data.cast::<u8>(), slab_len),
+                std::slice::from_raw_parts_mut(meta_ptr, records),
+                std::slice::from_raw_parts_mut(slab_ptr, slab_len),
             )
         };
         Some(Out {
@@ -256,8 +267,8 @@ impl Out<'_> {
         let mut values = [-1.0; STRIDE - 2];
         let kind = match outcome {
             Outcome::Done => Completion::Done,
-            Outcome::Failed(error) => {
-                values[0] = self.object(error_info(&error));
+            Outcome::Failed(failure) => {
+                values[0] = self.object(error_info(&failure));
                 Completion::Failed
             }
             Outcome::Connection(pooled) => {

@@ -23,7 +23,7 @@ use napi::bindgen_prelude::Function;
 use napi::{sys, Env, JsValue};
 use napi_derive::napi;
 use pconn_core::http1::Response;
-use pconn_core::{Connection, Error, Grant, Pooled};
+use pconn_core::{Connection, Error, Grant, Key, Pooled};
 
 use crate::batch;
 use crate::runtime::panic_message;
@@ -32,7 +32,7 @@ use crate::scope::{self, Scope};
 /// What a finished operation yields.
 pub(crate) enum Outcome {
     Done,
-    Failed(Error),
+    Failed(Failure),
     Connection(Pooled),
     Bytes(Option<Vec<u8>>),
     Response(Box<Response>),
@@ -42,6 +42,27 @@ pub(crate) enum Outcome {
         key: String,
         reason: &'static str,
     },
+}
+
+/// An operation's error, and the key it was for (errors name their peer).
+pub(crate) struct Failure {
+    pub(crate) error: Error,
+    pub(crate) peer: Option<Key>,
+}
+
+impl Failure {
+    pub(crate) fn at(peer: &Key, error: Error) -> Failure {
+        Failure {
+            error,
+            peer: Some(peer.clone()),
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Failure {
+        Failure { error, peer: None }
+    }
 }
 
 pub(crate) struct Queued {
@@ -81,12 +102,14 @@ impl Bridge {
         Ok(())
     }
 
-    /// Hand a pool's grant for acquire `id` to JavaScript (a connection or
-    /// a failure); gives it back when the environment is gone. Called under
-    /// the pool lock, in grant order, so acquires see hand-overs in order.
+    /// Hand a pool's grant for acquire `id` of `key` to JavaScript (a
+    /// connection or a failure); gives it back when the environment is
+    /// gone. Called under the pool lock, in grant order, so acquires see
+    /// hand-overs in order.
     pub(crate) fn deliver(
         self: &Arc<Self>,
         id: u32,
+        key: &Key,
         grant: Grant<Connection>,
     ) -> Result<(), Grant<Connection>> {
         let Some(mut queue) = self.open_queue() else {
@@ -94,7 +117,7 @@ impl Bridge {
         };
         let outcome = match grant {
             Grant::Conn(pooled) => Outcome::Connection(pooled),
-            Grant::Failed(error) => Outcome::Failed(error),
+            Grant::Failed(error) => Outcome::Failed(Failure::at(key, error)),
             permit @ Grant::Permit(_) => return Err(permit),
         };
         queue.push(Queued { id, outcome });

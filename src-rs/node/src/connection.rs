@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 use pconn_core::connection::Duplex;
-use pconn_core::{Cancel, Error, Pooled};
+use pconn_core::{Cancel, Error, Key, Pooled};
 
-use crate::bridge::Outcome;
+use crate::bridge::{Failure, Outcome};
 use crate::errors::{internal, throw, Code};
 use crate::scope::Scope;
 
@@ -25,7 +25,6 @@ use crate::scope::Scope;
 pub struct NativeConnection {
     loan: Arc<Loan>,
     id: f64,
-    key: String,
     reused: bool,
     uses: f64,
     remote: SocketAddr,
@@ -37,6 +36,8 @@ struct Loan {
     /// for their duration only, so a released loan keeps no socket open.
     pooled: Mutex<Option<Pooled>>,
     pool_id: u64,
+    /// Named by errors of this loan's operations.
+    key: Key,
     released: AtomicBool,
     /// Reads in flight.
     reading: AtomicUsize,
@@ -108,7 +109,7 @@ impl Loan {
             };
             let outcome = match written {
                 Ok(()) => Outcome::Done,
-                Err(error) => Outcome::Failed(error),
+                Err(error) => Outcome::Failed(Failure::at(&self.key, error)),
             };
             drop(self.scope.bridge.complete(id, outcome));
         }
@@ -125,13 +126,13 @@ impl NativeConnection {
             .map(|p| String::from_utf8_lossy(p).into_owned());
         NativeConnection {
             id: pooled.id() as f64,
-            key: pooled.key().to_string(),
             reused: pooled.reused(),
             uses: pooled.uses() as f64,
             remote,
             alpn,
             loan: Arc::new(Loan {
                 pool_id: pooled.pool_id(),
+                key: pooled.key().clone(),
                 pooled: Mutex::new(Some(pooled)),
                 released: AtomicBool::new(false),
                 reading: AtomicUsize::new(0),
@@ -158,7 +159,7 @@ impl NativeConnection {
     }
     #[napi(getter)]
     pub fn key(&self) -> String {
-        self.key.clone()
+        self.loan.key.to_string()
     }
     #[napi(getter)]
     pub fn reused(&self) -> bool {
@@ -244,7 +245,7 @@ impl NativeConnection {
                 loan.reading.fetch_sub(1, Ordering::SeqCst);
                 match read {
                     Ok(bytes) => Outcome::Bytes(bytes),
-                    Err(error) => Outcome::Failed(error),
+                    Err(error) => Outcome::Failed(Failure::at(&loan.key, error)),
                 }
             })
             .map_err(internal)

@@ -3,6 +3,8 @@
 use napi_derive::napi;
 use pconn_core::Error;
 
+use crate::bridge::Failure;
+
 /// The stable code of an error thrown synchronously: napi-rs sets it as
 /// the JavaScript error's `code`.
 pub struct Code(&'static str);
@@ -27,16 +29,33 @@ pub(crate) fn internal(e: napi::Error) -> napi::Error<Code> {
 #[napi(object)]
 pub struct ErrorInfo {
     pub code: String,
+    /// What failed, naming the peer (`... (https://example.com:443)`).
     pub message: String,
-    /// Why a TLS handshake failed (`unknown-issuer`, `hostname-mismatch`, ...).
+    /// Why TLS failed (`unknown-issuer`, `hostname-mismatch`, ...).
     pub reason: Option<String>,
+    /// The host and port of the key the operation was for.
+    pub host: Option<String>,
+    pub port: Option<u32>,
+    /// The IP address the failure happened at, when known (a connect).
+    pub address: Option<String>,
+    /// The underlying error's own message (becomes the error's `cause`).
+    pub cause: Option<String>,
 }
 
-pub(crate) fn error_info(e: &Error) -> ErrorInfo {
+pub(crate) fn error_info(failure: &Failure) -> ErrorInfo {
+    let Failure { error, peer } = failure;
+    let message = match peer {
+        Some(key) => format!("{error} ({key})"),
+        None => error.to_string(),
+    };
     ErrorInfo {
-        code: e.code().to_string(),
-        message: e.to_string(),
-        reason: e.reason().map(str::to_string),
+        code: error.code().to_string(),
+        message,
+        reason: error.reason().map(str::to_string),
+        host: peer.as_ref().map(|k| k.host().to_string()),
+        port: peer.as_ref().map(|k| u32::from(k.port())),
+        address: error.address().map(|a| a.ip().to_string()),
+        cause: error.source_message(),
     }
 }
 

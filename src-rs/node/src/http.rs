@@ -6,13 +6,17 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
-use pconn_core::http1::{self, Prepared, RequestBody, RequestHead, RequestOptions, ResponseBody};
-use pconn_core::{Cancel, Error};
+use std::sync::atomic::Ordering;
+
+use pconn_core::http1::{
+    self, Prepared, RequestBody, RequestHead, RequestOptions, ResponseBody, Target,
+};
+use pconn_core::{Cancel, Error, Key};
 use tokio::sync::{mpsc, Mutex};
 
-use crate::bridge::Outcome;
+use crate::bridge::{Failure, Outcome};
 use crate::errors::{internal, throw, Code};
-use crate::pool::{NativeCancel, NativeKey, NativePool};
+use crate::pool::NativePool;
 use crate::scope::Scope;
 
 /// The remainder of a response body, read on demand.
@@ -51,14 +55,14 @@ impl NativeBody {
                     _ = stop.cancelled() => {
                         // Dropping the body mid-read closes its connection.
                         guard.take();
-                        return Outcome::Failed(Error::Aborted);
+                        return Outcome::Failed(Error::Aborted.into());
                     }
                     chunk = b.next_chunk() => chunk,
                 };
                 match chunk {
                     Ok(Some(bytes)) => Outcome::Bytes(Some(bytes)),
                     Ok(None) => Outcome::End(b.trailers().to_vec()),
-                    Err(error) => Outcome::Failed(error),
+                    Err(error) => Outcome::Failed(error.into()),
                 }
             })
             .map_err(internal)
@@ -74,44 +78,97 @@ impl NativeBody {
     }
 }
 
-/// Feeds a streamed request body to the exchange, one chunk at a time.
+/// A request URL parsed once: its pool key (with this pool's TLS
+/// settings applied) and its request target. The façade caches these per
+/// URL string, so a repeated URL costs no parse.
 #[napi]
-pub struct NativeUpload {
-    sender: Arc<std::sync::Mutex<Option<mpsc::Sender<Vec<u8>>>>>,
+pub struct NativeTarget {
+    key: Key,
+    path: String,
+}
+
+#[napi]
+impl NativeTarget {
+    /// The key, `scheme://host:port`.
+    #[napi(getter)]
+    pub fn key(&self) -> String {
+        self.key.to_string()
+    }
+    /// Path and query, percent-encoded.
+    #[napi(getter)]
+    pub fn path(&self) -> String {
+        self.path.clone()
+    }
+}
+
+/// The per-request settings; every field is optional (absent: default).
+/// Omitted altogether on the common path, so a plain request reads no
+/// object properties.
+#[napi(object)]
+pub struct NativeRequestOptions {
+    /// Milliseconds allowed for the response head once the request is
+    /// sent; 0 turns the limit off. Default 300 000.
+    pub headers_timeout_ms: Option<f64>,
+    /// Milliseconds allowed between two pieces of either body; 0 turns the
+    /// limit off. Default 300 000.
+    pub body_timeout_ms: Option<f64>,
+    /// Safe to retry whatever the method. Default false.
+    pub idempotent: Option<bool>,
+    /// The body comes through the returned handle's `write` and `end`.
+    pub stream_body: Option<bool>,
+    /// Return a handle whose `cancel` aborts the request.
+    pub cancellable: Option<bool>,
+}
+
+/// A request in flight, returned when its body streams or it can be
+/// cancelled.
+#[napi]
+pub struct NativeRequest {
+    /// Feeds a streamed body (at most one chunk waits in memory).
+    body: std::sync::Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    cancel: Arc<Cancel>,
     scope: Arc<Scope>,
 }
 
 #[napi]
-impl NativeUpload {
-    /// Queue a chunk; completes `id` when the exchange took it (at most one
-    /// chunk waits in memory, so a slow server slows the producer).
+impl NativeRequest {
+    /// Queue a body chunk; completes `id` when the exchange took it, so a
+    /// slow server slows the producer.
     #[napi(catch_unwind)]
     pub fn write(&self, id: u32, chunk: Buffer) -> napi::Result<(), Code> {
-        let sender = self.sender.lock().ok().and_then(|s| s.clone());
+        let sender = self.body.lock().ok().and_then(|s| s.clone());
         let chunk = chunk.to_vec();
         self.scope
             .spawn(id, async move {
                 let Some(sender) = sender else {
-                    return Outcome::Failed(Error::InvalidArgument(
-                        "the request body already ended".into(),
-                    ));
+                    let ended = Error::InvalidArgument("the request body already ended".into());
+                    return Outcome::Failed(ended.into());
                 };
                 match sender.send(chunk).await {
                     Ok(()) => Outcome::Done,
-                    Err(_) => Outcome::Failed(Error::SocketClosed(
-                        "the request ended before its body was sent".into(),
-                    )),
+                    Err(_) => {
+                        let gone = Error::SocketClosed(
+                            "the request ended before its body was sent".into(),
+                        );
+                        Outcome::Failed(gone.into())
+                    }
                 }
             })
             .map_err(internal)
     }
 
-    /// End the body.
+    /// End the streamed body.
     #[napi(catch_unwind)]
     pub fn end(&self) {
-        if let Ok(mut s) = self.sender.lock() {
+        if let Ok(mut s) = self.body.lock() {
             s.take();
         }
+    }
+
+    /// Abort the request at whatever stage it is (`ABORT_ERR`).
+    #[napi(catch_unwind)]
+    pub fn cancel(&self) {
+        self.cancel.cancel();
     }
 }
 
@@ -119,78 +176,108 @@ fn ms(v: f64) -> Duration {
     Duration::from_millis(v.max(0.0) as u64)
 }
 
+/// Counts an environment's requests waiting for their response head.
+struct Waiting(Arc<Scope>);
+
+impl Waiting {
+    /// Count one more; true when it is the only one.
+    fn start(scope: &Arc<Scope>) -> (Waiting, bool) {
+        let before = scope.requests_waiting.fetch_add(1, Ordering::Relaxed);
+        (Waiting(scope.clone()), before == 0)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.requests_waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[napi]
 impl NativePool {
-    /// Start an HTTP request; the response completes `id`. Bad input throws
-    /// before anything is sent. With `stream_body`, the body is fed through
-    /// the returned upload handle; with `write_now`, a request that finds
-    /// an idle connection is written at once.
+    /// Parse a request URL (throws `ERR_INVALID_ARG_VALUE` on a bad one).
     #[napi(catch_unwind)]
-    #[allow(clippy::too_many_arguments)]
+    pub fn target(&self, url: String) -> napi::Result<NativeTarget, Code> {
+        let Target { key, path } = Target::parse(&url).map_err(throw)?;
+        let key = self.pool.effective_key(key).map_err(throw)?;
+        Ok(NativeTarget { key, path })
+    }
+
+    /// Start an HTTP request; the response completes `id`. Bad input throws
+    /// before anything is sent. `headers` is `[name, value, ...]`.
+    #[napi(catch_unwind)]
     pub fn request(
         &self,
         id: u32,
-        key: &NativeKey,
+        target: &NativeTarget,
         method: String,
-        path: String,
-        headers: Vec<String>,
+        headers: Option<Vec<String>>,
         body: Option<Buffer>,
-        stream_body: bool,
-        headers_timeout_ms: f64,
-        body_timeout_ms: f64,
-        idempotent: bool,
-        cancel: Option<&NativeCancel>,
-        write_now: bool,
-    ) -> napi::Result<Option<NativeUpload>, Code> {
-        let mut pairs = Vec::with_capacity(headers.len() / 2);
-        let mut it = headers.into_iter();
+        options: Option<NativeRequestOptions>,
+    ) -> napi::Result<Option<NativeRequest>, Code> {
+        let mut pairs = Vec::new();
+        let mut it = headers.unwrap_or_default().into_iter();
         while let (Some(n), Some(v)) = (it.next(), it.next()) {
             pairs.push((n, v));
         }
-        let head = RequestHead::new(&method, &path, pairs).map_err(throw)?;
-        let (body, upload) = match (body, stream_body) {
+        let head = RequestHead::new(&method, &target.path, pairs).map_err(throw)?;
+        let defaults = RequestOptions::default();
+        let mut opts = RequestOptions {
+            max_header_size: self.pool.config().max_header_size,
+            ..defaults.clone()
+        };
+        let (mut streamed, mut cancellable) = (false, false);
+        if let Some(o) = options {
+            opts.headers_timeout = o.headers_timeout_ms.map_or(defaults.headers_timeout, ms);
+            opts.body_timeout = o.body_timeout_ms.map_or(defaults.body_timeout, ms);
+            opts.idempotent = o.idempotent.unwrap_or(defaults.idempotent);
+            streamed = o.stream_body.unwrap_or(false);
+            cancellable = o.cancellable.unwrap_or(false);
+        }
+        let (body, sender) = match (body, streamed) {
             (_, true) => {
                 let (tx, rx) = mpsc::channel(1);
-                let upload = NativeUpload {
-                    sender: Arc::new(std::sync::Mutex::new(Some(tx))),
-                    scope: self.scope.clone(),
-                };
-                (RequestBody::Stream(rx), Some(upload))
+                (RequestBody::Stream(rx), Some(tx))
             }
             (Some(b), false) => (RequestBody::Bytes(b.to_vec()), None),
             (None, false) => (RequestBody::Empty, None),
         };
-        let opts = RequestOptions {
-            headers_timeout: ms(headers_timeout_ms),
-            body_timeout: ms(body_timeout_ms),
-            idempotent,
-            cancel: cancel.map(|c| c.cancel.clone()),
-            ..RequestOptions::default()
-        };
-        let prepared = Prepared::new(&key.key, head, body, &opts).map_err(throw)?;
-        // With `write_now` (the façade asks when nothing else is in flight),
-        // take an idle connection and write on this thread: lower latency
-        // for sequential callers. Under concurrency the I/O thread writes,
-        // keeping the JavaScript thread free.
-        let first = if write_now {
-            http1::start_now(&self.pool, &key.key, &prepared)
+        let handle = (streamed || cancellable).then(|| {
+            let cancel = Arc::new(Cancel::new());
+            opts.cancel = Some(cancel.clone());
+            NativeRequest {
+                body: std::sync::Mutex::new(sender),
+                cancel,
+                scope: self.scope.clone(),
+            }
+        });
+        let key = target.key.clone();
+        let prepared = Prepared::new(&key, head, body, &opts).map_err(throw)?;
+        // Alone in flight on this thread, the request is written here at
+        // once if an idle connection waits: lower latency for sequential
+        // callers. Under concurrency the I/O thread writes, keeping the
+        // JavaScript thread free.
+        let (waiting, alone) = Waiting::start(&self.scope);
+        let first = if alone {
+            http1::start_now(&self.pool, &key, &prepared)
         } else {
             None
         };
         let pool = self.pool.clone();
-        let key = key.key.clone();
         self.scope
             .spawn(id, async move {
                 // Built here, on the I/O thread: the exchange's future is
                 // kilobytes; the task spawned from JavaScript only holds its
                 // arguments.
                 let exchange = Box::pin(http1::send_prepared(&pool, &key, prepared, first, &opts));
-                match exchange.await {
+                let outcome = match exchange.await {
                     Ok(response) => Outcome::Response(Box::new(response)),
-                    Err(error) => Outcome::Failed(error),
-                }
+                    Err(error) => Outcome::Failed(Failure::at(&key, error)),
+                };
+                drop(waiting);
+                outcome
             })
             .map_err(internal)?;
-        Ok(upload)
+        Ok(handle)
     }
 }

@@ -37,6 +37,7 @@ pub struct NativePoolOptions {
     pub dns_cache_ms: f64,
     pub no_delay: bool,
     pub keep_alive_initial_delay_ms: f64,
+    pub max_header_size: u32,
     pub tls: NativeTlsOptions,
 }
 
@@ -64,6 +65,7 @@ impl From<NativePoolOptions> for PoolConfig {
             dns_cache: ms(o.dns_cache_ms),
             no_delay: o.no_delay,
             keep_alive_initial_delay: ms(o.keep_alive_initial_delay_ms),
+            max_header_size: o.max_header_size as usize,
             tls: TlsOptions {
                 ca: match (o.tls.ca, o.tls.ca_system) {
                     (Some(pem), _) => Trust::Pem(pem.to_vec()),
@@ -102,6 +104,7 @@ pub fn default_pool_options() -> NativePoolOptions {
         dns_cache_ms: d.dns_cache.as_millis() as f64,
         no_delay: d.no_delay,
         keep_alive_initial_delay_ms: d.keep_alive_initial_delay.as_millis() as f64,
+        max_header_size: u32::try_from(d.max_header_size).unwrap_or(u32::MAX),
         tls: NativeTlsOptions {
             ca: None,
             ca_system: d.tls.ca == Trust::System,

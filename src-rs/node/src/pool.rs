@@ -9,7 +9,7 @@ use pconn_core::pool::cancel::{after, fired};
 use pconn_core::pool::{AcquireOptions, Acquiring, ConnectSlot, Grant, Queued};
 use pconn_core::{Cancel, Connection, Error, Key, Pool, Scheme};
 
-use crate::bridge::Outcome;
+use crate::bridge::{Failure, Outcome};
 use crate::connection::NativeConnection;
 use crate::errors::{internal, throw, Code};
 use crate::options::NativePoolOptions;
@@ -153,6 +153,7 @@ impl NativePool {
         let served = Arc::new(Cancel::new());
         let deliver = {
             let (scope, served, cancel) = (self.scope.clone(), served.clone(), opts.cancel.clone());
+            let key = key.key.clone();
             move |grant: Grant<Connection>| {
                 served.cancel();
                 match grant {
@@ -160,7 +161,7 @@ impl NativePool {
                         open(&scope, id, slot, cancel);
                         Ok(())
                     }
-                    other => scope.bridge.deliver(id, other),
+                    other => scope.bridge.deliver(id, &key, other),
                 }
             }
         };
@@ -239,6 +240,7 @@ impl NativePool {
 
 /// Open a connection in a reserved slot and complete `id` with it.
 fn open(scope: &Arc<Scope>, id: u32, slot: ConnectSlot<Connection>, cancel: Option<Arc<Cancel>>) {
+    let key = slot.key().clone();
     let spawned = scope.spawn(id, async move {
         let opened = tokio::select! {
             biased;
@@ -247,14 +249,12 @@ fn open(scope: &Arc<Scope>, id: u32, slot: ConnectSlot<Connection>, cancel: Opti
         };
         match opened {
             Ok(pooled) => Outcome::Connection(pooled),
-            Err(error) => Outcome::Failed(error),
+            Err(error) => Outcome::Failed(Failure::at(&key, error)),
         }
     });
     if let Err(e) = spawned {
-        drop(scope.bridge.complete(
-            id,
-            Outcome::Failed(Error::Io(std::io::Error::other(e.reason))),
-        ));
+        let error = Error::Io(std::io::Error::other(e.reason));
+        drop(scope.bridge.complete(id, Outcome::Failed(error.into())));
     }
 }
 

@@ -10,6 +10,7 @@
 
 use std::ffi::c_void;
 use std::future::Future;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use napi::{sys, Env};
@@ -24,6 +25,8 @@ pub(crate) struct Scope {
     /// Fired when the environment is torn down: its operations stop, and
     /// what they held (connections, slots, waiters) goes back or closes.
     pub(crate) closing: Cancel,
+    /// Requests of this environment waiting for their response head.
+    pub(crate) requests_waiting: AtomicUsize,
 }
 
 impl Scope {
@@ -44,7 +47,7 @@ impl Scope {
                 drop(
                     scope
                         .bridge
-                        .complete(id, Outcome::Failed(panicked(&message))),
+                        .complete(id, Outcome::Failed(panicked(&message).into())),
                 )
             }
         };
@@ -93,6 +96,7 @@ pub(crate) fn install(env: &Env) -> napi::Result<()> {
     let scope = Arc::new(Scope {
         bridge: Arc::default(),
         closing: Cancel::new(),
+        requests_waiting: AtomicUsize::new(0),
     });
     let data = Box::into_raw(Box::new(scope.clone()));
     // SAFETY: `env` is this environment's live handle (we are in its

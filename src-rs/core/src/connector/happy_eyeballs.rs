@@ -7,6 +7,8 @@ use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinSet;
 
+use crate::error::Error;
+
 /// How long one attempt gets before the next address is tried in parallel.
 const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 
@@ -38,7 +40,8 @@ async fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
 
 /// Connect to the first address that answers; a new attempt starts every
 /// `ATTEMPT_DELAY` or as soon as one fails. Losing attempts are cancelled.
-pub(crate) async fn connect(addrs: &[IpAddr], port: u16) -> io::Result<(TcpStream, SocketAddr)> {
+/// A failure names the last address tried.
+pub(crate) async fn connect(addrs: &[IpAddr], port: u16) -> Result<(TcpStream, SocketAddr), Error> {
     let mut queue = interleave(addrs)
         .into_iter()
         .map(|ip| SocketAddr::new(ip, port));
@@ -46,18 +49,27 @@ pub(crate) async fn connect(addrs: &[IpAddr], port: u16) -> io::Result<(TcpStrea
     let mut last_error = None;
     loop {
         if let Some(addr) = queue.next() {
-            attempts.spawn(async move { connect_one(addr).await.map(|s| (s, addr)) });
+            attempts.spawn(async move {
+                connect_one(addr)
+                    .await
+                    .map(|s| (s, addr))
+                    .map_err(|e| (e, addr))
+            });
         } else if attempts.is_empty() {
-            return Err(last_error.unwrap_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, "no address to connect to")
-            }));
+            return Err(match last_error {
+                Some((source, address)) => Error::Connect { address, source },
+                None => Error::Io(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "no address to connect to",
+                )),
+            });
         }
         let more_to_try = queue.len() > 0;
         tokio::select! {
             Some(done) = attempts.join_next() => match done {
                 Ok(Ok(won)) => return Ok(won),
-                Ok(Err(e)) => last_error = Some(e),
-                Err(join) => last_error = Some(io::Error::other(join)),
+                Ok(Err(failed)) => last_error = Some(failed),
+                Err(join) => return Err(Error::Io(io::Error::other(join))),
             },
             _ = tokio::time::sleep(ATTEMPT_DELAY), if more_to_try => {}
         }

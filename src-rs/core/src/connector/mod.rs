@@ -17,7 +17,7 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio::runtime::Handle;
 use tokio_rustls::TlsConnector;
 
-use crate::config::PoolConfig;
+use crate::config::{PoolConfig, TlsOptions};
 use crate::connection::{Connection, SharedTcp, Socket, Stream};
 use crate::error::{Error, Result};
 use crate::key::Key;
@@ -34,7 +34,11 @@ impl Pool<Connection> {
 /// Opens TCP and TLS connections for keys, with one pool's settings.
 pub(crate) struct Connector {
     resolver: dns::Resolver,
+    /// For `tls` keys: the ALPN protocols as configured.
     tls: TlsConnector,
+    /// For `https` keys: the same without `h2`, which `request()` does not
+    /// speak (a server would pick it and then see HTTP/1.1).
+    tls_http1: TlsConnector,
     no_delay: bool,
     keep_alive: Duration,
     connect_timeout: Duration,
@@ -45,6 +49,16 @@ impl Connector {
         Ok(Connector {
             resolver: dns::Resolver::new(config.dns_cache),
             tls: TlsConnector::from(tls::client_config(&config.tls)?),
+            tls_http1: TlsConnector::from(tls::client_config(&TlsOptions {
+                alpn: config
+                    .tls
+                    .alpn
+                    .iter()
+                    .filter(|p| p.as_slice() != b"h2")
+                    .cloned()
+                    .collect(),
+                ..config.tls.clone()
+            })?),
             no_delay: config.no_delay,
             keep_alive: config.keep_alive_initial_delay,
             connect_timeout: config.connect_timeout,
@@ -85,8 +99,12 @@ impl Connector {
         }
         let shared = SharedTcp(socket.clone());
         let name = tls::server_name(key.tls_name())?;
-        let tls = self
-            .tls
+        let connector = if key.scheme().is_http() {
+            &self.tls_http1
+        } else {
+            &self.tls
+        };
+        let tls = connector
             .connect(name, shared)
             .await
             .map_err(tls::handshake_error)?;

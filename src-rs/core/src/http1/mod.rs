@@ -2,6 +2,7 @@
 //! small response crosses into JavaScript once.
 //!
 //! Organization:
+//! - `target`: a request URL as a pool key and a request target;
 //! - `request`: validation (no CR, LF or NUL anywhere) and encoding;
 //! - `response`: head parsing, framing and keep-alive rules;
 //! - `body`: Content-Length, chunked and close-delimited decoding;
@@ -11,6 +12,7 @@ mod body;
 mod exchange;
 mod request;
 mod response;
+mod target;
 
 pub use body::BodyDecoder;
 pub use exchange::{
@@ -19,3 +21,4 @@ pub use exchange::{
 };
 pub use request::{is_idempotent_method, BodyFraming, RequestBody, RequestHead};
 pub use response::{parse_head, Framing, ResponseHead, MAX_HEADERS, MAX_HEAD_BYTES};
+pub use target::Target;
