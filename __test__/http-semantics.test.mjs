@@ -324,3 +324,21 @@ test('an error rejected by request() carries the caller’s frames in its stack'
   const err = await t.throwsAsync(handleIncomingCall())
   t.regex(err.stack, /handleIncomingCall/)
 })
+
+test('a body is consumed once: bodyUsed turns true and a second read rejects with ERR_INVALID_STATE', async (t) => {
+  const server = await useServer(t, httpServer, (req, s) => s.write(ok(req.path === '/big' ? 'b'.repeat(100_000) : 'small')))
+  const pool = usePool(t, Pool)
+  for (const path of ['/small', '/big']) {
+    const res = await pool.request(server.url(path))
+    t.false(res.body.bodyUsed)
+    t.true((await res.body.text()).length > 0)
+    t.true(res.body.bodyUsed)
+    for (const again of ['text', 'json', 'bytes', 'arrayBuffer', 'dump']) {
+      await t.throwsAsync(res.body[again](), { code: 'ERR_INVALID_STATE' }, `${path} ${again}`)
+    }
+  }
+  const streamed = await pool.request(server.url('/big'))
+  for await (const _ of streamed.body) break
+  t.true(streamed.body.bodyUsed)
+  await t.throwsAsync(streamed.body.text(), { code: 'ERR_INVALID_STATE' })
+})
