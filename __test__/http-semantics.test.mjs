@@ -312,7 +312,7 @@ test('errors name the peer: key in the message, host, port, address, and the cau
   t.is(bodyErr.code, 'PCONN_SOCKET_CLOSED')
 })
 
-test('an error rejected by request() carries the caller’s frames in its stack', async (t) => {
+test('an error rejected by request() or acquire() carries the caller’s frames in its stack', async (t) => {
   const port = await closedPort()
   const pool = usePool(t, Pool)
   async function fetchUserProfile() {
@@ -323,6 +323,11 @@ test('an error rejected by request() carries the caller’s frames in its stack'
   }
   const err = await t.throwsAsync(handleIncomingCall())
   t.regex(err.stack, /handleIncomingCall/)
+  async function openDatabaseSession() {
+    return await pool.acquire(`tcp://127.0.0.1:${port}`)
+  }
+  const raw = await t.throwsAsync(openDatabaseSession())
+  t.regex(raw.stack, /openDatabaseSession/)
 })
 
 test('a body is consumed once: bodyUsed turns true and a second read rejects with ERR_INVALID_STATE', async (t) => {

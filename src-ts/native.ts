@@ -169,24 +169,15 @@ export function completionOf<T>(id: number): Promise<T> {
 
 /**
  * Like `completionOf`, mapping the outcome on the way: the Promise resolves
- * with `onValue(value)` or rejects with `onError(error)` (one Promise, no
- * `.then` chain; a throw from `onValue` rejects it).
+ * with `onValue(value)` or rejects with `onError(error)`. The mapping runs
+ * in a reaction of the returned Promise, so an error made (or its stack
+ * captured) in `onError` carries the frames of the async functions that
+ * await it (V8 follows the reaction to its awaiters; an error made where
+ * the completion arrives would show only this module's frames).
  */
 export function completionMapped<T>(id: number, onValue: (value: unknown) => T, onError: (error: Error) => Error): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    pending.set(id, {
-      resolve(value) {
-        try {
-          resolve(onValue(value))
-        } catch (err) {
-          reject(err)
-        }
-      },
-      reject(error) {
-        reject(onError(error))
-      },
-    })
-    if (pending.size === 1) keepAlive.ref()
+  return completionOf<unknown>(id).then(onValue, (error: Error) => {
+    throw onError(error)
   })
 }
 

@@ -182,12 +182,8 @@ export class Pool {
    * const user = await res.body.json()
    * ```
    */
-  async request(url: string | URL, options?: RequestOptions): Promise<Response> {
-    try {
-      return await sendRequest(this, url, options)
-    } catch (err) {
-      throw withCallerStack(err)
-    }
+  request(url: string | URL, options?: RequestOptions): Promise<Response> {
+    return sendRequest(this, url, options)
   }
 
   /** Close every idle connection to `host` (all schemes and ports). Returns how many. */

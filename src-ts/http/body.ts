@@ -37,12 +37,14 @@ export function bytesOf(value: unknown): Buffer | undefined {
   return undefined
 }
 
+const NO_BODY: OutgoingBody = Object.freeze({})
+
 /**
  * Convert a body. A Blob is read first (its bytes are not available
  * synchronously), so the result may be a Promise.
  */
 export function toOutgoingBody(body: unknown): OutgoingBody | Promise<OutgoingBody> {
-  if (body === undefined || body === null) return {}
+  if (body === undefined || body === null) return NO_BODY
   const bytes = bytesOf(body)
   if (bytes !== undefined) return { bytes }
   if (body instanceof URLSearchParams) {

@@ -1,6 +1,6 @@
 /** `request()`: HTTP/1.1 over the pool. */
 import { connectChannel, reuseChannel } from '../diagnostics.js'
-import { abortError, fromNative, invalidArgType } from '../errors.js'
+import { abortError, fromNative, invalidArgType, withCallerStack } from '../errors.js'
 import { completionMapped, nextOperationId, run, type NativeRequest, type NativeRequestOptions, type NativeTarget, type ResponseParts } from '../native.js'
 import { checkNumber } from '../options.js'
 import type { Pool } from '../pool.js'
@@ -100,8 +100,8 @@ function start(pool: Pool, req: Checked, body: OutgoingBody): Promise<Response> 
   } catch (err) {
     return Promise.reject(fromNative(err))
   }
-  const onAbort = () => handle?.cancel()
-  signal?.addEventListener('abort', onAbort, { once: true })
+  const onAbort = signal === undefined ? undefined : () => handle?.cancel()
+  if (onAbort !== undefined) signal?.addEventListener('abort', onAbort, { once: true })
   let sourceError: unknown
   if (handle !== null && body.stream !== undefined) {
     pump(body.stream, handle).catch((err: unknown) => {
@@ -114,13 +114,14 @@ function start(pool: Pool, req: Checked, body: OutgoingBody): Promise<Response> 
   return completionMapped(
     id,
     (value) => {
-      signal?.removeEventListener('abort', onAbort)
+      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
       return respond(value as ResponseParts, target, signal)
     },
     (err) => {
-      signal?.removeEventListener('abort', onAbort)
+      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
       if (sourceError instanceof Error) return sourceError
-      return (err as { code?: unknown }).code === 'ABORT_ERR' && signal?.aborted ? abortError(signal) : err
+      if ((err as { code?: unknown }).code === 'ABORT_ERR' && signal?.aborted) return abortError(signal)
+      return withCallerStack(err) as Error
     },
   )
 }
