@@ -4,8 +4,10 @@
 //! so a plaintext connection never serves a TLS acquire and a TLS session made
 //! for one name never serves another.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, Result};
 
@@ -69,6 +71,9 @@ struct KeyParts {
     servername: Option<String>,
     /// The Host header value, computed once (it goes into every request).
     host_header: String,
+    /// A hash of the identity, computed once: maps keyed by `Key` hash
+    /// nothing per lookup (see [`KeyMap`]).
+    digest: u64,
 }
 
 impl KeyParts {
@@ -85,17 +90,46 @@ impl KeyParts {
 
 impl PartialEq for KeyParts {
     fn eq(&self, other: &Self) -> bool {
-        self.identity() == other.identity()
+        self.digest == other.digest && self.identity() == other.identity()
     }
 }
 
 impl Eq for KeyParts {}
 
-impl std::hash::Hash for KeyParts {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.identity().hash(state);
+impl Hash for KeyParts {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.digest);
     }
 }
+
+/// The digest of a key's identity: SipHash with this process's random
+/// keys, so hosts chosen to collide cannot be computed in advance.
+fn digest(identity: impl Hash) -> u64 {
+    static SEED: OnceLock<RandomState> = OnceLock::new();
+    SEED.get_or_init(RandomState::new).hash_one(identity)
+}
+
+/// Hashes a [`Key`] by its digest (a key writes only that).
+#[derive(Default)]
+pub struct KeyDigestHasher(u64);
+
+impl Hasher for KeyDigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached by a key type that does not write its digest.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A map keyed by [`Key`] that hashes nothing per lookup.
+pub type KeyMap<V> = HashMap<Key, V, BuildHasherDefault<KeyDigestHasher>>;
 
 /// A normalized, cheap-to-clone pool key.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -142,12 +176,14 @@ impl Key {
         } else {
             format!("{}:{port}", bracket_if_v6(&host))
         };
+        let digest = digest((scheme, &host, port, servername.as_deref()));
         Ok(Key(Arc::new(KeyParts {
             scheme,
             host,
             port,
             servername,
             host_header,
+            digest,
         })))
     }
 

@@ -10,13 +10,12 @@
 //! reading until `WouldBlock` costs on every response, and it lets a
 //! checkout trust the cached readiness instead of asking the kernel.
 
-use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll, Waker};
+use std::task::{ready, Context, Poll};
 
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
@@ -114,9 +113,10 @@ impl Socket {
     /// arrived that the event loop has harvested: a cheap but not exact
     /// liveness answer (a close in flight may not be harvested yet).
     pub(crate) fn seen_readable(&self) -> bool {
-        let ready = pin!(self.tcp.ready(Interest::READABLE));
-        let mut cx = Context::from_waker(Waker::noop());
-        matches!(ready.poll(&mut cx), Poll::Ready(Ok(r)) if r.is_readable() || r.is_read_closed())
+        // `try_io` runs the closure only when Tokio holds readable (or
+        // closed) readiness for the socket, and registers no waker; the
+        // closure's `Ok` leaves that readiness as it is.
+        self.tcp.try_io(Interest::READABLE, || Ok(())).is_ok()
     }
 
     /// Non-blocking look at the receive queue: `Ok(0)` is EOF, `Ok(n)` means

@@ -39,7 +39,7 @@ impl HandleState {
 
     /// Close the handle; true the first time.
     pub(crate) fn close(&self) -> bool {
-        let first = !self.closed.swap(true, Ordering::AcqRel);
+        let first = !self.closed.swap(true, Ordering::SeqCst);
         if first {
             self.closing.cancel();
         }
@@ -50,8 +50,14 @@ impl HandleState {
         self.loans.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// A loan ended. Only a closed handle has anyone waiting for its loans
+    /// (`all_returned`), so an open one skips the notification.
+    ///
+    /// Both sides store then load (`loans` here, `closed` in `close` and
+    /// `all_returned`), so both use SeqCst: either this sees the close and
+    /// notifies, or the waiter's later load of `loans` sees this return.
     pub(crate) fn give_back(&self) {
-        if self.loans.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.loans.fetch_sub(1, Ordering::SeqCst) == 1 && self.closed.load(Ordering::SeqCst) {
             self.returned.notify_waiters();
         }
     }
@@ -62,7 +68,7 @@ impl HandleState {
             let returned = self.returned.notified();
             tokio::pin!(returned);
             returned.as_mut().enable();
-            if self.loans.load(Ordering::Acquire) == 0 {
+            if self.loans.load(Ordering::SeqCst) == 0 {
                 return;
             }
             returned.await;

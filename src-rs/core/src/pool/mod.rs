@@ -33,7 +33,7 @@ mod tests;
 mod waiters;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
@@ -51,7 +51,7 @@ pub use waiters::Deliver;
 
 use crate::config::PoolConfig;
 use crate::error::{Error, Result};
-use crate::key::Key;
+use crate::key::{Key, KeyMap};
 use cancel::or_cancelled;
 use entry::Entry;
 use handle::HandleState;
@@ -272,7 +272,7 @@ impl Ord for Due {
 }
 
 struct State<C: Poolable> {
-    hosts: HashMap<Key, Host<C>>,
+    hosts: KeyMap<Host<C>>,
     history: History,
     /// idle + active + connecting over all keys.
     total: usize,
@@ -298,7 +298,7 @@ struct State<C: Poolable> {
 impl<C: Poolable> Default for State<C> {
     fn default() -> Self {
         State {
-            hosts: HashMap::new(),
+            hosts: KeyMap::default(),
             history: History::default(),
             total: 0,
             idle: 0,
@@ -1401,7 +1401,7 @@ fn in_evictable<C: Poolable>(host: &mut Host<C>) -> &mut bool {
 /// Rebuild a lazy key queue: each key still present, once.
 fn compact<C: Poolable>(
     queue: &mut VecDeque<Key>,
-    hosts: &mut HashMap<Key, Host<C>>,
+    hosts: &mut KeyMap<Host<C>>,
     flag: fn(&mut Host<C>) -> &mut bool,
 ) {
     let old = std::mem::take(queue);

@@ -1,8 +1,8 @@
 //! Counters the pool keeps, and the snapshot `stats()` returns.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use crate::key::Key;
+use crate::key::{Key, KeyMap};
 
 /// Why a connection was closed (the keys of `closedBy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +116,7 @@ pub const HOST_HISTORY_LIMIT: usize = 1024;
 /// touched longest ago are forgotten (least recently used first).
 #[derive(Default)]
 pub(crate) struct History {
-    entries: HashMap<Key, (Counters, u64)>,
+    entries: KeyMap<(Counters, u64)>,
     tick: u64,
 }
 
