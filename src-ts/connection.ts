@@ -55,12 +55,13 @@ export class Connection {
   get uses(): number {
     return this.#native.uses
   }
-  /** The peer's IP address. */
-  get remoteAddress(): string {
-    return this.#native.remoteAddress
+  /** The peer's IP address (the proxy's, through a proxy); undefined over a Unix socket. */
+  get remoteAddress(): string | undefined {
+    return this.#native.remoteAddress ?? undefined
   }
-  get remotePort(): number {
-    return this.#native.remotePort
+  /** The peer's port; undefined over a Unix socket. */
+  get remotePort(): number | undefined {
+    return this.#native.remotePort ?? undefined
   }
   /** The ALPN protocol the TLS server chose, if any. */
   get alpnProtocol(): string | null {

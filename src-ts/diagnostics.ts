@@ -7,6 +7,12 @@
  * - `pconn:reuse`    `{ id, key, ... }`: the same, for a connection that served before
  * - `pconn:close`    `{ id, key, reason }`: a connection closed; `reason` is a key of `stats().closedBy`
  * - `pconn:leak`     `{ id, key, heldMs, stack }`: a connection outlived `leakDetectionMs`
+ * - `pconn:request:start` `{ key, method, path }`: `request()` was called
+ * - `pconn:request:end`   {@link RequestEndEvent}: its response body ended
+ * - `pconn:request:error` `{ key, method, path, error, totalMs }`: it failed (before or during the body)
+ *
+ * A request is measured only while one of the three `pconn:request:*`
+ * channels has a subscriber: otherwise no clock is read.
  */
 import diagnostics from 'node:diagnostics_channel'
 
@@ -14,6 +20,48 @@ export const connectChannel = diagnostics.channel('pconn:connect')
 export const reuseChannel = diagnostics.channel('pconn:reuse')
 export const closeChannel = diagnostics.channel('pconn:close')
 export const leakChannel = diagnostics.channel('pconn:leak')
+export const requestStartChannel = diagnostics.channel('pconn:request:start')
+export const requestEndChannel = diagnostics.channel('pconn:request:end')
+export const requestErrorChannel = diagnostics.channel('pconn:request:error')
+
+/** Whether anyone listens to the request channels (then requests are timed). */
+export function requestsObserved(): boolean {
+  return requestStartChannel.hasSubscribers || requestEndChannel.hasSubscribers || requestErrorChannel.hasSubscribers
+}
+
+/** What `pconn:request:start` carries; the other two add to it. */
+export interface RequestStartEvent {
+  /** The pool key, e.g. `'https://api.example.com:443'`. */
+  key: string
+  method: string
+  /** Path and query as sent. */
+  path: string
+}
+
+/** What `pconn:request:end` carries; durations in milliseconds from the `request()` call. */
+export interface RequestEndEvent extends RequestStartEvent {
+  connectionId: number
+  /** The connection served an earlier request. */
+  reused: boolean
+  /** Waiting for a connection at a limit. */
+  queuedMs: number
+  /** Opening the connection (DNS and TCP), when this request was its first; else 0. */
+  connectMs: number
+  /** Its TLS handshake; else 0. */
+  tlsMs: number
+  /** Until the response head arrived. */
+  ttfbMs: number
+  /** Until the body ended. */
+  totalMs: number
+  /** A stale keep-alive connection made the request go again on a fresh one. */
+  retried: boolean
+}
+
+/** What `pconn:request:error` carries. */
+export interface RequestErrorEvent extends RequestStartEvent {
+  error: unknown
+  totalMs: number
+}
 
 /** Why a connection was closed (the keys of `stats().closedBy`). */
 export type CloseReason = 'idle' | 'lifetime' | 'broken' | 'peer' | 'flush' | 'shutdown' | 'evicted'

@@ -18,6 +18,7 @@ export type PconnErrorCode =
   | 'PCONN_HEADERS_TIMEOUT'
   | 'PCONN_BODY_TIMEOUT'
   | 'PCONN_HTTP_PARSE'
+  | 'PCONN_PROXY'
   | 'ABORT_ERR'
   | 'ERR_INVALID_ARG_TYPE'
   | 'ERR_INVALID_ARG_VALUE'
@@ -42,6 +43,8 @@ export interface PeerDetails {
   port?: number
   /** The IP address the failure happened at (a connect attempt). */
   address?: string
+  /** For `PCONN_PROXY`: the status the proxy answered `CONNECT` with. */
+  statusCode?: number
 }
 
 /**
@@ -57,12 +60,13 @@ export class PconnError extends Error implements PeerDetails {
   readonly host?: string
   readonly port?: number
   readonly address?: string
+  readonly statusCode?: number
 
   constructor(code: string, message: string, details?: PeerDetails, options?: ErrorOptions) {
     super(message, options)
     this.code = code
     if (details !== undefined) {
-      for (const name of ['reason', 'host', 'port', 'address'] as const) {
+      for (const name of ['reason', 'host', 'port', 'address', 'statusCode'] as const) {
         if (details[name] !== undefined) Object.defineProperty(this, name, { value: details[name], enumerable: true })
       }
     }
@@ -138,6 +142,7 @@ export function fromInfo(info: NativeErrorInfo): Error {
     host: info.host ?? undefined,
     port: info.port ?? undefined,
     address: info.address ?? undefined,
+    statusCode: info.statusCode ?? undefined,
   }
   const options = info.cause === undefined || info.cause === null ? undefined : { cause: new Error(info.cause) }
   return new PconnError(info.code, info.message, details, options)

@@ -1,11 +1,14 @@
 /** Turning what users pass as a destination into native pool keys. */
-import { invalidArgType, invalidArgValue, fromNative } from './errors.js'
+import { invalidArgType, fromNative } from './errors.js'
 import type { NativeKey, NativePool, NativeTarget } from './native.js'
 
 /** Where to connect: `'https://host:port/any/path'` or an object. */
 export type KeyInput = string | URL | KeyObject
 
-export interface KeyObject {
+/** A destination as an object. */
+export type KeyObject = HostKeyObject | UnixKeyObject
+
+export interface HostKeyObject {
   /** `'http'`, `'https'` (HTTP use) or `'tcp'`, `'tls'` (raw protocols). */
   scheme: 'http' | 'https' | 'tcp' | 'tls'
   host: string
@@ -13,6 +16,21 @@ export interface KeyObject {
   port?: number
   /** TLS name to send and verify instead of `host`; keeps its own connections. */
   servername?: string
+}
+
+/** Raw bytes over a Unix domain socket; keyed by its path. */
+export interface UnixKeyObject {
+  scheme: 'unix'
+  /** The socket's path (at most 103 bytes). */
+  path: string
+}
+
+/** How a request reaches its origin, when not straight by the URL's host. */
+export interface Route {
+  /** TLS name to send and verify instead of the URL's host (https only). */
+  servername?: string
+  /** Connect to this Unix domain socket instead of the URL's host. */
+  socketPath?: string
 }
 
 const CACHE_LIMIT = 1024
@@ -47,41 +65,39 @@ export class KeyResolver {
     }
     const k = input as Record<string, unknown>
     if (typeof k.scheme !== 'string') throw invalidArgType(`${name}.scheme`, 'of type string', k.scheme)
-    if (typeof k.host !== 'string') throw invalidArgType(`${name}.host`, 'of type string', k.host)
-    if (k.port !== undefined) {
-      if (typeof k.port !== 'number') throw invalidArgType(`${name}.port`, 'of type number', k.port)
-      if (!Number.isInteger(k.port) || k.port < 1 || k.port > 65535) {
-        throw invalidArgValue(`${name}.port`, 'must be an integer from 1 to 65535', k.port)
-      }
+    if (k.scheme === 'unix') {
+      if (typeof k.path !== 'string') throw invalidArgType(`${name}.path`, 'of type string', k.path)
+      return this.#native(() => this.#pool.keyFromParts('unix', '', undefined, undefined, k.path as string))
     }
+    if (typeof k.host !== 'string') throw invalidArgType(`${name}.host`, 'of type string', k.host)
+    if (k.port !== undefined && typeof k.port !== 'number') throw invalidArgType(`${name}.port`, 'of type number', k.port)
     if (k.servername !== undefined && typeof k.servername !== 'string') {
       throw invalidArgType(`${name}.servername`, 'of type string', k.servername)
     }
+    // Values (the port's range included) are checked natively, in one place.
+    const { scheme, host, port, servername } = k as { scheme: string; host: string; port?: number; servername?: string }
+    return this.#native(() => this.#pool.keyFromParts(scheme, host, port, servername, undefined))
+  }
+
+  #native<T>(make: () => T): T {
     try {
-      return this.#pool.keyFromParts(k.scheme, k.host, k.port as number | undefined, k.servername as string | undefined)
+      return make()
     } catch (err) {
       throw fromNative(err)
     }
   }
 
-  /** The origin and request target of an http(s) URL. */
-  target(url: string): NativeTarget {
-    const cached = this.#targets.get(url)
+  /** The origin and request target of an http(s) URL, over `route`. */
+  target(url: string, route?: Route): NativeTarget {
+    const id = route === undefined ? url : `${url}\n${route.servername ?? ''}\n${route.socketPath ?? ''}`
+    const cached = this.#targets.get(id)
     if (cached !== undefined) return cached
-    try {
-      return this.#targets.remember(url, this.#pool.target(url))
-    } catch (err) {
-      throw fromNative(err)
-    }
+    return this.#targets.remember(id, this.#native(() => this.#pool.target(url, route?.servername, route?.socketPath)))
   }
 
   #fromUrl(url: string): NativeKey {
     const cached = this.#byUrl.get(url)
     if (cached !== undefined) return cached
-    try {
-      return this.#byUrl.remember(url, this.#pool.keyFromUrl(url))
-    } catch (err) {
-      throw fromNative(err)
-    }
+    return this.#byUrl.remember(url, this.#native(() => this.#pool.keyFromUrl(url)))
   }
 }

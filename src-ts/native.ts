@@ -64,6 +64,8 @@ export interface ResponseParts {
   body: Buffer | undefined
   /** The rest of the body, when it is not complete. */
   stream: NativeBody | undefined
+  /** How long the stages took (timed requests only). */
+  timings: Binding.RequestTimings | undefined
 }
 
 interface Pending {
@@ -115,6 +117,7 @@ function onBatch(meta: Float64Array, slab: Buffer, objects: unknown[], count: nu
       case Completion.Response: {
         const bodyObject = meta[at + 7]!
         const rest = meta[at + 8]!
+        const timings = meta[at + 9]!
         const parts: ResponseParts = {
           statusFlags: a,
           connectionId: meta[at + 3]!,
@@ -124,6 +127,7 @@ function onBatch(meta: Float64Array, slab: Buffer, objects: unknown[], count: nu
           bodyEnd: meta[at + 6]!,
           body: bodyObject < 0 ? undefined : (objects[bodyObject] as Buffer),
           stream: rest < 0 ? undefined : (objects[rest] as NativeBody),
+          timings: timings < 0 ? undefined : (objects[timings] as Binding.RequestTimings),
         }
         settle(id, parts, false)
         break
@@ -164,20 +168,6 @@ export function completionOf<T>(id: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     pending.set(id, { resolve: resolve as (v: unknown) => void, reject })
     if (pending.size === 1) keepAlive.ref()
-  })
-}
-
-/**
- * Like `completionOf`, mapping the outcome on the way: the Promise resolves
- * with `onValue(value)` or rejects with `onError(error)`. The mapping runs
- * in a reaction of the returned Promise, so an error made (or its stack
- * captured) in `onError` carries the frames of the async functions that
- * await it (V8 follows the reaction to its awaiters; an error made where
- * the completion arrives would show only this module's frames).
- */
-export function completionMapped<T>(id: number, onValue: (value: unknown) => T, onError: (error: Error) => Error): Promise<T> {
-  return completionOf<unknown>(id).then(onValue, (error: Error) => {
-    throw onError(error)
   })
 }
 

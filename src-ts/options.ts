@@ -75,6 +75,17 @@ export interface PoolOptions {
    */
   maxHeaderSize?: number
   /**
+   * Send connections through an HTTP proxy: `'http://[user:pass@]host:port'`
+   * (every key: HTTP, HTTPS and raw TCP/TLS, through a `CONNECT` tunnel),
+   * or `'env'` for `HTTP_PROXY` / `HTTPS_PROXY` / `NO_PROXY` (and their
+   * lower-case forms, which win) as undici's `EnvHttpProxyAgent` reads
+   * them, for HTTP and HTTPS keys only, read once when the pool is made.
+   * Proxied connections are keyed with their proxy and never serve direct
+   * requests. A refused tunnel fails with `PCONN_PROXY` and the proxy's
+   * `statusCode`. Default: none (every connection direct).
+   */
+  proxy?: string
+  /**
    * Open a handle onto the process-wide pool of this name instead of a new
    * pool: every thread (main or worker_threads) that passes the same name
    * shares its connections and its limits (`maxConnectionsPerHost` holds
@@ -104,6 +115,7 @@ export interface ResolvedOptions {
   noDelay: boolean
   keepAliveInitialDelayMs: number
   maxHeaderSize: number
+  proxy: string | undefined
   shared: string | undefined
 }
 
@@ -127,6 +139,7 @@ export const DEFAULTS: Readonly<Omit<ResolvedOptions, 'tls'>> = Object.freeze({
   noDelay: core.noDelay,
   keepAliveInitialDelayMs: core.keepAliveInitialDelayMs,
   maxHeaderSize: core.maxHeaderSize,
+  proxy: undefined,
   shared: undefined,
 })
 
@@ -150,7 +163,7 @@ const NUMERIC: Record<string, Limit> = {
   keepAliveInitialDelayMs: 'ms',
   maxHeaderSize: 'size',
 }
-const KNOWN = new Set([...Object.keys(NUMERIC), 'scheduling', 'tls', 'noDelay', 'shared'])
+const KNOWN = new Set([...Object.keys(NUMERIC), 'scheduling', 'tls', 'noDelay', 'proxy', 'shared'])
 
 /**
  * Check a number option: a non-negative integer; `cap`s and `limit`s may be
@@ -228,6 +241,11 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     if (typeof given.noDelay !== 'boolean') throw invalidArgType('options.noDelay', 'of type boolean', given.noDelay)
     out.noDelay = given.noDelay
   }
+  if (given.proxy !== undefined) {
+    // The URL itself is checked natively, where it is parsed.
+    if (typeof given.proxy !== 'string') throw invalidArgType('options.proxy', "a proxy URL or 'env'", given.proxy)
+    out.proxy = given.proxy
+  }
   if (given.shared !== undefined) {
     if (typeof given.shared !== 'string') throw invalidArgType('options.shared', 'of type string', given.shared)
     if (given.shared === '') throw invalidArgValue('options.shared', 'must not be empty', given.shared)
@@ -256,6 +274,7 @@ export function toNative(o: ResolvedOptions) {
     noDelay: o.noDelay,
     keepAliveInitialDelayMs: o.keepAliveInitialDelayMs,
     maxHeaderSize: o.maxHeaderSize,
+    proxy: o.proxy,
     tls: {
       ca: o.tls.ca === 'system' ? undefined : checkPem('options.tls.ca', o.tls.ca),
       caSystem: o.tls.ca === 'system',

@@ -2,7 +2,7 @@
 import { Connection, loanOf, type Loan } from './connection.js'
 import { connectChannel, reuseChannel } from './diagnostics.js'
 import { abortError, fromNative, invalidArgType, invalidArgValue, withCallerStack } from './errors.js'
-import { KeyResolver, type KeyInput } from './key.js'
+import { KeyResolver, type KeyInput, type Route } from './key.js'
 import { watchLoan } from './leak-detector.js'
 import { completionOf, native, nextOperationId, run, type NativeConnection, type NativeKey, type NativePool, type NativeTarget } from './native.js'
 import { checkNumber, resolveOptions, toNative, type PoolOptions, type ResolvedOptions } from './options.js'
@@ -86,8 +86,8 @@ export class Pool {
   }
 
   /** @internal Parse a request URL (cached; throws on bad input). */
-  target(url: string): NativeTarget {
-    return this.#keys.target(url)
+  target(url: string, route?: Route): NativeTarget {
+    return this.#keys.target(url, route)
   }
 
   /** @internal Acquire by resolved key. */

@@ -1,11 +1,13 @@
 /** `request()`: HTTP/1.1 over the pool. */
-import { connectChannel, reuseChannel } from '../diagnostics.js'
-import { abortError, fromNative, invalidArgType, withCallerStack } from '../errors.js'
-import { completionMapped, nextOperationId, run, type NativeRequest, type NativeRequestOptions, type NativeTarget, type ResponseParts } from '../native.js'
+import { connectChannel, requestsObserved, reuseChannel } from '../diagnostics.js'
+import { abortError, invalidArgType, withCallerStack } from '../errors.js'
+import type { NativeRequestOptions, NativeTarget, ResponseParts } from '../native.js'
 import { checkNumber } from '../options.js'
 import type { Pool } from '../pool.js'
-import { chunkBytes, toOutgoingBody, type OutgoingBody, type RequestBodyInit } from './body.js'
-import { flattenHeaders, hasHeader, type OutgoingHeaders } from './headers.js'
+import { toOutgoingBody, type OutgoingBody, type RequestBodyInit } from './body.js'
+import { startExchange, type Exchange } from './exchange.js'
+import { flattenHeaders, type OutgoingHeaders } from './headers.js'
+import { RequestObservation } from './observe.js'
 import { Response } from './response.js'
 
 export type { RequestBodyInit } from './body.js'
@@ -40,6 +42,12 @@ export interface RequestOptions {
    * to be closed before any response byte arrived.
    */
   idempotent?: boolean
+  /**
+   * Connect to this Unix domain socket instead of the URL's host (which
+   * still goes in the Host header). Part of the key: such connections
+   * serve only requests for the same socket. Default: none.
+   */
+  socketPath?: string
 }
 
 /** A request checked and converted, its body still possibly being read. */
@@ -49,28 +57,35 @@ interface Checked {
   headers: string[] | undefined
   signal: AbortSignal | undefined
   native: NativeRequestOptions | undefined
+  /** Someone listens to `pconn:request:*`: measure this request. */
+  observed: boolean
 }
 
 function check(pool: Pool, url: unknown, options: RequestOptions): Checked {
   if (typeof url !== 'string' && !(url instanceof URL)) throw invalidArgType('url', 'a string or a URL', url)
   if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options)
-  const target = pool.target(typeof url === 'string' ? url : url.href)
+  const { socketPath } = options
+  if (socketPath !== undefined && typeof socketPath !== 'string') throw invalidArgType('options.socketPath', 'of type string', socketPath)
+  const href = typeof url === 'string' ? url : url.href
+  const target = socketPath === undefined ? pool.target(href) : pool.target(href, { socketPath })
   const method = options.method ?? 'GET'
   if (typeof method !== 'string') throw invalidArgType('options.method', 'of type string', method)
   const { signal, idempotent, headersTimeoutMs, bodyTimeoutMs } = options
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an AbortSignal', signal)
   if (idempotent !== undefined && typeof idempotent !== 'boolean') throw invalidArgType('options.idempotent', 'of type boolean', idempotent)
+  const observed = requestsObserved()
   // Absent options stay absent: their defaults live in the native core.
   let native: NativeRequestOptions | undefined
-  if (signal !== undefined || idempotent !== undefined || headersTimeoutMs !== undefined || bodyTimeoutMs !== undefined) {
+  if (signal !== undefined || idempotent !== undefined || headersTimeoutMs !== undefined || bodyTimeoutMs !== undefined || observed) {
     native = {
       headersTimeoutMs: headersTimeoutMs === undefined ? undefined : checkNumber('options.headersTimeoutMs', headersTimeoutMs, 'ms'),
       bodyTimeoutMs: bodyTimeoutMs === undefined ? undefined : checkNumber('options.bodyTimeoutMs', bodyTimeoutMs, 'ms'),
       idempotent,
       cancellable: signal !== undefined,
+      timed: observed,
     }
   }
-  return { target, method: method.toUpperCase(), headers: flattenHeaders(options.headers), signal, native }
+  return { target, method: method.toUpperCase(), headers: flattenHeaders(options.headers), signal, native, observed }
 }
 
 /** @internal The body of `Pool.request`: bad arguments reject, never throw. */
@@ -87,41 +102,34 @@ export function sendRequest(pool: Pool, url: string | URL, options: RequestOptio
 
 function start(pool: Pool, req: Checked, body: OutgoingBody): Promise<Response> {
   const { target, signal } = req
-  if (signal?.aborted) return Promise.reject(abortError(signal))
-  let { headers, native: options } = req
-  if (body.contentType !== undefined && !hasHeader(headers, 'content-type')) {
-    headers = [...(headers ?? []), 'content-type', body.contentType]
+  const observation = req.observed ? new RequestObservation(target, req.method) : undefined
+  const fail = (err: unknown): Promise<never> => {
+    observation?.failed(err)
+    return Promise.reject(err)
   }
-  if (body.stream !== undefined) options = { ...options, streamBody: true }
-  const id = nextOperationId()
-  let handle: NativeRequest | null
+  if (signal?.aborted) return fail(abortError(signal))
+  let exchange: Exchange
   try {
-    handle = pool.native.request(id, target, req.method, headers, body.bytes, options)
+    exchange = startExchange(pool, { target, method: req.method, headers: req.headers, body, options: req.native })
   } catch (err) {
-    return Promise.reject(fromNative(err))
+    return fail(err)
   }
-  const onAbort = signal === undefined ? undefined : () => handle?.cancel()
+  const onAbort = signal === undefined ? undefined : () => exchange.cancel()
   if (onAbort !== undefined) signal?.addEventListener('abort', onAbort, { once: true })
-  let sourceError: unknown
-  if (handle !== null && body.stream !== undefined) {
-    pump(body.stream, handle).catch((err: unknown) => {
-      // The upload also stops when the exchange ends first (an early
-      // response): that is not the source's fault.
-      if ((err as { code?: unknown }).code !== 'PCONN_SOCKET_CLOSED') sourceError = err
-      handle.cancel()
-    })
-  }
-  return completionMapped(
-    id,
-    (value) => {
+  return exchange.response.then(
+    (parts) => {
       if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
-      return respond(value as ResponseParts, target, signal)
+      const response = respond(parts, target, signal)
+      observation?.responded(parts, response)
+      return response
     },
-    (err) => {
+    (err: Error) => {
       if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
-      if (sourceError instanceof Error) return sourceError
-      if ((err as { code?: unknown }).code === 'ABORT_ERR' && signal?.aborted) return abortError(signal)
-      return withCallerStack(err) as Error
+      const error = (err as { code?: unknown }).code === 'ABORT_ERR' && signal?.aborted ? abortError(signal) : err
+      observation?.failed(error)
+      // Captured here, in a reaction of the Promise the caller awaits, the
+      // stack shows the caller's async frames.
+      throw withCallerStack(error)
     },
   )
 }
@@ -139,17 +147,4 @@ function respond(parts: ResponseParts, target: NativeTarget, signal: AbortSignal
     response.body.once('close', () => signal.removeEventListener('abort', abortBody))
   }
   return response
-}
-
-/**
- * Feed a streamed body to the exchange, one chunk in flight at a time. The
- * body is ended only when the source ends cleanly: a failing source must
- * never look like a complete request to the server.
- */
-async function pump(source: AsyncIterable<unknown>, handle: NativeRequest): Promise<void> {
-  for await (const chunk of source) {
-    const bytes = chunkBytes(chunk)
-    if (bytes.length > 0) await run<void>((id) => handle.write(id, bytes))
-  }
-  handle.end()
 }

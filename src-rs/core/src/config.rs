@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::proxy::ProxyPolicy;
+
 /// Which idle connection `acquire` takes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Scheduling {
@@ -66,6 +68,8 @@ pub struct PoolConfig {
     /// Largest HTTP response head `request()` accepts (status line, headers
     /// and blank line), as node's `maxHeaderSize`.
     pub max_header_size: usize,
+    /// Which keys go through an HTTP proxy (None: every key is direct).
+    pub proxy: Option<ProxyPolicy>,
     pub no_delay: bool,
     /// Zero = TCP keep-alive off.
     pub keep_alive_initial_delay: Duration,
@@ -90,6 +94,7 @@ impl Default for PoolConfig {
                 ..TlsOptions::default()
             },
             max_header_size: crate::http1::MAX_HEAD_BYTES,
+            proxy: None,
             no_delay: true,
             keep_alive_initial_delay: Duration::from_millis(1_000),
         }

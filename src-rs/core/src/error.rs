@@ -79,6 +79,12 @@ pub enum Error {
         address: std::net::SocketAddr,
         source: io::Error,
     },
+    /// An HTTP proxy refused or botched a tunnel; `status` is its answer's.
+    Proxy {
+        proxy: String,
+        status: Option<u16>,
+        message: String,
+    },
     Io(io::Error),
 }
 
@@ -100,6 +106,7 @@ impl Error {
             Error::HttpParse(_) => "PCONN_HTTP_PARSE",
             Error::Aborted => "ABORT_ERR",
             Error::Dns { code, .. } => code,
+            Error::Proxy { .. } => "PCONN_PROXY",
             Error::Connect { source, .. } | Error::Io(source) => io_code(source),
         }
     }
@@ -118,6 +125,14 @@ impl Error {
         match self {
             Error::Connect { source, .. } | Error::Io(source) => Some(source.to_string()),
             Error::Tls { detail, .. } => Some(detail.clone()),
+            _ => None,
+        }
+    }
+
+    /// The status a proxy answered a tunnel request with.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Proxy { status, .. } => *status,
             _ => None,
         }
     }
@@ -160,6 +175,8 @@ fn io_code(e: &io::Error) -> &'static str {
         AddrNotAvailable => "EADDRNOTAVAIL",
         HostUnreachable => "EHOSTUNREACH",
         NetworkUnreachable => "ENETUNREACH",
+        NotFound => "ENOENT",
+        PermissionDenied => "EACCES",
         UnexpectedEof => "PCONN_SOCKET_CLOSED",
         _ => "EIO",
     }
@@ -210,6 +227,7 @@ impl fmt::Display for Error {
             Error::Aborted => write!(f, "the operation was aborted"),
             Error::Dns { host, code } => write!(f, "could not resolve {host:?} ({code})"),
             Error::Connect { address, source } => write!(f, "connect {} {address}: {source}", io_code(source)),
+            Error::Proxy { proxy, message, .. } => write!(f, "the proxy {proxy} {message}"),
             Error::Io(e) => write!(f, "{e}"),
         }
     }

@@ -1,8 +1,10 @@
 //! Pool keys: which connections may serve which acquires.
 //!
-//! A key is `(scheme, host, port)` plus the TLS identity (servername override),
-//! so a plaintext connection never serves a TLS acquire and a TLS session made
-//! for one name never serves another.
+//! A key is `(scheme, host, port)` plus the TLS identity (servername
+//! override) and the route (direct, a Unix socket, or a proxy), so a
+//! plaintext connection never serves a TLS acquire, a TLS session made for
+//! one name never serves another, and a tunnel through a proxy never serves
+//! a direct request.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -10,6 +12,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, Result};
+pub use crate::proxy::ProxyRoute;
 
 /// The protocols a pool can connect for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -18,6 +21,8 @@ pub enum Scheme {
     Https,
     Tcp,
     Tls,
+    /// Raw bytes over a Unix domain socket (see [`Key::unix`]).
+    Unix,
 }
 
 impl Scheme {
@@ -27,8 +32,9 @@ impl Scheme {
             "https" => Ok(Scheme::Https),
             "tcp" => Ok(Scheme::Tcp),
             "tls" => Ok(Scheme::Tls),
+            "unix" => Ok(Scheme::Unix),
             other => Err(Error::InvalidArgument(format!(
-                "unsupported scheme {other:?}: use http, https, tcp or tls"
+                "unsupported scheme {other:?}: use http, https, tcp, tls or unix"
             ))),
         }
     }
@@ -39,6 +45,7 @@ impl Scheme {
             Scheme::Https => "https",
             Scheme::Tcp => "tcp",
             Scheme::Tls => "tls",
+            Scheme::Unix => "unix",
         }
     }
 
@@ -56,9 +63,21 @@ impl Scheme {
         match self {
             Scheme::Http => Some(80),
             Scheme::Https => Some(443),
-            Scheme::Tcp | Scheme::Tls => None,
+            Scheme::Tcp | Scheme::Tls | Scheme::Unix => None,
         }
     }
+}
+
+/// How a key's connections reach their server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// Resolve the host and connect over TCP.
+    Direct,
+    /// Connect to this Unix domain socket; the host only names the server
+    /// (the Host header and the TLS name).
+    Unix(Arc<str>),
+    /// Through an HTTP proxy's `CONNECT` tunnel.
+    Proxy(Arc<ProxyRoute>),
 }
 
 #[derive(Debug)]
@@ -69,6 +88,7 @@ struct KeyParts {
     port: u16,
     /// TLS name to present and verify, when it differs from `host`.
     servername: Option<String>,
+    route: Route,
     /// The Host header value, computed once (it goes into every request).
     host_header: String,
     /// A hash of the identity, computed once: maps keyed by `Key` hash
@@ -78,12 +98,13 @@ struct KeyParts {
 
 impl KeyParts {
     /// What identifies a key (`host_header` is derived from these).
-    fn identity(&self) -> (Scheme, &str, u16, Option<&str>) {
+    fn identity(&self) -> (Scheme, &str, u16, Option<&str>, &Route) {
         (
             self.scheme,
             &self.host,
             self.port,
             self.servername.as_deref(),
+            &self.route,
         )
     }
 }
@@ -144,11 +165,16 @@ impl Key {
         port: Option<u16>,
         servername: Option<&str>,
     ) -> Result<Key> {
+        if scheme == Scheme::Unix {
+            return Err(Error::InvalidArgument(
+                "a unix key is made from a socket path: { scheme: 'unix', path }".into(),
+            ));
+        }
         let host = normalize_host(host)?;
         let port = match port.or(scheme.default_port()) {
             Some(0) => {
                 return Err(Error::InvalidArgument(
-                    "port must be between 1 and 65535".into(),
+                    "port must be an integer between 1 and 65535".into(),
                 ))
             }
             Some(p) => p,
@@ -176,15 +202,81 @@ impl Key {
         } else {
             format!("{}:{port}", bracket_if_v6(&host))
         };
-        let digest = digest((scheme, &host, port, servername.as_deref()));
-        Ok(Key(Arc::new(KeyParts {
+        Ok(Key::assemble(
             scheme,
             host,
             port,
             servername,
+            Route::Direct,
+            host_header,
+        ))
+    }
+
+    fn assemble(
+        scheme: Scheme,
+        host: String,
+        port: u16,
+        servername: Option<String>,
+        route: Route,
+        host_header: String,
+    ) -> Key {
+        let digest = digest((scheme, &host, port, servername.as_deref(), &route));
+        Key(Arc::new(KeyParts {
+            scheme,
+            host,
+            port,
+            servername,
+            route,
             host_header,
             digest,
-        })))
+        }))
+    }
+
+    /// A key for raw bytes over the Unix domain socket at `path`.
+    pub fn unix(path: &str) -> Result<Key> {
+        let path = socket_path(path)?;
+        Ok(Key::assemble(
+            Scheme::Unix,
+            "localhost".into(),
+            0,
+            None,
+            Route::Unix(path),
+            "localhost".into(),
+        ))
+    }
+
+    /// The same key, its connections made through the Unix domain socket
+    /// at `path` (HTTP over a socket: the host stays in the Host header).
+    pub fn with_socket_path(&self, path: &str) -> Result<Key> {
+        if self.0.scheme == Scheme::Unix {
+            return Err(Error::InvalidArgument(
+                "a unix key already has its path".into(),
+            ));
+        }
+        let path = socket_path(path)?;
+        Ok(self.with_route(Route::Unix(path)))
+    }
+
+    /// The same key, its connections tunnelled through `proxy`.
+    pub fn with_proxy(&self, proxy: Arc<ProxyRoute>) -> Key {
+        self.with_route(Route::Proxy(proxy))
+    }
+
+    fn with_route(&self, route: Route) -> Key {
+        let p = &self.0;
+        Key::assemble(
+            p.scheme,
+            p.host.clone(),
+            p.port,
+            p.servername.clone(),
+            route,
+            p.host_header.clone(),
+        )
+    }
+
+    /// How this key's connections reach their server.
+    pub fn route(&self) -> &Route {
+        &self.0.route
     }
 
     /// Parse `scheme://host[:port][/path...]` (a WHATWG URL); only the
@@ -213,12 +305,13 @@ impl Key {
 
     /// The same key with a TLS servername override.
     pub fn with_servername(&self, servername: &str) -> Result<Key> {
-        Key::new(
+        let named = Key::new(
             self.scheme(),
             &self.0.host,
             Some(self.0.port),
             Some(servername),
-        )
+        )?;
+        Ok(named.with_route(self.0.route.clone()))
     }
 
     pub fn scheme(&self) -> Scheme {
@@ -249,18 +342,30 @@ impl Key {
 }
 
 impl fmt::Display for Key {
+    /// `scheme://host:port`, then what else identifies the key after `#`
+    /// (`servername=`, `socket=`, `proxy=`); a raw Unix key is `unix:path`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = &self.0;
+        if let (Scheme::Unix, Route::Unix(path)) = (p.scheme, &p.route) {
+            return write!(f, "unix:{path}");
+        }
         write!(
             f,
             "{}://{}:{}",
-            self.0.scheme.as_str(),
-            bracket_if_v6(&self.0.host),
-            self.0.port
+            p.scheme.as_str(),
+            bracket_if_v6(&p.host),
+            p.port
         )?;
-        if let Some(name) = &self.0.servername {
-            write!(f, "#servername={name}")?;
+        let mut sep = '#';
+        if let Some(name) = &p.servername {
+            write!(f, "{sep}servername={name}")?;
+            sep = '&';
         }
-        Ok(())
+        match &p.route {
+            Route::Direct => Ok(()),
+            Route::Unix(path) => write!(f, "{sep}socket={path}"),
+            Route::Proxy(proxy) => write!(f, "{sep}proxy={proxy}"),
+        }
     }
 }
 
@@ -270,7 +375,7 @@ impl fmt::Debug for Key {
     }
 }
 
-fn bracket_if_v6(host: &str) -> String {
+pub(crate) fn bracket_if_v6(host: &str) -> String {
     if host.contains(':') {
         format!("[{host}]")
     } else {
@@ -280,6 +385,22 @@ fn bracket_if_v6(host: &str) -> String {
 
 /// An invalid-URL error that shows the URL, with any credentials in it
 /// masked: error messages end up in logs.
+/// A Unix socket path: absolute or relative, no NUL, within the kernel's
+/// limit (107 bytes on Linux, 103 on macOS).
+fn socket_path(path: &str) -> Result<Arc<str>> {
+    if path.is_empty() || path.contains('\0') {
+        return Err(Error::InvalidArgument(
+            "a socket path must be non-empty and hold no NUL".into(),
+        ));
+    }
+    if path.len() > 103 {
+        return Err(Error::InvalidArgument(format!(
+            "socket path {path:?} is longer than 103 bytes (the limit of sockaddr_un)"
+        )));
+    }
+    Ok(Arc::from(path))
+}
+
 fn bad_url(url: &str, why: &str) -> Error {
     let masked = match (url.find("://"), url.rfind('@')) {
         (Some(start), Some(at)) if !url[start + 3..at].contains(['/', '?', '#']) => {

@@ -28,6 +28,7 @@ pub mod error;
 pub mod http1;
 pub mod key;
 pub mod pool;
+pub mod proxy;
 
 pub use config::{PoolConfig, Scheduling, TlsOptions, Trust};
 pub use connection::Connection;

@@ -27,9 +27,28 @@ use crate::errors::error_info;
 use crate::http::NativeBody;
 use crate::scope::Scope;
 
+/// How long the stages of a timed request took, in milliseconds.
+#[napi(object)]
+pub struct RequestTimings {
+    /// Waiting for a connection at a limit.
+    pub queued_ms: f64,
+    /// Opening the connection (DNS and TCP), when this request was its first.
+    pub connect_ms: f64,
+    /// Its TLS handshake.
+    pub tls_ms: f64,
+    /// From the start until the response head had arrived.
+    pub ttfb_ms: f64,
+    /// The request went again on a fresh connection (a stale keep-alive one).
+    pub retried: bool,
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 /// Numbers per completion in `meta`.
 #[napi]
-pub const COMPLETION_STRIDE: u32 = 9;
+pub const COMPLETION_STRIDE: u32 = 10;
 const STRIDE: usize = COMPLETION_STRIDE as usize;
 
 /// Bodies up to this size travel in the slab; larger ones in their own
@@ -52,7 +71,8 @@ pub enum Completion {
     /// `name: value` lines; for a complete chunked body an empty line and
     /// the trailers), body end in the slab (the body starts where the head
     /// ends) or -1, `objects` index of the body Buffer or -1, `objects`
-    /// index of the `NativeBody` with the rest or -1.
+    /// index of the `NativeBody` with the rest or -1, `objects` index of
+    /// the `RequestTimings` (timed requests only) or -1.
     Response,
     /// The end of a streamed body: its trailer lines' start and end in the
     /// slab.
@@ -335,6 +355,16 @@ impl Out<'_> {
         } else {
             self.object(NativeBody::new(r.body, scope))
         };
+        let timings = match r.timings {
+            Some(t) => self.object(RequestTimings {
+                queued_ms: ms(t.queued),
+                connect_ms: ms(t.connect),
+                tls_ms: ms(t.tls),
+                ttfb_ms: ms(t.head),
+                retried: t.retried,
+            }),
+            None => -1.0,
+        };
         [
             f64::from(flags),
             r.connection_id as f64,
@@ -343,6 +373,7 @@ impl Out<'_> {
             body_end,
             body_object,
             rest,
+            timings,
         ]
     }
 

@@ -27,7 +27,8 @@ pub struct NativeConnection {
     id: f64,
     reused: bool,
     uses: f64,
-    remote: SocketAddr,
+    /// None for a Unix socket.
+    remote: Option<SocketAddr>,
     alpn: Option<String>,
 }
 
@@ -170,12 +171,12 @@ impl NativeConnection {
         self.uses
     }
     #[napi(getter)]
-    pub fn remote_address(&self) -> String {
-        self.remote.ip().to_string()
+    pub fn remote_address(&self) -> Option<String> {
+        self.remote.map(|a| a.ip().to_string())
     }
     #[napi(getter)]
-    pub fn remote_port(&self) -> u32 {
-        u32::from(self.remote.port())
+    pub fn remote_port(&self) -> Option<u32> {
+        self.remote.map(|a| u32::from(a.port()))
     }
     #[napi(getter)]
     pub fn alpn_protocol(&self) -> Option<String> {

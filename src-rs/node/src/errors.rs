@@ -40,6 +40,8 @@ pub struct ErrorInfo {
     pub address: Option<String>,
     /// The underlying error's own message (becomes the error's `cause`).
     pub cause: Option<String>,
+    /// The status a proxy answered with (`PCONN_PROXY`).
+    pub status_code: Option<u32>,
 }
 
 pub(crate) fn error_info(failure: &Failure) -> ErrorInfo {
@@ -56,6 +58,7 @@ pub(crate) fn error_info(failure: &Failure) -> ErrorInfo {
         port: peer.as_ref().map(|k| u32::from(k.port())),
         address: error.address().map(|a| a.ip().to_string()),
         cause: error.source_message(),
+        status_code: error.status().map(u32::from),
     }
 }
 

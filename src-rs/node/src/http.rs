@@ -118,6 +118,8 @@ pub struct NativeRequestOptions {
     pub stream_body: Option<bool>,
     /// Return a handle whose `cancel` aborts the request.
     pub cancellable: Option<bool>,
+    /// Measure the stages; the response then carries `RequestTimings`.
+    pub timed: Option<bool>,
 }
 
 /// A request in flight, returned when its body streams or it can be
@@ -195,10 +197,25 @@ impl Drop for Waiting {
 
 #[napi]
 impl NativePool {
-    /// Parse a request URL (throws `ERR_INVALID_ARG_VALUE` on a bad one).
+    /// Parse a request URL (throws `ERR_INVALID_ARG_VALUE` on a bad one);
+    /// `servername` overrides the TLS name, `socket_path` connects to a
+    /// Unix socket instead of the URL's host (both are part of the key).
     #[napi(catch_unwind)]
-    pub fn target(&self, url: String) -> napi::Result<NativeTarget, Code> {
-        let Target { key, path } = Target::parse(&url).map_err(throw)?;
+    pub fn target(
+        &self,
+        url: String,
+        servername: Option<String>,
+        socket_path: Option<String>,
+    ) -> napi::Result<NativeTarget, Code> {
+        let Target { mut key, path } = Target::parse(&url).map_err(throw)?;
+        // A TLS name means nothing to a plain-HTTP key (undici's dns
+        // interceptor sets one for every origin): ignored there.
+        if let Some(name) = servername.filter(|_| key.uses_tls()) {
+            key = key.with_servername(&name).map_err(throw)?;
+        }
+        if let Some(path) = socket_path {
+            key = key.with_socket_path(&path).map_err(throw)?;
+        }
         let key = self.pool.effective_key(key).map_err(throw)?;
         Ok(NativeTarget { key, path })
     }
@@ -233,6 +250,7 @@ impl NativePool {
             opts.idempotent = o.idempotent.unwrap_or(defaults.idempotent);
             streamed = o.stream_body.unwrap_or(false);
             cancellable = o.cancellable.unwrap_or(false);
+            opts.timed = o.timed.unwrap_or(false);
         }
         let (body, sender) = match (body, streamed) {
             (_, true) => {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use napi::bindgen_prelude::Buffer;
 
 use napi_derive::napi;
+use pconn_core::proxy::ProxyPolicy;
 use pconn_core::{PoolConfig, Scheduling, TlsOptions, Trust};
 
 #[napi(object)]
@@ -38,6 +39,8 @@ pub struct NativePoolOptions {
     pub no_delay: bool,
     pub keep_alive_initial_delay_ms: f64,
     pub max_header_size: u32,
+    /// An `http://` proxy URL, or `env` for the `HTTP_PROXY` variables.
+    pub proxy: Option<String>,
     pub tls: NativeTlsOptions,
 }
 
@@ -45,9 +48,16 @@ fn ms(v: f64) -> Duration {
     Duration::from_millis(v.max(0.0) as u64)
 }
 
-impl From<NativePoolOptions> for PoolConfig {
-    fn from(o: NativePoolOptions) -> PoolConfig {
-        PoolConfig {
+impl TryFrom<NativePoolOptions> for PoolConfig {
+    type Error = pconn_core::Error;
+
+    fn try_from(o: NativePoolOptions) -> pconn_core::Result<PoolConfig> {
+        let proxy = match o.proxy.as_deref() {
+            None => None,
+            Some("env") => Some(ProxyPolicy::from_env(|name| std::env::var(name).ok())?),
+            Some(url) => Some(ProxyPolicy::fixed(url)?),
+        };
+        Ok(PoolConfig {
             max_idle_per_host: o.max_idle_per_host as usize,
             max_connections_per_host: o.max_connections_per_host.map(|v| v as usize),
             max_connections: o.max_connections.map(|v| v as usize),
@@ -66,6 +76,7 @@ impl From<NativePoolOptions> for PoolConfig {
             no_delay: o.no_delay,
             keep_alive_initial_delay: ms(o.keep_alive_initial_delay_ms),
             max_header_size: o.max_header_size as usize,
+            proxy,
             tls: TlsOptions {
                 ca: match (o.tls.ca, o.tls.ca_system) {
                     (Some(pem), _) => Trust::Pem(pem.to_vec()),
@@ -78,7 +89,7 @@ impl From<NativePoolOptions> for PoolConfig {
                 servername: o.tls.servername,
                 alpn: o.tls.alpn.into_iter().map(String::into_bytes).collect(),
             },
-        }
+        })
     }
 }
 
@@ -105,6 +116,7 @@ pub fn default_pool_options() -> NativePoolOptions {
         no_delay: d.no_delay,
         keep_alive_initial_delay_ms: d.keep_alive_initial_delay.as_millis() as f64,
         max_header_size: u32::try_from(d.max_header_size).unwrap_or(u32::MAX),
+        proxy: None,
         tls: NativeTlsOptions {
             ca: None,
             ca_system: d.tls.ca == Trust::System,

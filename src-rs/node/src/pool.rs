@@ -7,7 +7,7 @@ use napi::Env;
 use napi_derive::napi;
 use pconn_core::pool::cancel::{after, fired};
 use pconn_core::pool::{AcquireOptions, Acquiring, ConnectSlot, Grant, Queued};
-use pconn_core::{Cancel, Connection, Error, Key, Pool, Scheme};
+use pconn_core::{Cancel, Connection, Error, Key, Pool, PoolConfig, Scheme};
 
 use crate::bridge::{Failure, Outcome};
 use crate::connection::NativeConnection;
@@ -77,7 +77,7 @@ impl NativePool {
     ) -> napi::Result<Self, Code> {
         let scope = scope::scope(&env).map_err(internal)?;
         let runtime = runtime::handle().map_err(internal)?;
-        let config = options.into();
+        let config = PoolConfig::try_from(options).map_err(throw)?;
         let pool = match shared {
             Some(name) => pconn_core::pool::shared(&name, config, runtime),
             None => Pool::build(config, runtime),
@@ -109,20 +109,27 @@ impl NativePool {
         Ok(NativeKey { key })
     }
 
-    /// Build a key from parts (throws on bad input).
+    /// Build a key from parts (throws on bad input); a `unix` key is made
+    /// from `socket_path` alone.
     #[napi(catch_unwind)]
     pub fn key_from_parts(
         &self,
         scheme: String,
         host: String,
-        port: Option<u32>,
+        port: Option<f64>,
         servername: Option<String>,
+        socket_path: Option<String>,
     ) -> napi::Result<NativeKey, Code> {
-        let port = match port.map(u16::try_from) {
-            Some(Ok(p)) => Some(p),
-            Some(Err(_)) => {
+        if let Some(path) = socket_path {
+            let key = Key::unix(&path).map_err(throw)?;
+            return Ok(NativeKey { key });
+        }
+        let port = match port {
+            // Zero passes here and is refused by the key, with the same words.
+            Some(p) if p.fract() == 0.0 && (0.0..=65535.0).contains(&p) => Some(p as u16),
+            Some(_) => {
                 return Err(throw(Error::InvalidArgument(
-                    "port must be between 1 and 65535".into(),
+                    "port must be an integer between 1 and 65535".into(),
                 )))
             }
             None => None,

@@ -1,9 +1,9 @@
-//! One TCP or TLS connection: two halves that work at the same time (a
+//! One TCP, Unix-socket or TLS connection: two halves that work at the same time (a
 //! pending read never blocks a write), a read-ahead buffer, and what the
 //! pool asks of it (liveness, parking).
 //!
 //! Organization:
-//! - `socket`: the TCP socket shared by the halves and the idle watcher;
+//! - `socket`: the socket shared by the halves and the idle watcher;
 //! - `read_buffer`: bytes read and not yet consumed;
 //! - `watcher`: the task that watches a parked connection for a peer close.
 
@@ -25,7 +25,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::pool::{IdleWatch, Liveness, Poolable};
 pub(crate) use read_buffer::ReadBuffer;
-pub(crate) use socket::{SharedTcp, Socket};
+pub(crate) use socket::{SharedTcp, Socket, Transport};
 
 /// Size of one `read()` chunk handed to users.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -36,6 +36,15 @@ type Tls = TlsStream<SharedTcp>;
 pub(crate) enum Stream {
     Plain,
     Tls(Box<Tls>),
+}
+
+/// How long opening a connection took, by stage.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenTimes {
+    /// DNS, TCP (and a proxy's tunnel), or the Unix socket's connect.
+    pub connect: Duration,
+    /// The TLS handshake (zero without TLS).
+    pub tls: Duration,
 }
 
 /// A live connection. The pool owns it while idle; a `Pooled` lends it out.
@@ -49,7 +58,9 @@ pub struct Connection {
 /// using it, so one task can wait for bytes while another writes.
 pub struct Duplex {
     socket: Arc<Socket>,
-    remote_addr: SocketAddr,
+    opened: OpenTimes,
+    /// None for a Unix socket.
+    remote_addr: Option<SocketAddr>,
     alpn: Option<Vec<u8>>,
     reader: Mutex<Reader>,
     writer: Mutex<Writer>,
@@ -75,8 +86,9 @@ impl Connection {
     pub(crate) fn new(
         stream: Stream,
         socket: Arc<Socket>,
-        remote_addr: SocketAddr,
+        remote_addr: Option<SocketAddr>,
         alpn: Option<Vec<u8>>,
+        opened: OpenTimes,
         watch: IdleWatch,
     ) -> Connection {
         tokio::spawn(watcher::watch(socket.clone(), watch));
@@ -89,6 +101,7 @@ impl Connection {
         };
         Connection {
             io: Arc::new(Duplex {
+                opened,
                 socket,
                 remote_addr,
                 alpn,
@@ -108,11 +121,16 @@ impl Connection {
     pub fn io(&self) -> &Arc<Duplex> {
         &self.io
     }
-    pub fn remote_addr(&self) -> SocketAddr {
+    /// The peer's address (the proxy's, for a tunnel); None for a Unix socket.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.io.remote_addr
     }
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
         self.io.alpn.as_deref()
+    }
+    /// How long opening this connection took.
+    pub fn opened(&self) -> OpenTimes {
+        self.io.opened
     }
 
     /// Lower this connection's idle deadline (a server's Keep-Alive hint).
@@ -268,7 +286,7 @@ impl ReadSide<'_> {
 /// Wait for readability, then append what the socket has.
 async fn read_plain(socket: &Socket, into: &mut Vec<u8>) -> io::Result<usize> {
     loop {
-        socket.tcp.readable().await?;
+        socket.stream.readable().await?;
         match socket.recv_into(into) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             other => return other,
@@ -306,7 +324,7 @@ impl WriteSide<'_> {
     pub fn try_write_now(&mut self, data: &[u8]) -> io::Result<(usize, bool)> {
         self.io.mark_used();
         let result = match self.half.tls.as_mut() {
-            None => match self.io.socket.tcp.try_write(data) {
+            None => match self.io.socket.stream.try_write(data) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok((0, true)),
                 other => other.map(|n| (n, true)),
             },
@@ -333,9 +351,9 @@ impl WriteSide<'_> {
 /// Write all of `data`, waiting for room when the socket is full.
 async fn write_plain(socket: &Socket, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
-        match socket.tcp.try_write(data) {
+        match socket.stream.try_write(data) {
             Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.tcp.writable().await?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.stream.writable().await?,
             Err(e) => return Err(e),
         }
     }

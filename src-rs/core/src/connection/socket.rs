@@ -1,6 +1,7 @@
-//! The TCP socket shared by a connection's two halves and its idle watcher.
+//! The socket (TCP, or a Unix domain socket) shared by a connection's two
+//! halves and its idle watcher.
 //!
-//! Tokio's `TcpStream` can wait for readiness through `&self`, so one socket
+//! Tokio's streams can wait for readiness through `&self`, so one socket
 //! can be read and written at the same time and watched for a peer close
 //! while parked idle, without moving it between tasks.
 //!
@@ -19,13 +20,63 @@ use std::task::{ready, Context, Poll};
 
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 
-/// A connected TCP socket plus the flags its idle watcher reacts to.
+/// A connected stream socket of either family; both offer the same
+/// readiness API, which this forwards.
+#[derive(Debug)]
+pub(crate) enum Transport {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// Forward a call to whichever stream `self` holds.
+macro_rules! either {
+    ($self:expr, $s:ident => $call:expr) => {
+        match $self {
+            Transport::Tcp($s) => $call,
+            Transport::Unix($s) => $call,
+        }
+    };
+}
+
+impl Transport {
+    pub(crate) fn try_io<R>(
+        &self,
+        interest: Interest,
+        f: impl FnOnce() -> io::Result<R>,
+    ) -> io::Result<R> {
+        either!(self, s => s.try_io(interest, f))
+    }
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        either!(self, s => s.readable().await)
+    }
+    pub(crate) async fn writable(&self) -> io::Result<()> {
+        either!(self, s => s.writable().await)
+    }
+    pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        either!(self, s => s.poll_read_ready(cx))
+    }
+    pub(crate) fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        either!(self, s => s.poll_write_ready(cx))
+    }
+    pub(crate) fn try_write(&self, data: &[u8]) -> io::Result<usize> {
+        either!(self, s => s.try_write(data))
+    }
+    pub(crate) fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        either!(self, s => s.try_write_vectored(bufs))
+    }
+    /// The socket for system calls Tokio does not wrap (recv, peek, shutdown).
+    pub(crate) fn sock(&self) -> SockRef<'_> {
+        either!(self, s => SockRef::from(s))
+    }
+}
+
+/// A connected socket plus the flags its idle watcher reacts to.
 #[derive(Debug)]
 pub(crate) struct Socket {
-    pub(crate) tcp: TcpStream,
+    pub(crate) stream: Transport,
     parked: AtomicBool,
     closed: AtomicBool,
     /// Set by the watcher while it waits for the connection to be parked
@@ -36,9 +87,9 @@ pub(crate) struct Socket {
 }
 
 impl Socket {
-    pub(crate) fn new(tcp: TcpStream) -> Arc<Socket> {
+    pub(crate) fn new(stream: Transport) -> Arc<Socket> {
         Arc::new(Socket {
-            tcp,
+            stream,
             parked: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             watcher_waiting: AtomicBool::new(false),
@@ -73,7 +124,7 @@ impl Socket {
     /// Send FIN now; the descriptor itself closes when the last owner drops.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        let _ = SockRef::from(&self.tcp).shutdown(std::net::Shutdown::Both);
+        let _ = self.stream.sock().shutdown(std::net::Shutdown::Both);
         self.changed.notify_one();
     }
 
@@ -82,8 +133,8 @@ impl Socket {
     pub(crate) fn recv(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
         let want = buf.len();
         let mut short = None;
-        let result = self.tcp.try_io(Interest::READABLE, || {
-            let n = SockRef::from(&self.tcp).recv(buf)?;
+        let result = self.stream.try_io(Interest::READABLE, || {
+            let n = self.stream.sock().recv(buf)?;
             if n > 0 && n < want {
                 short = Some(n);
                 // Report "would block" so that Tokio clears the readiness
@@ -116,20 +167,79 @@ impl Socket {
         // `try_io` runs the closure only when Tokio holds readable (or
         // closed) readiness for the socket, and registers no waker; the
         // closure's `Ok` leaves that readiness as it is.
-        self.tcp.try_io(Interest::READABLE, || Ok(())).is_ok()
+        self.stream.try_io(Interest::READABLE, || Ok(())).is_ok()
     }
 
     /// Non-blocking look at the receive queue: `Ok(0)` is EOF, `Ok(n)` means
     /// bytes are waiting, `WouldBlock` means nothing arrived.
     pub(crate) fn peek(&self) -> io::Result<usize> {
         let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-        SockRef::from(&self.tcp).peek(&mut byte)
+        self.stream.sock().peek(&mut byte)
+    }
+
+    /// Write all of `data` (used before the connection's halves exist: a
+    /// proxy's CONNECT).
+    pub(crate) async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            match self.stream.try_write(data) {
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.stream.writable().await?,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Read one HTTP head, up to and including its blank line, and not a
+    /// byte more (what follows a proxy's answer belongs to the tunnel);
+    /// `None` if the peer closed first.
+    pub(crate) async fn read_head(&self, limit: usize) -> io::Result<Option<Vec<u8>>> {
+        let mut peeked = vec![MaybeUninit::<u8>::uninit(); limit];
+        loop {
+            self.stream.readable().await?;
+            let seen = self.stream.try_io(Interest::READABLE, || {
+                let n = self.stream.sock().peek(&mut peeked)?;
+                // SAFETY: the kernel initialised the first `n` bytes.
+                let bytes = unsafe { std::slice::from_raw_parts(peeked.as_ptr().cast::<u8>(), n) };
+                match bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+                    Some(end) => Ok(Some(end + 4)),
+                    None if n == 0 => Ok(None),
+                    None if n == limit => Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "the answer's head is too large",
+                    )),
+                    // Incomplete: clear the readiness and wait for more.
+                    None => Err(io::ErrorKind::WouldBlock.into()),
+                }
+            });
+            let head_len = match seen {
+                Ok(Some(len)) => len,
+                Ok(None) => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            };
+            let mut head = vec![MaybeUninit::<u8>::uninit(); head_len];
+            let mut got = 0;
+            while got < head_len {
+                // The bytes were peeked: they are there to receive.
+                match self.stream.sock().recv(&mut head[got..])? {
+                    0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                    n => got += n,
+                }
+            }
+            // SAFETY: all `head_len` bytes were received (initialised).
+            return Ok(Some(
+                head.into_iter()
+                    .map(|b| unsafe { b.assume_init() })
+                    .collect(),
+            ));
+        }
     }
 
     /// Like `peek`, but through Tokio so that a "nothing there" answer clears
     /// the readiness Tokio cached; used by the watcher to avoid spinning.
     pub(crate) fn peek_clearing_readiness(&self) -> io::Result<usize> {
-        self.tcp
+        self.stream
             .try_io(tokio::io::Interest::READABLE, || self.peek())
     }
 }
@@ -146,7 +256,7 @@ impl AsyncRead for SharedTcp {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         loop {
-            ready!(self.0.tcp.poll_read_ready(cx))?;
+            ready!(self.0.stream.poll_read_ready(cx))?;
             // SAFETY: `recv` only writes initialised bytes into the unfilled
             // part (socket2's contract), so exposing it as uninit is sound.
             let unfilled = unsafe { buf.unfilled_mut() };
@@ -171,8 +281,8 @@ impl AsyncWrite for SharedTcp {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         loop {
-            ready!(self.0.tcp.poll_write_ready(cx))?;
-            match self.0.tcp.try_write(data) {
+            ready!(self.0.stream.poll_write_ready(cx))?;
+            match self.0.stream.try_write(data) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 other => return Poll::Ready(other),
             }
@@ -185,8 +295,8 @@ impl AsyncWrite for SharedTcp {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         loop {
-            ready!(self.0.tcp.poll_write_ready(cx))?;
-            match self.0.tcp.try_write_vectored(bufs) {
+            ready!(self.0.stream.poll_write_ready(cx))?;
+            match self.0.stream.try_write_vectored(bufs) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 other => return Poll::Ready(other),
             }
@@ -202,6 +312,6 @@ impl AsyncWrite for SharedTcp {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(SockRef::from(&self.0.tcp).shutdown(std::net::Shutdown::Write))
+        Poll::Ready(self.0.stream.sock().shutdown(std::net::Shutdown::Write))
     }
 }

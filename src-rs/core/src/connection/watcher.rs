@@ -32,7 +32,7 @@ pub(crate) async fn watch(socket: Arc<Socket>, pool: IdleWatch) {
         }
         // Parked: the socket has nothing to say until the peer acts. A close
         // shuts the socket down, which also makes it readable.
-        if socket.tcp.readable().await.is_err() {
+        if socket.stream.readable().await.is_err() {
             return;
         }
         if socket.is_closed() || !socket.is_parked() {

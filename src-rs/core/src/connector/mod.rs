@@ -1,4 +1,5 @@
-//! Opening connections: DNS, TCP (happy eyeballs), socket options, TLS.
+//! Opening connections: DNS, TCP (happy eyeballs), socket options, Unix
+//! sockets, proxy tunnels, TLS.
 //!
 //! Organization:
 //! - `dns`: cached, coalesced name resolution;
@@ -11,17 +12,21 @@ mod tls;
 
 pub(crate) use tls::tls_failure;
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use socket2::{SockRef, TcpKeepalive};
+use tokio::net::UnixStream;
 use tokio::runtime::Handle;
 use tokio_rustls::TlsConnector;
 
 use crate::config::{PoolConfig, TlsOptions};
-use crate::connection::{Connection, SharedTcp, Socket, Stream};
+use crate::connection::{Connection, OpenTimes, SharedTcp, Socket, Stream, Transport};
 use crate::error::{Error, Result};
-use crate::key::Key;
+use crate::key::{Key, Route};
 use crate::pool::{BoxFuture, Connect, IdleWatch, Pool};
+use crate::proxy;
 
 impl Pool<Connection> {
     /// A pool of TCP and TLS connections opened by pconn's connector.
@@ -79,21 +84,31 @@ impl Connector {
     }
 
     async fn open(&self, key: &Key, watch: IdleWatch) -> Result<Connection> {
-        let addrs = self.resolver.resolve(key.host()).await?;
-        let (tcp, remote_addr) = happy_eyeballs::connect(&addrs, key.port()).await?;
-        let sock = SockRef::from(&tcp);
-        sock.set_tcp_nodelay(self.no_delay)?;
-        if !self.keep_alive.is_zero() {
-            sock.set_keepalive(true)?;
-            sock.set_tcp_keepalive(&TcpKeepalive::new().with_time(self.keep_alive))?;
-        }
-        let socket = Socket::new(tcp);
+        let start = Instant::now();
+        let (socket, remote_addr) = match key.route() {
+            Route::Direct => self.tcp(key.host(), key.port()).await?,
+            Route::Unix(path) => {
+                let stream = UnixStream::connect(&**path).await?;
+                (Socket::new(Transport::Unix(stream)), None)
+            }
+            Route::Proxy(proxy) => {
+                let opened = self.tcp(&proxy.host, proxy.port).await?;
+                proxy::tunnel(&opened.0, key, proxy).await?;
+                opened
+            }
+        };
+        let connected = Instant::now();
+        let mut opened = OpenTimes {
+            connect: connected - start,
+            tls: Duration::ZERO,
+        };
         if !key.uses_tls() {
             return Ok(Connection::new(
                 Stream::Plain,
                 socket,
                 remote_addr,
                 None,
+                opened,
                 watch,
             ));
         }
@@ -108,9 +123,30 @@ impl Connector {
             .connect(name, shared)
             .await
             .map_err(tls::handshake_error)?;
+        opened.tls = connected.elapsed();
         let alpn = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
         let stream = Stream::Tls(Box::new(tls));
-        Ok(Connection::new(stream, socket, remote_addr, alpn, watch))
+        Ok(Connection::new(
+            stream,
+            socket,
+            remote_addr,
+            alpn,
+            opened,
+            watch,
+        ))
+    }
+
+    /// Resolve `host` and connect to it over TCP, with the socket options.
+    async fn tcp(&self, host: &str, port: u16) -> Result<(Arc<Socket>, Option<SocketAddr>)> {
+        let addrs = self.resolver.resolve(host).await?;
+        let (tcp, remote_addr) = happy_eyeballs::connect(&addrs, port).await?;
+        let sock = SockRef::from(&tcp);
+        sock.set_tcp_nodelay(self.no_delay)?;
+        if !self.keep_alive.is_zero() {
+            sock.set_keepalive(true)?;
+            sock.set_tcp_keepalive(&TcpKeepalive::new().with_time(self.keep_alive))?;
+        }
+        Ok((Socket::new(Transport::Tcp(tcp)), Some(remote_addr)))
     }
 }
 

@@ -10,9 +10,9 @@
 //!   before the caller looks at the response.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::connection::{ReadSide, WriteSide};
+use crate::connection::{OpenTimes, ReadSide, WriteSide};
 use crate::error::{Error, Result};
 use crate::http1::body::BodyDecoder;
 use crate::http1::request::{is_idempotent_method, BodyFraming, RequestBody, RequestHead};
@@ -56,6 +56,8 @@ pub struct RequestOptions {
     /// Largest response head accepted.
     pub max_header_size: usize,
     pub cancel: Option<Arc<Cancel>>,
+    /// Measure the stages (see [`Timings`]); off, no clock is read.
+    pub timed: bool,
 }
 
 impl Default for RequestOptions {
@@ -67,6 +69,7 @@ impl Default for RequestOptions {
             idempotent: false,
             max_header_size: crate::http1::MAX_HEAD_BYTES,
             cancel: None,
+            timed: false,
         }
     }
 }
@@ -79,6 +82,22 @@ pub struct Response {
     /// The id of the connection the exchange ran on.
     pub connection_id: u64,
     pub body: ResponseBody,
+    /// With `RequestOptions::timed`.
+    pub timings: Option<Timings>,
+}
+
+/// How long the stages of an exchange took, from its start.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    /// Waiting for a connection at a limit (the acquire, less any connect).
+    pub queued: Duration,
+    /// Opening the connection, when this exchange was its first.
+    pub connect: Duration,
+    pub tls: Duration,
+    /// Until the response head had arrived.
+    pub head: Duration,
+    /// A stale keep-alive connection made the request go again.
+    pub retried: bool,
 }
 
 /// The body of a response: already complete (small bodies), or streamed on
@@ -218,6 +237,7 @@ pub async fn send_prepared(
     opts: &RequestOptions,
 ) -> Result<Response> {
     let mut fresh = false;
+    let started = opts.timed.then(Instant::now);
     loop {
         let (mut pooled, written) = match first.take() {
             Some(started) => (started.pooled, started.written),
@@ -232,6 +252,7 @@ pub async fn send_prepared(
             }
         };
         let reused = pooled.reused();
+        let acquired = started.map(|t| t.elapsed());
         let outcome = {
             let work = attempt(&mut pooled, &mut prepared, written, opts);
             tokio::select! {
@@ -247,7 +268,22 @@ pub async fn send_prepared(
                 reusable,
             }) => {
                 let reusable = reusable && !prepared.head.close;
-                return finish(pooled, head, framing, reusable, reused, opts).await;
+                let timings = started.zip(acquired).map(|(start, acquired)| {
+                    let opened = match reused {
+                        false => pooled.connection_ref().opened(),
+                        true => OpenTimes::default(),
+                    };
+                    Timings {
+                        queued: acquired.saturating_sub(opened.connect + opened.tls),
+                        connect: opened.connect,
+                        tls: opened.tls,
+                        head: start.elapsed(),
+                        retried: fresh,
+                    }
+                });
+                let mut response = finish(pooled, head, framing, reusable, reused, opts).await?;
+                response.timings = timings;
+                return Ok(response);
             }
             Err(Failure { error, answered }) => {
                 // The exchange was interrupted: the connection's state is unknown.
@@ -540,6 +576,7 @@ async fn finish(
         reused,
         connection_id,
         body,
+        timings: None,
     })
 }
 

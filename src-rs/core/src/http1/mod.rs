@@ -16,7 +16,7 @@ mod target;
 
 pub use body::BodyDecoder;
 pub use exchange::{
-    send_prepared, start_now, Prepared, RequestOptions, Response, ResponseBody, Started,
+    send_prepared, start_now, Prepared, RequestOptions, Response, ResponseBody, Started, Timings,
     EAGER_BODY_LIMIT,
 };
 pub use request::{is_idempotent_method, BodyFraming, RequestBody, RequestHead};

@@ -51,7 +51,7 @@ pub use waiters::Deliver;
 
 use crate::config::PoolConfig;
 use crate::error::{Error, Result};
-use crate::key::{Key, KeyMap};
+use crate::key::{Key, KeyMap, Route};
 use cancel::or_cancelled;
 use entry::Entry;
 use handle::HandleState;
@@ -435,13 +435,26 @@ impl<C: Poolable> Pool<C> {
         self.handle.state.is_closed() || self.inner.lock().closed
     }
 
-    /// The key a URL or a key object maps to under this pool's TLS settings
-    /// (a pool-wide `tls.servername` becomes part of every TLS key).
+    /// The key a URL or a key object maps to under this pool's settings: a
+    /// pool-wide `tls.servername` becomes part of every TLS key, and a key
+    /// the proxy policy covers goes through its proxy.
     pub fn effective_key(&self, key: Key) -> Result<Key> {
-        match &self.inner.config.tls.servername {
-            Some(name) if key.uses_tls() && key.servername().is_none() => key.with_servername(name),
-            _ => Ok(key),
+        let config = &self.inner.config;
+        let key = match &config.tls.servername {
+            Some(name) if key.uses_tls() && key.servername().is_none() => {
+                key.with_servername(name)?
+            }
+            _ => key,
+        };
+        if !matches!(key.route(), Route::Direct) {
+            return Ok(key);
         }
+        Ok(
+            match config.proxy.as_ref().and_then(|p| p.route_for(&key)) {
+                Some(proxy) => key.with_proxy(proxy),
+                None => key,
+            },
+        )
     }
 
     /// Take a live parked connection for `key` if there is one; never

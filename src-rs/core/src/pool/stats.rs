@@ -144,3 +144,43 @@ impl History {
         self.entries.iter().map(|(k, (c, _))| (k, c))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: usize) -> Key {
+        Key::parse_url(&format!("http://host{i}.example/")).unwrap()
+    }
+
+    fn created(n: u64) -> Counters {
+        Counters {
+            created: n,
+            ..Counters::default()
+        }
+    }
+
+    #[test]
+    fn quiet_keys_keep_their_counters_and_the_least_recent_go_first() {
+        let mut history = History::default();
+        for i in 0..HOST_HISTORY_LIMIT {
+            history.keep(key(i), created(i as u64));
+        }
+        // Key 0 comes back and goes quiet again: now the most recent.
+        let back = history.take(&key(0));
+        assert_eq!(back.created, 0);
+        history.keep(key(0), created(7));
+        history.keep(key(HOST_HISTORY_LIMIT), created(1));
+        assert!(history.iter().count() <= HOST_HISTORY_LIMIT, "bounded");
+        let kept: Vec<_> = history.iter().map(|(k, _)| k.clone()).collect();
+        assert!(kept.contains(&key(0)), "recently used key kept");
+        assert!(kept.contains(&key(HOST_HISTORY_LIMIT)));
+        assert!(!kept.contains(&key(1)), "least recently used key forgotten");
+        assert_eq!(history.take(&key(0)).created, 7);
+        assert_eq!(
+            history.take(&key(999_999)),
+            Counters::default(),
+            "unknown keys start at zero"
+        );
+    }
+}

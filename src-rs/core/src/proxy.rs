@@ -1,0 +1,307 @@
+//! HTTP proxies: which keys go through one (a pool's `proxy` setting, or
+//! the `HTTP_PROXY` family of environment variables) and the `CONNECT`
+//! tunnel every proxied connection starts with.
+//!
+//! Every proxied connection is a tunnel, plain HTTP included (as undici's
+//! `ProxyAgent` does by default): the proxy sees only the target's host and
+//! port, and TLS runs end to end through it.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use percent_encoding::percent_decode_str;
+
+use crate::connection::Socket;
+use crate::error::{Error, Result};
+use crate::http1::MAX_HEAD_BYTES;
+use crate::key::{bracket_if_v6, Key, Scheme};
+
+/// An HTTP proxy as a key's route: where it is and how to authenticate.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ProxyRoute {
+    /// Lower-cased; IPv6 literals without brackets.
+    pub host: String,
+    pub port: u16,
+    /// The `Proxy-Authorization` value (`Basic ...`), from the proxy URL's
+    /// credentials: tunnels opened with other credentials are not shared.
+    pub authorization: Option<String>,
+}
+
+impl std::fmt::Display for ProxyRoute {
+    /// `http://host:port`, never the credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "http://{}:{}", bracket_if_v6(&self.host), self.port)
+    }
+}
+
+impl ProxyRoute {
+    /// Parse `http://[user:pass@]host[:port]` (port 80 by default).
+    pub fn parse(url: &str) -> Result<ProxyRoute> {
+        let bad = |why: &str| Error::InvalidArgument(format!("invalid proxy URL: {why}"));
+        let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+        if parsed.scheme() != "http" {
+            return Err(bad(
+                "only http:// proxies are supported (TLS to the proxy is not)",
+            ));
+        }
+        let host = match parsed.host() {
+            Some(url::Host::Domain(d)) => d.to_string(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err(bad("it has no host")),
+        };
+        let authorization = if parsed.username().is_empty() && parsed.password().is_none() {
+            None
+        } else {
+            let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+            let pair = format!(
+                "{}:{}",
+                decode(parsed.username()),
+                decode(parsed.password().unwrap_or(""))
+            );
+            Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            ))
+        };
+        Ok(ProxyRoute {
+            host,
+            port: parsed.port_or_known_default().unwrap_or(80),
+            authorization,
+        })
+    }
+}
+
+/// Which keys of a pool go through which proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyPolicy {
+    http: Option<Arc<ProxyRoute>>,
+    https: Option<Arc<ProxyRoute>>,
+    /// For `tcp` and `tls` keys (only an explicit proxy URL sets it).
+    raw: Option<Arc<ProxyRoute>>,
+    no_proxy: NoProxy,
+}
+
+impl ProxyPolicy {
+    /// Every key (HTTP, HTTPS and raw TCP/TLS) through the proxy at `url`.
+    pub fn fixed(url: &str) -> Result<ProxyPolicy> {
+        let route = Arc::new(ProxyRoute::parse(url)?);
+        Ok(ProxyPolicy {
+            http: Some(route.clone()),
+            https: Some(route.clone()),
+            raw: Some(route),
+            no_proxy: NoProxy::default(),
+        })
+    }
+
+    /// As undici's `EnvHttpProxyAgent`, from a variable lookup (the
+    /// process environment in use): `http_proxy` / `HTTP_PROXY` for http
+    /// keys, `https_proxy` / `HTTPS_PROXY` (else the HTTP proxy) for https
+    /// keys, lower case first and an empty value meaning none; `no_proxy` /
+    /// `NO_PROXY` exempts hosts. Raw `tcp` and `tls` keys stay direct.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ProxyPolicy> {
+        let pick =
+            |lower: &str, upper: &str| var(lower).or_else(|| var(upper)).filter(|v| !v.is_empty());
+        let route = |v: Option<String>| {
+            v.map(|url| ProxyRoute::parse(&url).map(Arc::new))
+                .transpose()
+        };
+        let http = route(pick("http_proxy", "HTTP_PROXY"))?;
+        let https = route(pick("https_proxy", "HTTPS_PROXY"))?.or_else(|| http.clone());
+        Ok(ProxyPolicy {
+            http,
+            https,
+            raw: None,
+            no_proxy: NoProxy::parse(&pick("no_proxy", "NO_PROXY").unwrap_or_default()),
+        })
+    }
+
+    /// The proxy `key`'s connections go through, if any.
+    pub fn route_for(&self, key: &Key) -> Option<Arc<ProxyRoute>> {
+        let route = match key.scheme() {
+            Scheme::Http => self.http.as_ref(),
+            Scheme::Https => self.https.as_ref(),
+            Scheme::Tcp | Scheme::Tls => self.raw.as_ref(),
+            Scheme::Unix => None,
+        }?;
+        (!self.no_proxy.exempts(key.host(), key.port())).then(|| route.clone())
+    }
+}
+
+/// `NO_PROXY` entries, matched as undici matches them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct NoProxy {
+    /// `*`: nothing is proxied.
+    all: bool,
+    /// (lower-cased host or domain suffix, port if the entry named one).
+    entries: Vec<(String, Option<u16>)>,
+}
+
+impl NoProxy {
+    fn parse(list: &str) -> NoProxy {
+        let mut out = NoProxy::default();
+        for entry in list.split([',', ' ', '\t', '\n']).filter(|e| !e.is_empty()) {
+            if entry == "*" {
+                out.all = true;
+                continue;
+            }
+            let (host, port) = match entry.rsplit_once(':') {
+                Some((h, p))
+                    if !p.is_empty()
+                        && p.bytes().all(|b| b.is_ascii_digit())
+                        && !h.ends_with(':') =>
+                {
+                    (h, p.parse().ok())
+                }
+                _ => (entry, None),
+            };
+            let host = host.trim_start_matches("*.").trim_start_matches('.');
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            out.entries.push((host.to_ascii_lowercase(), port));
+        }
+        out
+    }
+
+    /// Whether `host:port` goes direct: the host is an entry or a
+    /// subdomain of one, and the entry names no other port.
+    fn exempts(&self, host: &str, port: u16) -> bool {
+        self.all
+            || self.entries.iter().any(|(entry, entry_port)| {
+                entry_port.is_none_or(|p| p == port)
+                    && (host == entry
+                        || host
+                            .strip_suffix(entry.as_str())
+                            .is_some_and(|rest| rest.ends_with('.')))
+            })
+    }
+}
+
+/// Ask the proxy on `socket` for a tunnel to `key`'s host and port. On
+/// success the socket carries the target's bytes; any other answer is
+/// `PCONN_PROXY` with the proxy's status.
+pub(crate) async fn tunnel(socket: &Socket, key: &Key, proxy: &ProxyRoute) -> Result<()> {
+    let authority = format!("{}:{}", bracket_if_v6(key.host()), key.port());
+    let mut request = format!(
+        "CONNECT {authority} HTTP/1.1\r\nhost: {authority}\r\nproxy-connection: keep-alive\r\n"
+    );
+    if let Some(auth) = &proxy.authorization {
+        request.push_str(&format!("proxy-authorization: {auth}\r\n"));
+    }
+    request.push_str("\r\n");
+    socket.write_all(request.as_bytes()).await?;
+    let head = socket.read_head(MAX_HEAD_BYTES).await?;
+    let refused = |status: Option<u16>, what: String| Error::Proxy {
+        proxy: proxy.to_string(),
+        status,
+        message: what,
+    };
+    let Some(head) = head else {
+        return Err(refused(
+            None,
+            format!("closed the connection before answering CONNECT {authority}"),
+        ));
+    };
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(&head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => {
+            return Err(refused(
+                None,
+                format!("sent a malformed answer to CONNECT {authority}"),
+            ))
+        }
+    }
+    match response.code {
+        Some(200..=299) => Ok(()),
+        code => Err(refused(
+            code,
+            format!(
+                "answered {} {} to CONNECT {authority}",
+                code.unwrap_or(0),
+                response.reason.unwrap_or("")
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    fn key(url: &str) -> Key {
+        Key::parse_url(url).unwrap()
+    }
+
+    #[test]
+    fn credentials_become_basic_authorization() {
+        let route = ProxyRoute::parse("http://us%40er:p%3Ass@Proxy.example:3128").unwrap();
+        assert_eq!(route.host, "proxy.example");
+        assert_eq!(route.port, 3128);
+        assert_eq!(
+            route.authorization.as_deref(),
+            Some("Basic dXNAZXI6cDpzcw==")
+        );
+        assert_eq!(
+            route.to_string(),
+            "http://proxy.example:3128",
+            "no credentials shown"
+        );
+        assert!(ProxyRoute::parse("https://p:1").is_err());
+        assert!(ProxyRoute::parse("socks5://p:1").is_err());
+    }
+
+    #[test]
+    fn env_picks_lower_case_first_and_https_falls_back_to_http() {
+        let policy = ProxyPolicy::from_env(env(&[
+            ("http_proxy", "http://a:1"),
+            ("HTTP_PROXY", "http://b:2"),
+        ]))
+        .unwrap();
+        assert_eq!(policy.route_for(&key("http://x")).unwrap().host, "a");
+        assert_eq!(policy.route_for(&key("https://x")).unwrap().host, "a");
+        assert!(
+            policy.route_for(&key("tcp://x:5")).is_none(),
+            "raw keys stay direct"
+        );
+        let empty = ProxyPolicy::from_env(env(&[("http_proxy", ""), ("HTTP_PROXY", "http://b:2")]))
+            .unwrap();
+        assert!(
+            empty.route_for(&key("http://x")).is_none(),
+            "an empty lower-case value means none"
+        );
+    }
+
+    #[test]
+    fn no_proxy_matches_hosts_suffixes_and_ports() {
+        let policy = ProxyPolicy::from_env(env(&[
+            ("HTTP_PROXY", "http://p:1"),
+            (
+                "NO_PROXY",
+                "internal.example, .corp.example *.svc 127.0.0.1:8080 [::1]",
+            ),
+        ]))
+        .unwrap();
+        let proxied = |url: &str| policy.route_for(&key(url)).is_some();
+        assert!(!proxied("http://internal.example/"));
+        assert!(!proxied("http://a.internal.example/"));
+        assert!(proxied("http://notinternal.example/"));
+        assert!(!proxied("http://x.corp.example/"));
+        assert!(!proxied("http://db.svc/"));
+        assert!(!proxied("http://127.0.0.1:8080/"));
+        assert!(proxied("http://127.0.0.1:8081/"));
+        assert!(!proxied("http://[::1]:9/"));
+        assert!(proxied("http://example.com/"));
+        let all =
+            ProxyPolicy::from_env(env(&[("HTTP_PROXY", "http://p:1"), ("no_proxy", "*")])).unwrap();
+        assert!(all.route_for(&key("http://example.com/")).is_none());
+    }
+}
