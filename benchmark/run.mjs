@@ -5,16 +5,22 @@
 //
 //   node benchmark/run.mjs [--server auto|nginx|bench] [--quick] [--rounds N]
 //                          [--duration MS] [--only TEXT] [--out DIR]
+//                          [--baseline PATH]
 //
 // --server: nginx (one worker, started and stopped here; a real server sends
 //   real headers), or the workspace's own Tokio server; auto (the default)
 //   picks nginx when it is installed.
 // --quick: one short round of a few scenarios (the smoke test uses it).
 // --only: run the scenarios whose name contains TEXT.
+// --baseline: another build of pconn (the path of its dist/index.js, e.g. a
+//   `git worktree` of an older commit, built) runs as one more contestant,
+//   "pconn request (baseline)", so a change is measured before/after in the
+//   same run.
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { createRequire } from 'node:module'
 import { contestants, freshContestants } from './lib/contestants.mjs'
 import { measure, median, sequential } from './lib/measure.mjs'
@@ -34,6 +40,7 @@ const warmupMs = quick ? 100 : 500
 const outDir = option('--out', join(process.cwd(), '.bench'))
 const serverKind = option('--server', 'auto')
 const only = option('--only', '')
+const baselinePath = option('--baseline', undefined)
 const log = (msg) => process.stderr.write(`${msg}\n`)
 
 const scenarios = [
@@ -56,7 +63,20 @@ function wrkRps(url, concurrency, ms) {
   return Number(/Requests\/sec:\s+([\d.]+)/.exec(run.stdout)?.[1])
 }
 
+/** The `--baseline` build as a contestant, made the way `pconn request` is. */
+async function baselineContestant(path) {
+  const { Pool } = await import(pathToFileURL(resolve(path)).href)
+  return {
+    name: 'pconn request (baseline)',
+    make({ url, connections, ca }) {
+      const pool = new Pool({ maxConnectionsPerHost: connections, tls: ca ? { ca } : undefined })
+      return { request: () => pool.request(url).then((r) => r.body.text()), close: () => pool.shutdownAll() }
+    },
+  }
+}
+
 async function main() {
+  const everyone = baselinePath === undefined ? contestants : [...contestants, await baselineContestant(baselinePath)]
   const servers = await startServers(serverKind, log)
   const require = createRequire(import.meta.url)
   const versions = {
@@ -74,7 +94,7 @@ async function main() {
   try {
     for (const scenario of scenarios) {
       const url = scenario.tls ? `https://127.0.0.1:${servers.https}${scenario.path}` : `http://127.0.0.1:${servers.http}${scenario.path}`
-      const entrants = contestants.filter((c) => !(scenario.tls && c.plainOnly))
+      const entrants = everyone.filter((c) => !(scenario.tls && c.plainOnly))
       const runs = new Map(entrants.map((c) => [c.name, []]))
       for (let round = 1; round <= rounds; round++) {
         for (const c of entrants) {

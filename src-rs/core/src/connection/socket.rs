@@ -20,7 +20,9 @@ use std::task::{ready, Context, Poll};
 
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
-use tokio::net::{TcpStream, UnixStream};
+use tokio::net::TcpStream;
+#[cfg(unix)]
+use tokio::net::UnixStream;
 use tokio::sync::Notify;
 
 /// A connected stream socket of either family; both offer the same
@@ -28,6 +30,7 @@ use tokio::sync::Notify;
 #[derive(Debug)]
 pub(crate) enum Transport {
     Tcp(TcpStream),
+    #[cfg(unix)]
     Unix(UnixStream),
 }
 
@@ -36,6 +39,7 @@ macro_rules! either {
     ($self:expr, $s:ident => $call:expr) => {
         match $self {
             Transport::Tcp($s) => $call,
+            #[cfg(unix)]
             Transport::Unix($s) => $call,
         }
     };

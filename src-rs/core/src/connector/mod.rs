@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::{SockRef, TcpKeepalive};
-use tokio::net::UnixStream;
 use tokio::runtime::Handle;
 use tokio_rustls::TlsConnector;
 
@@ -87,9 +86,16 @@ impl Connector {
         let start = Instant::now();
         let (socket, remote_addr) = match key.route() {
             Route::Direct => self.tcp(key.host(), key.port()).await?,
+            #[cfg(unix)]
             Route::Unix(path) => {
-                let stream = UnixStream::connect(&**path).await?;
+                let stream = tokio::net::UnixStream::connect(&**path).await?;
                 (Socket::new(Transport::Unix(stream)), None)
+            }
+            #[cfg(not(unix))]
+            Route::Unix(_) => {
+                return Err(Error::InvalidArgument(
+                    "Unix domain sockets are not supported on this platform".into(),
+                ))
             }
             Route::Proxy(proxy) => {
                 let opened = self.tcp(&proxy.host, proxy.port).await?;
