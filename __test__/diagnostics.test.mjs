@@ -1,16 +1,8 @@
 import test from 'ava'
-import diagnostics from 'node:diagnostics_channel'
 import { once } from 'node:events'
 import { Pool } from '../dist/index.js'
+import { record } from './helpers/channels.mjs'
 import { eventually, sleep, tcpEchoServer, useServer, usePool } from './helpers/servers.mjs'
-
-function record(t, name) {
-  const events = []
-  const listener = (message) => events.push(message)
-  diagnostics.subscribe(name, listener)
-  t.teardown(() => diagnostics.unsubscribe(name, listener))
-  return events
-}
 
 test.serial('pconn:connect, pconn:reuse and pconn:close describe each connection', async (t) => {
   const connects = record(t, 'pconn:connect')

@@ -4,19 +4,12 @@
 import test from 'ava'
 import diagnostics from 'node:diagnostics_channel'
 import { Pool } from '../dist/index.js'
+import { record } from './helpers/channels.mjs'
 import { makeCa, makeLeaf } from './helpers/certs.mjs'
 import { httpServer, ok } from './helpers/http-server.mjs'
 import { closedPort, eventually, tlsEchoServer, useServer, usePool } from './helpers/servers.mjs'
 import https from 'node:https'
 import { once } from 'node:events'
-
-function record(t, name) {
-  const events = []
-  const listener = (message) => events.push(message)
-  diagnostics.subscribe(name, listener)
-  t.teardown(() => diagnostics.unsubscribe(name, listener))
-  return events
-}
 
 test.serial('pconn:request:start and :end carry the key, the connection and each stage', async (t) => {
   const starts = record(t, 'pconn:request:start')

@@ -305,7 +305,7 @@ impl WriteSide<'_> {
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         self.io.mark_used();
         let result = match self.half.tls.as_mut() {
-            None => write_plain(&self.io.socket, data).await,
+            None => self.io.socket.write_all(data).await,
             Some(tls) => match tls.write_all(data).await {
                 Ok(()) => tls.flush().await,
                 Err(e) => Err(e),
@@ -346,18 +346,6 @@ impl WriteSide<'_> {
         }
         result
     }
-}
-
-/// Write all of `data`, waiting for room when the socket is full.
-async fn write_plain(socket: &Socket, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        match socket.stream.try_write(data) {
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.stream.writable().await?,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 impl Poolable for Connection {

@@ -181,8 +181,9 @@ impl Socket {
         self.stream.sock().peek(&mut byte)
     }
 
-    /// Write all of `data` (used before the connection's halves exist: a
-    /// proxy's CONNECT).
+    /// Write all of `data`, waiting for room when the socket is full (a
+    /// plain connection's writes, and a proxy's CONNECT before the
+    /// connection exists).
     pub(crate) async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             match self.stream.try_write(data) {

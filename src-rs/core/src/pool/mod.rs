@@ -947,11 +947,7 @@ impl<C: Poolable> PoolInner<C> {
             // exactly to the end of its message: nothing left unread.
             None
         } else {
-            match entry.conn.liveness(true) {
-                Liveness::Alive => None,
-                Liveness::PeerClosed => Some(CloseReason::Peer),
-                Liveness::UnexpectedBytes => Some(CloseReason::Broken),
-            }
+            entry.conn.liveness(true).close_reason()
         };
         let mut doomed = Doomed::new();
         {
@@ -1113,11 +1109,7 @@ impl<C: Poolable> PoolInner<C> {
             host.checking += 1;
             idle
         };
-        let verdict = match idle.entry.conn.liveness(true) {
-            Liveness::Alive => None,
-            Liveness::PeerClosed => Some(CloseReason::Peer),
-            Liveness::UnexpectedBytes => Some(CloseReason::Broken),
-        };
+        let verdict = idle.entry.conn.liveness(true).close_reason();
         let mut doomed = Doomed::new();
         {
             let mut st = self.lock();

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Weak;
 use std::time::Duration;
 
+use super::stats::CloseReason;
 use crate::error::Result;
 use crate::key::Key;
 
@@ -18,6 +19,17 @@ pub enum Liveness {
     PeerClosed,
     /// Bytes nobody asked for: the stream is out of sync.
     UnexpectedBytes,
+}
+
+impl Liveness {
+    /// Why a connection in this state must close; None if it may stay.
+    pub fn close_reason(self) -> Option<CloseReason> {
+        match self {
+            Liveness::Alive => None,
+            Liveness::PeerClosed => Some(CloseReason::Peer),
+            Liveness::UnexpectedBytes => Some(CloseReason::Broken),
+        }
+    }
 }
 
 /// A connection the pool can park and hand out again.
