@@ -5,7 +5,7 @@
  * runs this module once and gets its own channel: native operations are
  * started with an id from this thread's counter and complete here, in
  * batches (one call carries every completion that was ready; see
- * src-rs/node/src/bridge.rs for the layout). This module turns them into
+ * src-rs/node/src/batch.rs for the layout). This module turns them into
  * Promises and keeps the event loop alive exactly while some operation is
  * pending (an idle pool never holds the process open).
  */
@@ -48,6 +48,7 @@ export type NativeTarget = Binding.NativeTarget
 export type NativeRequest = Binding.NativeRequest
 export type NativeRequestOptions = Binding.NativeRequestOptions
 export type NativeErrorInfo = Binding.ErrorInfo
+export type ExchangeDetails = Binding.ExchangeDetails
 
 /** An HTTP response as the bridge delivers it (see src-rs/node/src/batch.rs). */
 export interface ResponseParts {
@@ -64,8 +65,8 @@ export interface ResponseParts {
   body: Buffer | undefined
   /** The rest of the body, when it is not complete. */
   stream: NativeBody | undefined
-  /** How long the stages took (timed requests only). */
-  timings: Binding.RequestTimings | undefined
+  /** Stage times and the peer (requests made with `detailed` only). */
+  details: ExchangeDetails | undefined
 }
 
 interface Pending {
@@ -117,7 +118,7 @@ function onBatch(meta: Float64Array, slab: Buffer, objects: unknown[], count: nu
       case Completion.Response: {
         const bodyObject = meta[at + 7]!
         const rest = meta[at + 8]!
-        const timings = meta[at + 9]!
+        const details = meta[at + 9]!
         const parts: ResponseParts = {
           statusFlags: a,
           connectionId: meta[at + 3]!,
@@ -127,7 +128,7 @@ function onBatch(meta: Float64Array, slab: Buffer, objects: unknown[], count: nu
           bodyEnd: meta[at + 6]!,
           body: bodyObject < 0 ? undefined : (objects[bodyObject] as Buffer),
           stream: rest < 0 ? undefined : (objects[rest] as NativeBody),
-          timings: timings < 0 ? undefined : (objects[timings] as Binding.RequestTimings),
+          details: details < 0 ? undefined : (objects[details] as Binding.ExchangeDetails),
         }
         settle(id, parts, false)
         break

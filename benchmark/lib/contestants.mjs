@@ -6,6 +6,7 @@ import http from 'node:http'
 import https from 'node:https'
 import { Pool as UndiciPool } from 'undici'
 import { Pool } from '../../dist/index.js'
+import { Agent } from '../../dist/undici/index.js'
 
 function nodeGet(mod, agent, url, ca) {
   return new Promise((resolve, reject) => {
@@ -106,6 +107,15 @@ export const contestants = [
     plainOnly: true,
     make({ url }) {
       return { request: () => fetch(url).then((r) => r.text()), close: async () => {} }
+    },
+  },
+  {
+    // Node's global fetch with pconn's undici Agent as its dispatcher.
+    name: 'fetch + pconn Agent',
+    plainOnly: true,
+    make({ url, connections }) {
+      const dispatcher = new Agent({ maxConnectionsPerHost: connections })
+      return { request: () => fetch(url, { dispatcher }).then((r) => r.text()), close: () => dispatcher.close() }
     },
   },
 ]

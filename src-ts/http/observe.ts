@@ -24,7 +24,7 @@ export class RequestObservation {
 
   /** The head arrived: `end` follows when the body has (now, if it is complete). */
   responded(parts: ResponseParts, response: Response): void {
-    const t = parts.timings
+    const t = parts.details
     const ended = (): void => {
       if (!requestEndChannel.hasSubscribers) return
       requestEndChannel.publish({

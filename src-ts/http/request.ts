@@ -36,7 +36,7 @@ export interface RequestOptions {
   /** Time allowed between two pieces of either body (ms); 0 = no limit. Default 300000 (as undici). */
   bodyTimeoutMs?: number
   /**
-   * Safe to send twice. GET, HEAD, OPTIONS, PUT, DELETE and requests with an
+   * Safe to send twice. GET, HEAD, OPTIONS, PUT, DELETE, TRACE and requests with an
    * `Idempotency-Key` header are already; only idempotent requests are
    * retried (once, on a fresh connection) when a reused connection turns out
    * to be closed before any response byte arrived.
@@ -82,7 +82,7 @@ function check(pool: Pool, url: unknown, options: RequestOptions): Checked {
       bodyTimeoutMs: bodyTimeoutMs === undefined ? undefined : checkNumber('options.bodyTimeoutMs', bodyTimeoutMs, 'ms'),
       idempotent,
       cancellable: signal !== undefined,
-      timed: observed,
+      detailed: observed,
     }
   }
   return { target, method: method.toUpperCase(), headers: flattenHeaders(options.headers), signal, native, observed }

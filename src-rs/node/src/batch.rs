@@ -27,9 +27,10 @@ use crate::errors::error_info;
 use crate::http::NativeBody;
 use crate::scope::Scope;
 
-/// How long the stages of a timed request took, in milliseconds.
+/// How an exchange went (detailed requests only): how long its stages
+/// took, in milliseconds, and the peer it ran against.
 #[napi(object)]
-pub struct RequestTimings {
+pub struct ExchangeDetails {
     /// Waiting for a connection at a limit.
     pub queued_ms: f64,
     /// Opening the connection (DNS and TCP), when this request was its first.
@@ -40,6 +41,10 @@ pub struct RequestTimings {
     pub ttfb_ms: f64,
     /// The request went again on a fresh connection (a stale keep-alive one).
     pub retried: bool,
+    /// The peer's IP address and port (the proxy's, through one); absent
+    /// over a Unix socket.
+    pub remote_address: Option<String>,
+    pub remote_port: Option<u32>,
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -72,7 +77,7 @@ pub enum Completion {
     /// the trailers), body end in the slab (the body starts where the head
     /// ends) or -1, `objects` index of the body Buffer or -1, `objects`
     /// index of the `NativeBody` with the rest or -1, `objects` index of
-    /// the `RequestTimings` (timed requests only) or -1.
+    /// the `ExchangeDetails` (detailed requests only) or -1.
     Response,
     /// The end of a streamed body: its trailer lines' start and end in the
     /// slab.
@@ -355,13 +360,15 @@ impl Out<'_> {
         } else {
             self.object(NativeBody::new(r.body, scope))
         };
-        let timings = match r.timings {
-            Some(t) => self.object(RequestTimings {
+        let details = match r.timings {
+            Some(t) => self.object(ExchangeDetails {
                 queued_ms: ms(t.queued),
                 connect_ms: ms(t.connect),
                 tls_ms: ms(t.tls),
                 ttfb_ms: ms(t.head),
                 retried: t.retried,
+                remote_address: r.peer.map(|a| a.ip().to_string()),
+                remote_port: r.peer.map(|a| u32::from(a.port())),
             }),
             None => -1.0,
         };
@@ -373,7 +380,7 @@ impl Out<'_> {
             body_end,
             body_object,
             rest,
-            timings,
+            details,
         ]
     }
 

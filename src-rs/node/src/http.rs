@@ -118,8 +118,9 @@ pub struct NativeRequestOptions {
     pub stream_body: Option<bool>,
     /// Return a handle whose `cancel` aborts the request.
     pub cancellable: Option<bool>,
-    /// Measure the stages; the response then carries `RequestTimings`.
-    pub timed: Option<bool>,
+    /// Measure the stages and note the peer: the response then carries
+    /// `ExchangeDetails` (for diagnostics channels; off, no clock is read).
+    pub detailed: Option<bool>,
 }
 
 /// A request in flight, returned when its body streams or it can be
@@ -250,7 +251,7 @@ impl NativePool {
             opts.idempotent = o.idempotent.unwrap_or(defaults.idempotent);
             streamed = o.stream_body.unwrap_or(false);
             cancellable = o.cancellable.unwrap_or(false);
-            opts.timed = o.timed.unwrap_or(false);
+            opts.timed = o.detailed.unwrap_or(false);
         }
         let (body, sender) = match (body, streamed) {
             (_, true) => {

@@ -84,6 +84,9 @@ pub struct Response {
     pub body: ResponseBody,
     /// With `RequestOptions::timed`.
     pub timings: Option<Timings>,
+    /// The peer the connection is to (the proxy, through one); None over a
+    /// Unix socket.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// How long the stages of an exchange took, from its start.
@@ -539,6 +542,7 @@ async fn finish(
     opts: &RequestOptions,
 ) -> Result<Response> {
     let connection_id = pooled.id();
+    let peer = pooled.connection_ref().remote_addr();
     let mut body = ResponseBody {
         ready: None,
         stream: Some(BodyStream {
@@ -577,6 +581,7 @@ async fn finish(
         connection_id,
         body,
         timings: None,
+        peer,
     })
 }
 

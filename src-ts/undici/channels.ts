@@ -1,0 +1,57 @@
+/**
+ * undici's diagnostics channels, published by the pconn Agent with undici's
+ * message shapes so subscribers written for undici (OpenTelemetry's
+ * `@opentelemetry/instrumentation-undici`, undici's own debug log) work
+ * unchanged. Each message is built only when the channel has subscribers.
+ *
+ * | channel                             | message                                   | when (pconn Agent) |
+ * |-------------------------------------|-------------------------------------------|--------------------|
+ * | `undici:request:create`             | `{ request }`                             | in `dispatch()`, synchronously, before the headers are serialised (subscribers may `request.addHeader()`) |
+ * | `undici:client:beforeConnect`       | `{ connectParams, connector }`            | a new connection carried the request or failed to connect (pconn connects natively: published after the fact) |
+ * | `undici:client:connected`           | `{ connectParams, connector, socket }`    | after `beforeConnect`, when a new connection carried the request |
+ * | `undici:client:connectError`        | `{ connectParams, connector, error }`     | after `beforeConnect`, when connecting failed |
+ * | `undici:client:sendHeaders`         | `{ request, headers, socket }`            | once the response head has arrived (the request went out) |
+ * | `undici:request:bodyChunkSent`      | `{ request, chunk }`                      | each chunk of a streamed body as pconn takes it; a whole-buffer body when the response arrives |
+ * | `undici:request:bodySent`           | `{ request }`                             | after the body (also when there is none) |
+ * | `undici:request:headers`            | `{ request, response: { statusCode, headers, statusText } }` | before `onHeaders` |
+ * | `undici:request:bodyChunkReceived`  | `{ request, chunk }`                      | before each `onData` |
+ * | `undici:request:trailers`           | `{ request, trailers }`                   | before `onComplete` (`request.completed` is true) |
+ * | `undici:request:error`              | `{ request, error }`                      | before `onError` |
+ *
+ * Every request that published `create` ends with exactly one `trailers`
+ * or `error`. `socket` is not a real socket (pconn's sockets live in the
+ * native core): an object with `remoteAddress`, `remotePort`,
+ * `remoteFamily`, `localAddress`, `localPort` and `alpnProtocol`. The
+ * remote address is the connection's own (the proxy's, through one) once
+ * the response has arrived, as the native side reports it while these
+ * channels are watched; before that (a failed connect), it is known only
+ * when the origin's host is an IP address.
+ */
+import diagnostics from 'node:diagnostics_channel'
+
+export const channels = {
+  create: diagnostics.channel('undici:request:create'),
+  bodyChunkSent: diagnostics.channel('undici:request:bodyChunkSent'),
+  bodySent: diagnostics.channel('undici:request:bodySent'),
+  headers: diagnostics.channel('undici:request:headers'),
+  bodyChunkReceived: diagnostics.channel('undici:request:bodyChunkReceived'),
+  trailers: diagnostics.channel('undici:request:trailers'),
+  error: diagnostics.channel('undici:request:error'),
+  beforeConnect: diagnostics.channel('undici:client:beforeConnect'),
+  connected: diagnostics.channel('undici:client:connected'),
+  connectError: diagnostics.channel('undici:client:connectError'),
+  sendHeaders: diagnostics.channel('undici:client:sendHeaders'),
+}
+
+/** `connectParams` of the connect channels, as undici's Client has them. */
+export interface ConnectParams {
+  /** `host:port` (the port only when the URL names one). */
+  host: string
+  hostname: string
+  protocol: string
+  /** The URL's port, `''` for the scheme's default. */
+  port: string
+  version: 'h1'
+  servername: string | null
+  localAddress: string | null
+}
