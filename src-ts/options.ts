@@ -48,7 +48,7 @@ export interface PoolOptions {
   maxPending?: number
   /** Close a connection idle this long (ms); a server's `Keep-Alive: timeout` may lower it. Default 4000. */
   idleTimeoutMs?: number
-  /** Retire connections this old (ms), with up to 10% random jitter; 0 = never. Default 0. */
+  /** Retire connections this old (ms), less up to 10% (at most 10 s) of random jitter; 0 = never. Default 0. */
   maxLifetimeMs?: number
   /** Retire a connection after this many checkouts/requests; 0 = unlimited. Default 0. */
   maxUses?: number

@@ -19,8 +19,9 @@ export interface AcquireOptions {
 }
 
 /**
- * A keep-alive connection pool. Connections are keyed by scheme, host, port
- * and TLS identity (see docs/ARCHITECTURE.md for the exact rules).
+ * A keep-alive connection pool. Connections are keyed by scheme, host, port,
+ * TLS identity and route (direct, a Unix socket or a proxy); see
+ * docs/ARCHITECTURE.md for the exact rules.
  *
  * A pool belongs to the thread that made it. With `shared: name`, it is a
  * handle onto one process-wide pool of that name instead: every thread

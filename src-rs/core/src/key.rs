@@ -383,8 +383,6 @@ pub(crate) fn bracket_if_v6(host: &str) -> String {
     }
 }
 
-/// An invalid-URL error that shows the URL, with any credentials in it
-/// masked: error messages end up in logs.
 /// A Unix socket path: absolute or relative, no NUL, within the kernel's
 /// limit (107 bytes on Linux, 103 on macOS).
 fn socket_path(path: &str) -> Result<Arc<str>> {
@@ -401,6 +399,8 @@ fn socket_path(path: &str) -> Result<Arc<str>> {
     Ok(Arc::from(path))
 }
 
+/// An invalid-URL error that shows the URL, with any credentials in it
+/// masked: error messages end up in logs.
 fn bad_url(url: &str, why: &str) -> Error {
     let masked = match (url.find("://"), url.rfind('@')) {
         (Some(start), Some(at)) if !url[start + 3..at].contains(['/', '?', '#']) => {

@@ -25,7 +25,8 @@ pub struct NativeKey {
 
 #[napi]
 impl NativeKey {
-    /// `scheme://host:port` (plus `#servername=` when overridden).
+    /// `scheme://host:port`, then `#servername=`, `socket=` or `proxy=`
+    /// when the key has them (`unix:path` for a raw Unix key).
     #[napi(getter)]
     pub fn display(&self) -> String {
         self.key.to_string()

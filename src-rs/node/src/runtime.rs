@@ -105,9 +105,9 @@ struct Deferred {
 
 /// On an I/O thread, hold `bridge`'s wake-up back until the thread is about
 /// to park, so that everything completed in one busy period reaches its
-/// JavaScript thread in one call; a busy thread still wakes it within
-/// `MAX_DEFERRAL`. Elsewhere (a completion on a JavaScript thread), false:
-/// wake at once.
+/// JavaScript thread in one call; a thread that stays busy completing more
+/// operations wakes it at the first completion after `MAX_DEFERRAL`.
+/// Elsewhere (a completion on a JavaScript thread), false: wake at once.
 pub(crate) fn defer_wake(bridge: &std::sync::Arc<crate::bridge::Bridge>) -> bool {
     if !IO_THREAD.with(|t| t.get()) {
         return false;

@@ -1,7 +1,7 @@
 //! The bytes a connection has read but nobody has consumed yet.
 //!
 //! Reads append into the vector's spare capacity, which is never zeroed
-//! (plain TCP reads use Tokio's `try_read_buf`), and consuming bytes moves
+//! (plain reads go through `Socket::recv_into`), and consuming bytes moves
 //! an index instead of shifting memory. Idle connections give the storage
 //! back, so a parked connection costs no buffer.
 

@@ -14,7 +14,8 @@
 //! - `stats`: counters, their history, and the `stats()` snapshot.
 //!
 //! All state sits behind one mutex, held for short steps that never block,
-//! never touch a socket and never scan every key; liveness checks and
+//! never touch a socket and, on the acquire and release paths, never scan
+//! every key (only `flushForHost`, `stats` and closing the pool do); liveness checks and
 //! closes happen after it is released. Every change that frees capacity
 //! (a close, a reap, a flush, a failed or abandoned connect, a waiter that
 //! leaves) goes through `grant_capacity`, which serves waiters at once.
