@@ -25,6 +25,15 @@ export interface UnixKeyObject {
   path: string
 }
 
+/** A parsed request URL: the native handle and, read once, its key and path. */
+export interface Target {
+  readonly native: NativeTarget
+  /** The pool key, e.g. `'https://api.example.com:443'`. */
+  readonly key: string
+  /** Path and query, percent-encoded, as sent. */
+  readonly path: string
+}
+
 /** How a request reaches its origin, when not straight by the URL's host. */
 export interface Route {
   /** TLS name to send and verify instead of the URL's host (https only). */
@@ -51,7 +60,7 @@ class BoundedCache<V> extends Map<string, V> {
 export class KeyResolver {
   readonly #pool: NativePool
   readonly #byUrl = new BoundedCache<NativeKey>()
-  readonly #targets = new BoundedCache<NativeTarget>()
+  readonly #targets = new BoundedCache<Target>()
 
   constructor(pool: NativePool) {
     this.#pool = pool
@@ -88,11 +97,12 @@ export class KeyResolver {
   }
 
   /** The origin and request target of an http(s) URL, over `route`. */
-  target(url: string, route?: Route): NativeTarget {
+  target(url: string, route?: Route): Target {
     const id = route === undefined ? url : `${url}\n${route.servername ?? ''}\n${route.socketPath ?? ''}`
     const cached = this.#targets.get(id)
     if (cached !== undefined) return cached
-    return this.#targets.remember(id, this.#native(() => this.#pool.target(url, route?.servername, route?.socketPath)))
+    const native = this.#native(() => this.#pool.target(url, route?.servername, route?.socketPath))
+    return this.#targets.remember(id, { native, key: native.key, path: native.path })
   }
 
   #fromUrl(url: string): NativeKey {

@@ -48,7 +48,32 @@ export type NativeTarget = Binding.NativeTarget
 export type NativeRequest = Binding.NativeRequest
 export type NativeRequestOptions = Binding.NativeRequestOptions
 export type NativeErrorInfo = Binding.ErrorInfo
-export type ExchangeDetails = Binding.ExchangeDetails
+/** How an exchange went: its stages' times (ms) and its peer. */
+export interface ExchangeDetails {
+  queuedMs: number
+  connectMs: number
+  tlsMs: number
+  ttfbMs: number
+  retried: boolean
+  /** The peer (the proxy, through one); undefined over a Unix socket. */
+  remoteAddress: string | undefined
+  remotePort: number | undefined
+}
+
+/** A detailed response's numbers, from the slab (see src-rs/node/src/batch.rs, `DETAILS_BYTES`). */
+function readDetails(slab: Buffer, at: number): ExchangeDetails {
+  const port = slab.readDoubleLE(at + 40)
+  const length = slab.readDoubleLE(at + 48)
+  return {
+    queuedMs: slab.readDoubleLE(at),
+    connectMs: slab.readDoubleLE(at + 8),
+    tlsMs: slab.readDoubleLE(at + 16),
+    ttfbMs: slab.readDoubleLE(at + 24),
+    retried: slab.readDoubleLE(at + 32) === 1,
+    remotePort: port < 0 ? undefined : port,
+    remoteAddress: length === 0 ? undefined : slab.toString('latin1', at + 56, at + 56 + length),
+  }
+}
 
 /** An HTTP response as the bridge delivers it (see src-rs/node/src/batch.rs). */
 export interface ResponseParts {
@@ -128,7 +153,7 @@ function onBatch(meta: Float64Array, slab: Buffer, objects: unknown[], count: nu
           bodyEnd: meta[at + 6]!,
           body: bodyObject < 0 ? undefined : (objects[bodyObject] as Buffer),
           stream: rest < 0 ? undefined : (objects[rest] as NativeBody),
-          details: details < 0 ? undefined : (objects[details] as Binding.ExchangeDetails),
+          details: details < 0 ? undefined : readDetails(slab, details),
         }
         settle(id, parts, false)
         break

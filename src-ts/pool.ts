@@ -2,9 +2,9 @@
 import { Connection, loanOf, type Loan } from './connection.js'
 import { connectChannel, reuseChannel } from './diagnostics.js'
 import { abortError, fromNative, invalidArgType, invalidArgValue, withCallerStack } from './errors.js'
-import { KeyResolver, type KeyInput, type Route } from './key.js'
+import { KeyResolver, type KeyInput, type Route, type Target } from './key.js'
 import { watchLoan } from './leak-detector.js'
-import { completionOf, native, nextOperationId, run, type NativeConnection, type NativeKey, type NativePool, type NativeTarget } from './native.js'
+import { completionOf, native, nextOperationId, run, type NativeConnection, type NativeKey, type NativePool } from './native.js'
 import { checkNumber, resolveOptions, toNative, type PoolOptions, type ResolvedOptions } from './options.js'
 import { toPoolStats, type PoolStats } from './stats.js'
 import { sendRequest, type RequestOptions } from './http/request.js'
@@ -87,7 +87,7 @@ export class Pool {
   }
 
   /** @internal Parse a request URL (cached; throws on bad input). */
-  target(url: string, route?: Route): NativeTarget {
+  target(url: string, route?: Route): Target {
     return this.#keys.target(url, route)
   }
 

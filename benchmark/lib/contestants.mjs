@@ -2,6 +2,7 @@
 // the same number of connections; `request()` resolves once the whole body
 // has been read. HTTPS contestants trust the server's self-signed
 // certificate by pinning it (`ca`).
+import diagnostics from 'node:diagnostics_channel'
 import http from 'node:http'
 import https from 'node:https'
 import { Pool as UndiciPool } from 'undici'
@@ -44,6 +45,23 @@ export const contestants = [
     make({ url, connections, ca }) {
       const pool = new Pool({ maxConnectionsPerHost: connections, tls: ca ? { ca } : undefined })
       return { request: () => pool.request(url).then((r) => r.body.text()), close: () => pool.shutdownAll() }
+    },
+  },
+  {
+    // The same with a subscriber on pconn:request:end: what the timings cost.
+    name: 'pconn request, timed',
+    make({ url, connections, ca }) {
+      const pool = new Pool({ maxConnectionsPerHost: connections, tls: ca ? { ca } : undefined })
+      let total = 0
+      const onEnd = (event) => {
+        total += event.totalMs
+      }
+      diagnostics.subscribe('pconn:request:end', onEnd)
+      const close = () => {
+        diagnostics.unsubscribe('pconn:request:end', onEnd)
+        return pool.shutdownAll()
+      }
+      return { request: () => pool.request(url).then((r) => r.body.text()), close }
     },
   },
   {

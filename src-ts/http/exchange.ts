@@ -4,14 +4,15 @@
  * bridge delivers it (`ResponseParts`); each caller shapes it its own way.
  */
 import { fromNative } from '../errors.js'
-import { completionOf, nextOperationId, run, type NativeRequest, type NativeRequestOptions, type NativeTarget, type ResponseParts } from '../native.js'
+import { completionOf, nextOperationId, run, type NativeRequest, type NativeRequestOptions, type ResponseParts } from '../native.js'
+import type { Target } from '../key.js'
 import type { Pool } from '../pool.js'
 import { chunkBytes, type OutgoingBody } from './body.js'
 import { hasHeader } from './headers.js'
 
 /** What to send. */
 export interface ExchangeInit {
-  target: NativeTarget
+  target: Target
   /** A method token, as it goes on the wire. */
   method: string
   /** `[name, value, ...]`. */
@@ -46,7 +47,7 @@ export function startExchange(pool: Pool, init: ExchangeInit): Exchange {
   const id = nextOperationId()
   let handle: NativeRequest | null
   try {
-    handle = pool.native.request(id, init.target, init.method, headers, body.bytes, options)
+    handle = pool.native.request(id, init.target.native, init.method, headers, body.bytes, options)
   } catch (err) {
     throw fromNative(err)
   }

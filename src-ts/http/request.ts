@@ -1,7 +1,8 @@
 /** `request()`: HTTP/1.1 over the pool. */
 import { connectChannel, requestsObserved, reuseChannel } from '../diagnostics.js'
 import { abortError, invalidArgType, withCallerStack } from '../errors.js'
-import type { NativeRequestOptions, NativeTarget, ResponseParts } from '../native.js'
+import type { Target } from '../key.js'
+import type { NativeRequestOptions, ResponseParts } from '../native.js'
 import { checkNumber } from '../options.js'
 import type { Pool } from '../pool.js'
 import { toOutgoingBody, type OutgoingBody, type RequestBodyInit } from './body.js'
@@ -52,7 +53,7 @@ export interface RequestOptions {
 
 /** A request checked and converted, its body still possibly being read. */
 interface Checked {
-  target: NativeTarget
+  target: Target
   method: string
   headers: string[] | undefined
   signal: AbortSignal | undefined
@@ -134,7 +135,7 @@ function start(pool: Pool, req: Checked, body: OutgoingBody): Promise<Response> 
   )
 }
 
-function respond(parts: ResponseParts, target: NativeTarget, signal: AbortSignal | undefined): Response {
+function respond(parts: ResponseParts, target: Target, signal: AbortSignal | undefined): Response {
   const response = new Response(parts)
   if (connectChannel.hasSubscribers || reuseChannel.hasSubscribers) {
     const channel = response.reused ? reuseChannel : connectChannel

@@ -119,7 +119,7 @@ pub struct NativeRequestOptions {
     /// Return a handle whose `cancel` aborts the request.
     pub cancellable: Option<bool>,
     /// Measure the stages and note the peer: the response then carries
-    /// `ExchangeDetails` (for diagnostics channels; off, no clock is read).
+    /// them (for diagnostics channels; off, no clock is read).
     pub detailed: Option<bool>,
 }
 
