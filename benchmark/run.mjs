@@ -5,7 +5,7 @@
 //
 //   node benchmark/run.mjs [--server auto|nginx|bench] [--quick] [--rounds N]
 //                          [--duration MS] [--only TEXT] [--out DIR]
-//                          [--baseline PATH]
+//                          [--baseline PATH]...
 //
 // --server: nginx (one worker, started and stopped here; a real server sends
 //   real headers), or the workspace's own Tokio server; auto (the default)
@@ -14,12 +14,13 @@
 // --only: run the scenarios whose name contains TEXT.
 // --baseline: another build of pconn (the path of its dist/index.js, e.g. a
 //   `git worktree` of an older commit, built) runs as one more contestant,
-//   "pconn request (baseline)", so a change is measured before/after in the
-//   same run.
+//   "pconn request (DIR)" after the directory that holds its dist/, so a
+//   change is measured before/after in the same run. Give it more than once
+//   to compare several builds.
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
-import { join, resolve } from 'node:path'
+import { basename, dirname, join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { createRequire } from 'node:module'
 import { contestants, freshContestants } from './lib/contestants.mjs'
@@ -40,7 +41,7 @@ const warmupMs = quick ? 100 : 500
 const outDir = option('--out', join(process.cwd(), '.bench'))
 const serverKind = option('--server', 'auto')
 const only = option('--only', '')
-const baselinePath = option('--baseline', undefined)
+const baselinePaths = argv.flatMap((arg, i) => (arg === '--baseline' ? [argv[i + 1]] : []))
 const log = (msg) => process.stderr.write(`${msg}\n`)
 
 const scenarios = [
@@ -63,11 +64,11 @@ function wrkRps(url, concurrency, ms) {
   return Number(/Requests\/sec:\s+([\d.]+)/.exec(run.stdout)?.[1])
 }
 
-/** The `--baseline` build as a contestant, made the way `pconn request` is. */
+/** A `--baseline` build as a contestant, made the way `pconn request` is. */
 async function baselineContestant(path) {
   const { Pool } = await import(pathToFileURL(resolve(path)).href)
   return {
-    name: 'pconn request (baseline)',
+    name: `pconn request (${basename(dirname(dirname(resolve(path))))})`,
     make({ url, connections, ca }) {
       const pool = new Pool({ maxConnectionsPerHost: connections, tls: ca ? { ca } : undefined })
       return { request: () => pool.request(url).then((r) => r.body.text()), close: () => pool.shutdownAll() }
@@ -76,7 +77,7 @@ async function baselineContestant(path) {
 }
 
 async function main() {
-  const everyone = baselinePath === undefined ? contestants : [...contestants, await baselineContestant(baselinePath)]
+  const everyone = [...contestants, ...(await Promise.all(baselinePaths.map(baselineContestant)))]
   const servers = await startServers(serverKind, log)
   const require = createRequire(import.meta.url)
   const versions = {
