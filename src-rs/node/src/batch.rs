@@ -129,7 +129,11 @@ fn slab_bytes(outcome: &Outcome) -> usize {
                 );
             }
             let body = r.body.ready_len();
-            let details = if r.timings.is_some() { DETAILS_BYTES } else { 0 };
+            let details = if r.timings.is_some() {
+                DETAILS_BYTES
+            } else {
+                0
+            };
             n + details + if body <= SLAB_BODY_LIMIT { body } else { 0 }
         }
         Outcome::End(t) => lines(&mut t.iter().map(|(a, b)| (a.as_bytes(), b.as_bytes()))),
