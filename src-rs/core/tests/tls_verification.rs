@@ -24,6 +24,12 @@ async fn tls_server(names: &[&str]) -> TlsServer {
     tls_server_with(names, |_| {}).await
 }
 
+/// Valid for one day in 2020.
+fn expired_in_2020(p: &mut CertificateParams) {
+    p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    p.not_after = rcgen::date_time_ymd(2020, 1, 2);
+}
+
 /// Like `tls_server`, with a chance to adjust the leaf certificate.
 async fn tls_server_with(names: &[&str], adjust: impl FnOnce(&mut CertificateParams)) -> TlsServer {
     let ca_key = KeyPair::generate().unwrap();
@@ -155,11 +161,7 @@ async fn unknown_issuer_is_refused_with_a_reason() {
 
 #[tokio::test]
 async fn expired_certificate_is_refused_with_a_reason() {
-    let server = tls_server_with(&["localhost"], |p| {
-        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        p.not_after = rcgen::date_time_ymd(2020, 1, 2);
-    })
-    .await;
+    let server = tls_server_with(&["localhost"], expired_in_2020).await;
     let pool = pool(with_ca(&server.ca_pem));
     let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
     assert_refused(&pool, &key, "expired").await;
@@ -241,11 +243,7 @@ async fn a_pinned_self_signed_ca_certificate_is_trusted_for_its_name_only() {
 
 #[tokio::test]
 async fn a_pinned_self_signed_certificate_that_expired_is_refused() {
-    let server = self_signed_ca_server(&["localhost"], |p| {
-        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        p.not_after = rcgen::date_time_ymd(2020, 1, 2);
-    })
-    .await;
+    let server = self_signed_ca_server(&["localhost"], expired_in_2020).await;
     let pool = pool(with_ca(&server.ca_pem));
     let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
     assert_refused(&pool, &key, "expired").await;
