@@ -22,6 +22,29 @@ test.serial('pconn:connect, pconn:reuse and pconn:close describe each connection
   t.like(closes.find(mine), { id: first.id, reason: 'broken' })
 })
 
+test.serial('pconn:close reports the closes of shutdownAll(), idle and released after it began', async (t) => {
+  const closes = record(t, 'pconn:close')
+  const server = await useServer(t, tcpEchoServer)
+  const pool = new Pool()
+  const url = `tcp://127.0.0.1:${server.port}`
+  const idle = await pool.acquire(url)
+  const active = await pool.acquire(url)
+  pool.release(idle)
+  const shutdown = pool.shutdownAll()
+  pool.release(active)
+  await shutdown
+  const mine = () => closes.filter((e) => e.key === url)
+  await eventually(() => mine().length === 2, 2000, 'two close events')
+  t.deepEqual(
+    mine().map((e) => [e.id, e.reason]).sort(),
+    [
+      [idle.id, 'shutdown'],
+      [active.id, 'shutdown'],
+    ].sort(),
+  )
+  await eventually(() => server.closed === 2, 2000, 'the server saw both connections close')
+})
+
 test.serial('leakDetectionMs warns once with the stack of the acquirer, and not after release', async (t) => {
   const leaks = record(t, 'pconn:leak')
   const server = await useServer(t, tcpEchoServer)

@@ -110,6 +110,7 @@ struct HandleGuard<C: Poolable> {
 impl<C: Poolable> Drop for HandleGuard<C> {
     fn drop(&mut self) {
         self.pool.close_handle(&self.state);
+        self.pool.forget_listener(&self.state);
     }
 }
 
@@ -424,7 +425,8 @@ impl<C: Poolable> Pool<C> {
     }
 
     /// Report every connection this pool closes to `listener`, until this
-    /// handle closes.
+    /// handle's shutdown has closed its connections (or the handle is
+    /// dropped).
     pub fn on_close(&self, listener: CloseListener) {
         if let Ok(mut listeners) = self.inner.listeners.write() {
             listeners.push((self.handle.state.id, listener));
@@ -587,14 +589,18 @@ impl<C: Poolable> Pool<C> {
     /// handle has nothing on loan and, if the pool closed, when every
     /// connection is gone.
     pub async fn shutdown(&self) {
-        self.close_now();
+        self.inner.close_handle(&self.handle.state);
         self.handle.state.all_returned().await;
         self.inner.all_closed().await;
+        // Only now: the closes of the shutdown itself, and of connections
+        // released after it began, are this handle's to report.
+        self.inner.forget_listener(&self.handle.state);
     }
 
-    /// The synchronous part of `shutdown` (also used at thread exit).
+    /// The synchronous part of `shutdown`, for process exit.
     pub fn close_now(&self) {
         self.inner.close_handle(&self.handle.state);
+        self.inner.forget_listener(&self.handle.state);
     }
 
     pub fn stats(&self) -> PoolStats {
@@ -1225,14 +1231,15 @@ impl<C: Poolable> PoolInner<C> {
     }
 
     fn close_handle(&self, handle: &HandleState) {
-        if !handle.close() {
-            return;
+        if handle.close() && self.open_handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.close_pool();
         }
+    }
+
+    /// Stop reporting closes to `handle`'s listener.
+    fn forget_listener(&self, handle: &HandleState) {
         if let Ok(mut listeners) = self.listeners.write() {
             listeners.retain(|(id, _)| *id != handle.id);
-        }
-        if self.open_handles.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.close_pool();
         }
     }
 

@@ -526,6 +526,32 @@ async fn shutdown_rejects_waiters_and_waits_for_active_connections() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn shutdown_reports_its_own_closes() {
+    let (pool, _) = pool_with(PoolConfig::default());
+    let closes = Arc::new(Mutex::new(Vec::new()));
+    let seen = closes.clone();
+    pool.on_close(Arc::new(move |id, _, reason| {
+        seen.lock().unwrap().push((id, reason))
+    }));
+    let idle = pool.acquire(&key("a"), &opts()).await.unwrap();
+    let active = pool.acquire(&key("a"), &opts()).await.unwrap();
+    let (idle_id, active_id) = (idle.id(), active.id());
+    idle.release(true);
+    let p = pool.clone();
+    let shutdown = tokio::spawn(async move { p.shutdown().await });
+    tokio::task::yield_now().await;
+    active.release(true);
+    shutdown.await.unwrap();
+    assert_eq!(
+        *closes.lock().unwrap(),
+        [
+            (idle_id, CloseReason::Shutdown),
+            (active_id, CloseReason::Shutdown)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn acquire_timeout_counts_and_removes_the_waiter() {
     let (pool, _) = pool_with(PoolConfig {
         max_connections_per_host: Some(1),
