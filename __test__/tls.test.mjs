@@ -215,6 +215,24 @@ test('NODE_EXTRA_CA_CERTS adds its certificates to the default roots, as Node do
   t.is((await run({ NODE_EXTRA_CA_CERTS: '' })).stdout.trim(), 'PCONN_TLS unknown-issuer')
 })
 
+test('NODE_EXTRA_CA_CERTS trusts a self-signed certificate served as is, as Node does', async (t) => {
+  const self = makeSelfSigned(['localhost'])
+  const port = await httpsServer(t, self)
+  const dir = mkdtempSync(join(tmpdir(), 'pconn-extra-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const certFile = join(dir, 'self.pem')
+  writeFileSync(certFile, self.cert)
+  const viaPconn = `const { request } = require(${JSON.stringify(new URL('../dist/index.js', import.meta.url).pathname)})
+    request('https://localhost:${port}/').then((r) => r.body.text()).then(console.log, (e) => console.log(e.code, e.reason))`
+  const run = (script) =>
+    promisify(execFile)(process.execPath, ['-e', script], { env: { ...process.env, NODE_EXTRA_CA_CERTS: certFile }, timeout: 10_000 })
+  t.is((await run(viaPconn)).stdout.trim(), 'hello')
+  // node:https agrees, which is the point.
+  const viaNode = `const https = require('node:https');
+    https.get('https://localhost:${port}/', (r) => { let b = ''; r.on('data', (d) => (b += d)); r.on('end', () => console.log(b)) })`
+  t.is((await run(viaNode)).stdout.trim(), 'hello')
+})
+
 test("tls.ca: 'system' uses the operating system's store (which does not know a private CA)", async (t) => {
   const port = await httpsServer(t, leaf)
   const pool = usePool(t, Pool, { tls: { ca: 'system' } })

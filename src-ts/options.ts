@@ -17,7 +17,8 @@ export interface TlsOptions {
    * self-signed CA certificate, as `openssl req -x509` makes; its name is
    * still checked). `'system'`: the operating system's store. Default: the
    * Mozilla roots (webpki-roots) plus the file named by `NODE_EXTRA_CA_CERTS`,
-   * as Node does.
+   * as Node does (a self-signed certificate in that file is trusted when
+   * served as is).
    */
   ca?: Pem | 'system'
   /** Client certificate chain (PEM), for mutual TLS. Needs `key`. */

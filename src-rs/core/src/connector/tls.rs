@@ -64,7 +64,8 @@ pub(crate) fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>> {
     Ok(Arc::new(config))
 }
 
-/// The roots to verify against, and the certificates pinned by `tls.ca`.
+/// The roots to verify against, and the certificates pinned by `tls.ca`
+/// (or, with the default roots, by `NODE_EXTRA_CA_CERTS`).
 fn trusted(trust: &Trust) -> Result<(RootCertStore, Vec<CertificateDer<'static>>)> {
     let mut roots = RootCertStore::empty();
     match trust {
@@ -77,7 +78,10 @@ fn trusted(trust: &Trust) -> Result<(RootCertStore, Vec<CertificateDer<'static>>
             }
             return Ok((roots, certs));
         }
-        Trust::Default => return Ok((default_roots().clone(), Vec::new())),
+        Trust::Default => {
+            let (roots, extra) = default_trust();
+            return Ok((roots.clone(), extra.clone()));
+        }
         Trust::System => {
             let found = rustls_native_certs::load_native_certs();
             if found.certs.is_empty() {
@@ -95,21 +99,27 @@ fn trusted(trust: &Trust) -> Result<(RootCertStore, Vec<CertificateDer<'static>>
     Ok((roots, Vec::new()))
 }
 
-/// The Mozilla roots plus `NODE_EXTRA_CA_CERTS`, read once per process as
-/// Node reads it (an unreadable file is reported by Node itself when it
-/// starts, so it is skipped here).
-fn default_roots() -> &'static RootCertStore {
-    static ROOTS: std::sync::OnceLock<RootCertStore> = std::sync::OnceLock::new();
-    ROOTS.get_or_init(|| {
+/// The Mozilla roots plus `NODE_EXTRA_CA_CERTS`, and those extra
+/// certificates alone: Node also trusts one served as the server's own
+/// (a self-signed certificate), so they are pinned as `tls.ca` is. Read
+/// once per process as Node reads it (an unreadable file is reported by
+/// Node itself when it starts, so it is skipped here).
+fn default_trust() -> &'static (RootCertStore, Vec<CertificateDer<'static>>) {
+    type Trusted = (RootCertStore, Vec<CertificateDer<'static>>);
+    static TRUST: std::sync::OnceLock<Trusted> = std::sync::OnceLock::new();
+    TRUST.get_or_init(|| {
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if let Some(path) = std::env::var_os("NODE_EXTRA_CA_CERTS") {
-            if let Ok(pem) = std::fs::read(path) {
-                let extra = CertificateDer::pem_slice_iter(&pem).filter_map(|c| c.ok());
-                roots.add_parsable_certificates(extra);
-            }
-        }
-        roots
+        let extra: Vec<CertificateDer<'static>> = std::env::var_os("NODE_EXTRA_CA_CERTS")
+            .and_then(|path| std::fs::read(path).ok())
+            .map(|pem| {
+                CertificateDer::pem_slice_iter(&pem)
+                    .filter_map(|c| c.ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        roots.add_parsable_certificates(extra.iter().cloned());
+        (roots, extra)
     })
 }
 
@@ -189,8 +199,8 @@ pub(crate) fn tls_failure(e: &io::Error) -> Option<Error> {
 }
 
 /// The usual verification (webpki against the roots), except that a server
-/// certificate that is byte for byte one of the pinned `tls.ca`
-/// certificates is trusted even when it is a CA certificate (a self-signed
+/// certificate that is byte for byte one of the pinned `tls.ca` (or
+/// `NODE_EXTRA_CA_CERTS`) certificates is trusted even when it is a CA certificate (a self-signed
 /// certificate made with `openssl req -x509` is one), as node:https does.
 /// Its validity dates (checked before webpki objects to its CA flag) and
 /// its name are still verified.
