@@ -10,7 +10,7 @@ import { once } from 'node:events'
 import { Pool, PconnError } from '../dist/index.js'
 import { makeCa, makeLeaf } from './helpers/certs.mjs'
 import { httpServer, ok } from './helpers/http-server.mjs'
-import { closedPort, eventually, useServer, usePool } from './helpers/servers.mjs'
+import { closedPort, eventually, tcpEchoServer, useServer, usePool } from './helpers/servers.mjs'
 
 /**
  * A server that answers as soon as a request head arrives and then stops
@@ -304,12 +304,24 @@ test('errors name the peer: key in the message, host, port, address, and the cau
   const server = await useServer(t, httpServer, (req, s) => {
     if (req.path === '/cut') s.end('HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\nabc')
   })
+  // Once connected, the address is the connection's peer, for the head,
+  // the body and a raw connection's I/O alike.
   const stalled = await t.throwsAsync(pool.request(server.url('/stall'), { headersTimeoutMs: 50 }))
-  t.like(stalled, { code: 'PCONN_HEADERS_TIMEOUT', host: '127.0.0.1', port: server.port })
+  t.like(stalled, { code: 'PCONN_HEADERS_TIMEOUT', host: '127.0.0.1', port: server.port, address: '127.0.0.1' })
   t.true(stalled.message.includes(`http://127.0.0.1:${server.port}`), stalled.message)
   const cut = await pool.request(server.url('/cut'))
   const bodyErr = await t.throwsAsync(cut.body.text())
-  t.is(bodyErr.code, 'PCONN_SOCKET_CLOSED')
+  t.like(bodyErr, { code: 'PCONN_SOCKET_CLOSED', host: '127.0.0.1', port: server.port, address: '127.0.0.1' })
+  t.true(bodyErr.message.includes(`http://127.0.0.1:${server.port}`), bodyErr.message)
+
+  const echo = await useServer(t, tcpEchoServer)
+  const conn = await pool.acquire(`tcp://127.0.0.1:${echo.port}`)
+  await eventually(() => echo.open === 1, 2000, 'the server accepted')
+  for (const socket of echo.sockets) socket.resetAndDestroy()
+  const ioErr = await t.throwsAsync(conn.read())
+  t.like(ioErr, { code: 'ECONNRESET', host: '127.0.0.1', port: echo.port, address: '127.0.0.1' })
+  t.true(ioErr.message.includes(`tcp://127.0.0.1:${echo.port}`), ioErr.message)
+  pool.release(conn, false)
 })
 
 test('an error rejected by request() or acquire() carries the caller’s frames in its stack', async (t) => {

@@ -41,7 +41,10 @@ export interface PeerDetails {
   host?: string
   /** Its port. */
   port?: number
-  /** The IP address the failure happened at (a connect attempt). */
+  /**
+   * The IP address the failure happened at: the connect attempt's, or once
+   * connected the connection's peer (the proxy, through one).
+   */
   address?: string
   /** For `PCONN_PROXY`: the status the proxy answered `CONNECT` with. */
   statusCode?: number
@@ -49,9 +52,10 @@ export interface PeerDetails {
 
 /**
  * An error from the pool, a connection or the network. Errors of a
- * connection attempt or a request name their key in the message
- * (`... (https://api.example.com:443)`), carry `host`, `port` and, for a
- * connect, `address`, and keep the underlying error's message as `cause`.
+ * connection attempt, a request, a body or a connection's I/O name their
+ * key in the message (`... (https://api.example.com:443)`), carry `host`,
+ * `port` and, when known, `address`, and keep the underlying error's
+ * message as `cause`.
  */
 export class PconnError extends Error implements PeerDetails {
   /** Stable code to switch on: a {@link PconnErrorCode} or an errno name. */
@@ -112,8 +116,9 @@ function describe(value: unknown): string {
   return `type ${typeof value} (${String(value)})`
 }
 
-/** Turn an error thrown by the native layer (its `code` is the contract's) into the error users see. */
+/** Turn an error thrown by the native layer (its `code` is the contract's) into the error users see; a `PconnError` already made from a failure report is kept as it is. */
 export function fromNative(err: unknown): Error {
+  if (err instanceof PconnError) return err
   if (!(err instanceof Error)) return new PconnError('EIO', String(err))
   const { code } = err as { code?: unknown }
   return typeof code === 'string' ? fromInfo({ code, message: err.message }) : err

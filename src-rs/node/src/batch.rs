@@ -350,7 +350,7 @@ impl Out<'_> {
         let rest = if complete {
             -1.0
         } else {
-            self.object(NativeBody::new(r.body, scope))
+            self.object(NativeBody::new(r.body, r.key, r.peer, scope))
         };
         let details = match r.timings {
             Some(t) => {

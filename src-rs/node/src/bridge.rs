@@ -15,6 +15,7 @@
 //! façade keeps the loop referenced exactly while operations are pending.
 
 use std::ffi::c_void;
+use std::net::SocketAddr;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -44,24 +45,36 @@ pub(crate) enum Outcome {
     },
 }
 
-/// An operation's error, and the key it was for (errors name their peer).
+/// An operation's error, the key it was for and, once connected, the
+/// connection's peer address (errors name their peer).
 pub(crate) struct Failure {
     pub(crate) error: Error,
     pub(crate) peer: Option<Key>,
+    pub(crate) address: Option<SocketAddr>,
 }
 
 impl Failure {
     pub(crate) fn at(peer: &Key, error: Error) -> Failure {
+        Failure::on(peer, None, error)
+    }
+
+    /// On a connection to `address`.
+    pub(crate) fn on(peer: &Key, address: Option<SocketAddr>, error: Error) -> Failure {
         Failure {
             error,
             peer: Some(peer.clone()),
+            address,
         }
     }
 }
 
 impl From<Error> for Failure {
     fn from(error: Error) -> Failure {
-        Failure { error, peer: None }
+        Failure {
+            error,
+            peer: None,
+            address: None,
+        }
     }
 }
 

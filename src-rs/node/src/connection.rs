@@ -27,8 +27,6 @@ pub struct NativeConnection {
     id: f64,
     reused: bool,
     uses: f64,
-    /// None for a Unix socket.
-    remote: Option<SocketAddr>,
     alpn: Option<String>,
 }
 
@@ -39,6 +37,8 @@ struct Loan {
     pool_id: u64,
     /// Named by errors of this loan's operations.
     key: Key,
+    /// The peer's address; None for a Unix socket.
+    remote: Option<SocketAddr>,
     released: AtomicBool,
     /// Reads in flight.
     reading: AtomicUsize,
@@ -110,7 +110,7 @@ impl Loan {
             };
             let outcome = match written {
                 Ok(()) => Outcome::Done,
-                Err(error) => Outcome::Failed(Failure::at(&self.key, error)),
+                Err(error) => Outcome::Failed(Failure::on(&self.key, self.remote, error)),
             };
             drop(self.scope.bridge.complete(id, outcome));
         }
@@ -129,11 +129,11 @@ impl NativeConnection {
             id: pooled.id() as f64,
             reused: pooled.reused(),
             uses: pooled.uses() as f64,
-            remote,
             alpn,
             loan: Arc::new(Loan {
                 pool_id: pooled.pool_id(),
                 key: pooled.key().clone(),
+                remote,
                 pooled: Mutex::new(Some(pooled)),
                 released: AtomicBool::new(false),
                 reading: AtomicUsize::new(0),
@@ -172,11 +172,11 @@ impl NativeConnection {
     }
     #[napi(getter)]
     pub fn remote_address(&self) -> Option<String> {
-        self.remote.map(|a| a.ip().to_string())
+        self.loan.remote.map(|a| a.ip().to_string())
     }
     #[napi(getter)]
     pub fn remote_port(&self) -> Option<u32> {
-        self.remote.map(|a| u32::from(a.port()))
+        self.loan.remote.map(|a| u32::from(a.port()))
     }
     #[napi(getter)]
     pub fn alpn_protocol(&self) -> Option<String> {
@@ -246,7 +246,7 @@ impl NativeConnection {
                 loan.reading.fetch_sub(1, Ordering::SeqCst);
                 match read {
                     Ok(bytes) => Outcome::Bytes(bytes),
-                    Err(error) => Outcome::Failed(Failure::at(&loan.key, error)),
+                    Err(error) => Outcome::Failed(Failure::on(&loan.key, loan.remote, error)),
                 }
             })
             .map_err(internal)

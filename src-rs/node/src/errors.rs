@@ -36,7 +36,8 @@ pub struct ErrorInfo {
     /// The host and port of the key the operation was for.
     pub host: Option<String>,
     pub port: Option<u32>,
-    /// The IP address the failure happened at, when known (a connect).
+    /// The IP address the failure happened at, when known: the connect
+    /// attempt's, or the connection's peer.
     pub address: Option<String>,
     /// The underlying error's own message (becomes the error's `cause`).
     pub cause: Option<String>,
@@ -45,7 +46,11 @@ pub struct ErrorInfo {
 }
 
 pub(crate) fn error_info(failure: &Failure) -> ErrorInfo {
-    let Failure { error, peer } = failure;
+    let Failure {
+        error,
+        peer,
+        address,
+    } = failure;
     let message = match peer {
         Some(key) => format!("{error} ({key})"),
         None => error.to_string(),
@@ -56,7 +61,7 @@ pub(crate) fn error_info(failure: &Failure) -> ErrorInfo {
         reason: error.reason().map(str::to_string),
         host: peer.as_ref().map(|k| k.host().to_string()),
         port: peer.as_ref().map(|k| u32::from(k.port())),
-        address: error.address().map(|a| a.ip().to_string()),
+        address: error.address().or(*address).map(|a| a.ip().to_string()),
         cause: error.source_message(),
         status_code: error.status().map(u32::from),
     }

@@ -1,6 +1,7 @@
 //! `request()`: the HTTP exchange runs in the core; this converts its
 //! inputs and hands the response over in one crossing.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,14 +27,24 @@ pub struct NativeBody {
     /// Fired by `destroy`: interrupts a read in flight.
     stop: Arc<Cancel>,
     scope: Arc<Scope>,
+    /// Named by the errors of its reads.
+    key: Key,
+    peer: Option<SocketAddr>,
 }
 
 impl NativeBody {
-    pub(crate) fn new(body: ResponseBody, scope: &Arc<Scope>) -> NativeBody {
+    pub(crate) fn new(
+        body: ResponseBody,
+        key: Key,
+        peer: Option<SocketAddr>,
+        scope: &Arc<Scope>,
+    ) -> NativeBody {
         NativeBody {
             body: Arc::new(Mutex::new(Some(body))),
             stop: Arc::new(Cancel::new()),
             scope: scope.clone(),
+            key,
+            peer,
         }
     }
 }
@@ -44,6 +55,7 @@ impl NativeBody {
     #[napi(catch_unwind)]
     pub fn read(&self, id: u32) -> napi::Result<(), Code> {
         let (body, stop) = (self.body.clone(), self.stop.clone());
+        let (key, peer) = (self.key.clone(), self.peer);
         self.scope
             .spawn(id, async move {
                 let mut guard = body.lock().await;
@@ -62,7 +74,7 @@ impl NativeBody {
                 match chunk {
                     Ok(Some(bytes)) => Outcome::Bytes(Some(bytes)),
                     Ok(None) => Outcome::End(b.trailers().to_vec()),
-                    Err(error) => Outcome::Failed(error.into()),
+                    Err(error) => Outcome::Failed(Failure::on(&key, peer, error)),
                 }
             })
             .map_err(internal)
@@ -291,7 +303,7 @@ impl NativePool {
                 let exchange = Box::pin(http1::send_prepared(&pool, &key, prepared, first, &opts));
                 let outcome = match exchange.await {
                     Ok(response) => Outcome::Response(Box::new(response)),
-                    Err(error) => Outcome::Failed(Failure::at(&key, error)),
+                    Err(failed) => Outcome::Failed(Failure::on(&key, failed.peer, failed.error)),
                 };
                 drop(waiting);
                 outcome

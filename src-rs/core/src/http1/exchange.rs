@@ -81,6 +81,8 @@ pub struct Response {
     pub reused: bool,
     /// The id of the connection the exchange ran on.
     pub connection_id: u64,
+    /// The key the connection belongs to (errors of the body name it).
+    pub key: Key,
     pub body: ResponseBody,
     /// With `RequestOptions::timed`.
     pub timings: Option<Timings>,
@@ -119,6 +121,20 @@ struct BodyStream {
     decoder: BodyDecoder,
     /// The head and framing allow reuse once the body has ended.
     reusable: bool,
+}
+
+/// Why an exchange failed, and the peer it failed at when a connection
+/// had been made (a failed connect names its address in the error itself).
+#[derive(Debug)]
+pub struct ExchangeError {
+    pub error: Error,
+    pub peer: Option<std::net::SocketAddr>,
+}
+
+impl From<Error> for ExchangeError {
+    fn from(error: Error) -> ExchangeError {
+        ExchangeError { error, peer: None }
+    }
 }
 
 /// Why an attempt failed, and whether the server had started answering.
@@ -238,7 +254,7 @@ pub async fn send_prepared(
     mut prepared: Prepared,
     mut first: Option<Started>,
     opts: &RequestOptions,
-) -> Result<Response> {
+) -> std::result::Result<Response, ExchangeError> {
     let mut fresh = false;
     let started = opts.timed.then(Instant::now);
     loop {
@@ -255,6 +271,8 @@ pub async fn send_prepared(
             }
         };
         let reused = pooled.reused();
+        let peer = pooled.connection_ref().remote_addr();
+        let failed_at = |error| ExchangeError { error, peer };
         let acquired = started.map(|t| t.elapsed());
         let outcome = {
             let work = attempt(&mut pooled, &mut prepared, written, opts);
@@ -284,7 +302,9 @@ pub async fn send_prepared(
                         retried: fresh,
                     }
                 });
-                let mut response = finish(pooled, head, framing, reusable, reused, opts).await?;
+                let mut response = finish(pooled, head, framing, reusable, reused, opts)
+                    .await
+                    .map_err(failed_at)?;
                 response.timings = timings;
                 return Ok(response);
             }
@@ -293,7 +313,7 @@ pub async fn send_prepared(
                 pooled.release(false);
                 let stale = reused && !answered && error.is_stale_connection();
                 if !stale {
-                    return Err(error);
+                    return Err(failed_at(error));
                 }
                 if !fresh && prepared.retryable() {
                     fresh = true;
@@ -304,9 +324,9 @@ pub async fn send_prepared(
                 } else {
                     "and the request is not idempotent, so it was not retried"
                 };
-                return Err(Error::SocketClosed(format!(
+                return Err(failed_at(Error::SocketClosed(format!(
                     "the server closed a reused connection before answering ({error}), {why}"
-                )));
+                ))));
             }
         }
     }
@@ -542,6 +562,7 @@ async fn finish(
     opts: &RequestOptions,
 ) -> Result<Response> {
     let connection_id = pooled.id();
+    let key = pooled.key().clone();
     let peer = pooled.connection_ref().remote_addr();
     let mut body = ResponseBody {
         ready: None,
@@ -579,6 +600,7 @@ async fn finish(
         head,
         reused,
         connection_id,
+        key,
         body,
         timings: None,
         peer,

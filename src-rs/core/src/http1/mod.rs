@@ -16,8 +16,8 @@ mod target;
 
 pub use body::BodyDecoder;
 pub use exchange::{
-    send_prepared, start_now, Prepared, RequestOptions, Response, ResponseBody, Started, Timings,
-    EAGER_BODY_LIMIT,
+    send_prepared, start_now, ExchangeError, Prepared, RequestOptions, Response, ResponseBody,
+    Started, Timings, EAGER_BODY_LIMIT,
 };
 pub use request::{is_idempotent_method, BodyFraming, RequestBody, RequestHead};
 pub use response::{parse_head, Framing, ResponseHead, MAX_HEADERS, MAX_HEAD_BYTES};
