@@ -117,16 +117,7 @@ async fn handshake_with_the_right_ca_succeeds_and_is_reused() {
     let server = tls_server(&["localhost"]).await;
     let pool = pool(with_ca(&server.ca_pem));
     let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
-    let mut c = pool
-        .acquire(&key, &AcquireOptions::default())
-        .await
-        .unwrap();
-    c.connection().io().write_all(b"hello").await.unwrap();
-    assert_eq!(
-        c.connection().io().read_chunk().await.unwrap().unwrap(),
-        b"hello"
-    );
-    c.release(true);
+    echo_once(&pool, &key, b"hello").await;
     // TLS 1.3 session tickets may arrive while parked; they must not kill it.
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let again = pool
@@ -134,6 +125,17 @@ async fn handshake_with_the_right_ca_succeeds_and_is_reused() {
         .await
         .unwrap();
     assert!(again.reused());
+}
+
+/// Acquire `key`, have the echo server return `bytes`, and release.
+async fn echo_once(pool: &pconn_core::Pool, key: &Key, bytes: &[u8]) {
+    let mut c = pool.acquire(key, &AcquireOptions::default()).await.unwrap();
+    c.connection().io().write_all(bytes).await.unwrap();
+    assert_eq!(
+        c.connection().io().read_chunk().await.unwrap().unwrap(),
+        bytes
+    );
+    c.release(true);
 }
 
 /// Acquiring `key` fails with PCONN_TLS and `reason`, leaving nothing open.
@@ -223,22 +225,17 @@ async fn a_pinned_self_signed_ca_certificate_is_trusted_for_its_name_only() {
     let server = self_signed_ca_server(&["localhost"], |_| {}).await;
     let pool = pool(with_ca(&server.ca_pem));
     let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
-    let mut c = pool
-        .acquire(&key, &AcquireOptions::default())
-        .await
-        .unwrap();
-    c.connection().io().write_all(b"pinned").await.unwrap();
-    assert_eq!(
-        c.connection().io().read_chunk().await.unwrap().unwrap(),
-        b"pinned"
-    );
-    c.release(true);
+    echo_once(&pool, &key, b"pinned").await;
     // The name is still checked.
     let other = Key::new(Scheme::Tls, "127.0.0.1", Some(server.port), None).unwrap();
-    assert_refused(&pool_with_ca(&server.ca_pem), &other, "hostname-mismatch").await;
+    assert_refused(
+        &common::pool(with_ca(&server.ca_pem)),
+        &other,
+        "hostname-mismatch",
+    )
+    .await;
     // Without the pin, the same certificate is an unknown issuer.
-    let unpinned = pool_default();
-    assert_refused(&unpinned, &key, "unknown-issuer").await;
+    assert_refused(&common::pool(PoolConfig::default()), &key, "unknown-issuer").await;
 }
 
 #[tokio::test]
@@ -247,12 +244,4 @@ async fn a_pinned_self_signed_certificate_that_expired_is_refused() {
     let pool = pool(with_ca(&server.ca_pem));
     let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
     assert_refused(&pool, &key, "expired").await;
-}
-
-fn pool_default() -> pconn_core::Pool {
-    pool(PoolConfig::default())
-}
-
-fn pool_with_ca(ca_pem: &str) -> pconn_core::Pool {
-    pool(with_ca(ca_pem))
 }
