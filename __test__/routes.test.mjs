@@ -161,6 +161,40 @@ test('proxy: an unreachable proxy or target fails cleanly, naming the key', asyn
   }
 })
 
+/** A proxy that reads the CONNECT request and then misbehaves with `answer(socket)`. */
+async function brokenProxy(t, answer) {
+  const seen = { connections: 0, closed: 0 }
+  const server = net.createServer((socket) => {
+    seen.connections++
+    socket.on('close', () => seen.closed++)
+    socket.on('error', () => {})
+    socket.once('data', () => answer(socket))
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  return { url: `http://127.0.0.1:${server.address().port}`, seen }
+}
+
+test('proxy: an answer cut short, malformed, missing or stalled fails cleanly and leaves nothing open', async (t) => {
+  const cases = [
+    ['cut short', (s) => s.end('HTTP/1.1 200 Connection est'), { code: 'PCONN_PROXY', message: /closed the connection before answering/ }],
+    ['malformed', (s) => s.write('SOMETHING ELSE\r\n\r\n'), { code: 'PCONN_PROXY', message: /malformed/ }],
+    ['missing', (s) => s.end(), { code: 'PCONN_PROXY', message: /closed the connection before answering/ }],
+    ['stalled', () => {}, { code: 'PCONN_CONNECT_TIMEOUT' }],
+  ]
+  for (const [what, answer, expected] of cases) {
+    const proxy = await brokenProxy(t, answer)
+    const pool = usePool(t, Pool, { proxy: proxy.url, connectTimeoutMs: 500 })
+    const started = Date.now()
+    const err = await t.throwsAsync(pool.request('http://upstream.test/'), expected, what)
+    t.true(Date.now() - started < 5000, `${what}: failed in time`)
+    if (expected.code === 'PCONN_PROXY') t.is(err.statusCode, undefined, what)
+    t.like(pool.stats(), { connections: 0, connecting: 0 }, what)
+    await eventually(() => proxy.seen.closed === proxy.seen.connections, 2000, `${what}: the proxy saw the close`)
+  }
+})
+
 test.serial("proxy: 'env' follows HTTP_PROXY and NO_PROXY as undici's EnvHttpProxyAgent does", async (t) => {
   const proxy = await realProxy(t)
   const server = await useServer(t, httpServer, (req, s) => s.write(ok()))

@@ -13,7 +13,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::connection::Socket;
 use crate::error::{Error, Result};
-use crate::http1::MAX_HEAD_BYTES;
+use crate::http1::{parse_head, MAX_HEAD_BYTES};
 use crate::key::{bracket_if_v6, Key, Scheme};
 
 /// An HTTP proxy as a key's route: where it is and how to authenticate.
@@ -189,37 +189,40 @@ pub(crate) async fn tunnel(socket: &Socket, key: &Key, proxy: &ProxyRoute) -> Re
     }
     request.push_str("\r\n");
     socket.write_all(request.as_bytes()).await?;
-    let head = socket.read_head(MAX_HEAD_BYTES).await?;
     let refused = |status: Option<u16>, what: String| Error::Proxy {
         proxy: proxy.to_string(),
         status,
         message: what,
     };
-    let Some(head) = head else {
-        return Err(refused(
-            None,
-            format!("closed the connection before answering CONNECT {authority}"),
-        ));
-    };
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut response = httparse::Response::new(&mut headers);
-    match response.parse(&head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        _ => {
+    let head = match socket.read_head(MAX_HEAD_BYTES).await {
+        Ok(Some(head)) => head,
+        Ok(None) => {
             return Err(refused(
                 None,
-                format!("sent a malformed answer to CONNECT {authority}"),
+                format!("closed the connection before answering CONNECT {authority}"),
             ))
         }
-    }
-    match response.code {
-        Some(200..=299) => Ok(()),
-        code => Err(refused(
-            code,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(refused(
+                None,
+                format!("answered CONNECT {authority} with a head over {MAX_HEAD_BYTES} bytes"),
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Ok(Some((answer, _))) = parse_head(&head, MAX_HEAD_BYTES) else {
+        return Err(refused(
+            None,
+            format!("sent a malformed answer to CONNECT {authority}"),
+        ));
+    };
+    match answer.status {
+        200..=299 => Ok(()),
+        status => Err(refused(
+            Some(status),
             format!(
-                "answered {} {} to CONNECT {authority}",
-                code.unwrap_or(0),
-                response.reason.unwrap_or("")
+                "answered {status} {} to CONNECT {authority}",
+                String::from_utf8_lossy(answer.reason())
             ),
         )),
     }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use socket2::SockRef;
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, Ready};
 use tokio::net::TcpStream;
 #[cfg(unix)]
 use tokio::net::UnixStream;
@@ -53,8 +53,10 @@ impl Transport {
     ) -> io::Result<R> {
         either!(self, s => s.try_io(interest, f))
     }
-    pub(crate) async fn readable(&self) -> io::Result<()> {
-        either!(self, s => s.readable().await)
+    /// Wait until reading would not block; the readiness says whether the
+    /// peer has closed its side.
+    pub(crate) async fn readable(&self) -> io::Result<Ready> {
+        either!(self, s => s.ready(Interest::READABLE).await)
     }
     pub(crate) async fn writable(&self) -> io::Result<()> {
         either!(self, s => s.writable().await)
@@ -197,11 +199,11 @@ impl Socket {
 
     /// Read one HTTP head, up to and including its blank line, and not a
     /// byte more (what follows a proxy's answer belongs to the tunnel);
-    /// `None` if the peer closed first.
+    /// `None` if the peer closed before the head was complete.
     pub(crate) async fn read_head(&self, limit: usize) -> io::Result<Option<Vec<u8>>> {
         let mut peeked = vec![MaybeUninit::<u8>::uninit(); limit];
         loop {
-            self.stream.readable().await?;
+            let ready = self.stream.readable().await?;
             let seen = self.stream.try_io(Interest::READABLE, || {
                 let n = self.stream.sock().peek(&mut peeked)?;
                 // SAFETY: the kernel initialised the first `n` bytes.
@@ -220,6 +222,11 @@ impl Socket {
             let head_len = match seen {
                 Ok(Some(len)) => len,
                 Ok(None) => return Ok(None),
+                // Closed mid-head: Tokio keeps a closed socket readable, so
+                // waiting for more would spin.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && ready.is_read_closed() => {
+                    return Ok(None)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
             };
