@@ -4,6 +4,7 @@
 import test from 'ava'
 import http from 'node:http'
 import net from 'node:net'
+import { Worker } from 'node:worker_threads'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -193,6 +194,26 @@ test('proxy: an answer cut short, malformed, missing or stalled fails cleanly an
     t.like(pool.stats(), { connections: 0, connecting: 0 }, what)
     await eventually(() => proxy.seen.closed === proxy.seen.connections, 2000, `${what}: the proxy saw the close`)
   }
+})
+
+test("proxy: 'env' reads the calling thread's process.env (a worker's own copy)", async (t) => {
+  const proxy = await realProxy(t)
+  const server = await useServer(t, httpServer, (req, s) => s.write(ok()))
+  const worker = new Worker(
+    `const { parentPort, workerData } = require('node:worker_threads')
+    const { Pool } = require(workerData.pconn)
+    const pool = new Pool({ proxy: 'env' })
+    pool.request(workerData.url).then((r) => r.body.text()).then(() => pool.shutdownAll()).then(() => parentPort.postMessage('done'), (e) => parentPort.postMessage(String(e)))`,
+    {
+      eval: true,
+      workerData: { pconn: new URL('../dist/index.js', import.meta.url).pathname, url: server.url() },
+      env: { ...process.env, HTTP_PROXY: proxy.url, http_proxy: proxy.url, NO_PROXY: '', no_proxy: '' },
+    },
+  )
+  const [message] = await once(worker, 'message')
+  await worker.terminate()
+  t.is(message, 'done')
+  t.deepEqual(proxy.tunnels, [`127.0.0.1:${server.port}`], 'the worker went through the proxy its env names')
 })
 
 test.serial("proxy: 'env' follows HTTP_PROXY and NO_PROXY as undici's EnvHttpProxyAgent does", async (t) => {

@@ -276,6 +276,8 @@ export function toNative(o: ResolvedOptions) {
     keepAliveInitialDelayMs: o.keepAliveInitialDelayMs,
     maxHeaderSize: o.maxHeaderSize,
     proxy: o.proxy,
+    // This thread's view: a worker's process.env is its own copy.
+    proxyEnv: o.proxy === 'env' ? definedOnly(process.env) : undefined,
     tls: {
       ca: o.tls.ca === 'system' ? undefined : checkPem('options.tls.ca', o.tls.ca),
       caSystem: o.tls.ca === 'system',
@@ -286,4 +288,10 @@ export function toNative(o: ResolvedOptions) {
       alpn: [...(o.tls.alpn ?? [])],
     },
   }
+}
+
+function definedOnly(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [name, value] of Object.entries(env)) if (value !== undefined) out[name] = value
+  return out
 }

@@ -1,6 +1,7 @@
 //! Pool options as the façade passes them, and the defaults it shows (the
 //! core's `PoolConfig::default()` is their one home).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use napi::bindgen_prelude::Buffer;
@@ -41,6 +42,9 @@ pub struct NativePoolOptions {
     pub max_header_size: u32,
     /// An `http://` proxy URL, or `env` for the `HTTP_PROXY` variables.
     pub proxy: Option<String>,
+    /// With `env`: the calling thread's `process.env` (a worker's can
+    /// differ from the process's environment, which Rust would read).
+    pub proxy_env: Option<HashMap<String, String>>,
     pub tls: NativeTlsOptions,
 }
 
@@ -54,7 +58,10 @@ impl TryFrom<NativePoolOptions> for PoolConfig {
     fn try_from(o: NativePoolOptions) -> pconn_core::Result<PoolConfig> {
         let proxy = match o.proxy.as_deref() {
             None => None,
-            Some("env") => Some(ProxyPolicy::from_env(|name| std::env::var(name).ok())?),
+            Some("env") => {
+                let env = o.proxy_env.unwrap_or_default();
+                Some(ProxyPolicy::from_env(|name| env.get(name).cloned())?)
+            }
             Some(url) => Some(ProxyPolicy::fixed(url)?),
         };
         Ok(PoolConfig {
@@ -117,6 +124,7 @@ pub fn default_pool_options() -> NativePoolOptions {
         keep_alive_initial_delay_ms: d.keep_alive_initial_delay.as_millis() as f64,
         max_header_size: u32::try_from(d.max_header_size).unwrap_or(u32::MAX),
         proxy: None,
+        proxy_env: None,
         tls: NativeTlsOptions {
             ca: None,
             ca_system: d.tls.ca == Trust::System,
