@@ -61,11 +61,9 @@ impl<C: Poolable> Pooled<C> {
     }
 
     /// Undo a hand-over the waiter did not take (under the pool lock: no
-    /// Drop that would take it again).
+    /// Drop that would take it again). The loan ends in `Drop`.
     pub(crate) fn reclaim(mut self) -> Option<Entry<C>> {
-        let entry = self.entry.take();
-        self.handle.give_back();
-        entry
+        self.entry.take()
     }
 
     /// Unique id of the connection (stable across loans).

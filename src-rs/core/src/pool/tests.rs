@@ -526,6 +526,34 @@ async fn shutdown_rejects_waiters_and_waits_for_active_connections() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_refused_hand_over_returns_its_loan_once() {
+    let (pool, _) = pool_with(PoolConfig {
+        max_connections_per_host: Some(1),
+        ..PoolConfig::default()
+    });
+    let k = key("a");
+    let held = pool.acquire(&k, &opts()).await.unwrap();
+    // A waiter whose thread is gone: it refuses what it is handed.
+    let refusing = pool
+        .begin_acquire_with(&k, &opts(), |g: Grant<Fake>| Err(g))
+        .unwrap();
+    let Acquiring::Queued(refusing) = refusing else {
+        panic!("the only connection is held")
+    };
+    let p = pool.clone();
+    let waiter = tokio::spawn(async move { p.acquire(&key("a"), &opts()).await });
+    tokio::task::yield_now().await;
+    held.release(true);
+    let served = waiter.await.unwrap().unwrap();
+    drop(refusing);
+    served.release(true);
+    // Every loan came back exactly once: the shutdown does not wait forever.
+    tokio::time::timeout(Duration::from_secs(1), pool.shutdown())
+        .await
+        .expect("shutdown completes");
+}
+
+#[tokio::test(start_paused = true)]
 async fn shutdown_reports_its_own_closes() {
     let (pool, _) = pool_with(PoolConfig::default());
     let closes = Arc::new(Mutex::new(Vec::new()));
