@@ -970,27 +970,36 @@ impl<C: Poolable> PoolInner<C> {
             }
             match verdict {
                 Some(reason) => self.close_released(st, entry, reason, &mut doomed),
-                None => match self.hand_to_waiter(st, entry) {
-                    None => {}
-                    Some(entry) if self.ready_waiter_blocked(st) => {
-                        // Another key's waiter needs the room more than this
-                        // key needs an idle connection.
-                        self.close_released(st, entry, CloseReason::Evicted, &mut doomed);
-                    }
-                    Some(entry) => {
-                        let parked = st.hosts.get(&key).map_or(0, |h| h.idle.len());
-                        if parked < self.config.max_idle_per_host {
-                            self.park(st, entry, now);
-                        } else {
-                            self.close_released(st, entry, CloseReason::Evicted, &mut doomed);
-                        }
-                    }
-                },
+                None => self.place_healthy(st, entry, &mut doomed, |pool, st, entry| {
+                    pool.park(st, entry, now)
+                }),
             }
             st.settle(&key);
             self.note_drained(st);
         }
         self.bury(doomed);
+    }
+
+    /// Where a healthy connection nobody holds goes (a release, or a
+    /// parked one that passed its check): to the oldest waiter of its key;
+    /// closed when another key's waiter needs the room more than this key
+    /// needs an idle connection, or above `maxIdlePerHost`; else `park`ed.
+    fn place_healthy(
+        self: &Arc<Self>,
+        st: &mut State<C>,
+        entry: Entry<C>,
+        doomed: &mut Doomed<C>,
+        park: impl FnOnce(&Self, &mut State<C>, Entry<C>),
+    ) {
+        let Some(entry) = self.hand_to_waiter(st, entry) else {
+            return;
+        };
+        let parked = st.hosts.get(&entry.key).map_or(0, |h| h.idle.len());
+        if self.ready_waiter_blocked(st) || parked >= self.config.max_idle_per_host {
+            self.close_released(st, entry, CloseReason::Evicted, doomed);
+        } else {
+            park(self, st, entry);
+        }
     }
 
     fn close_released(
@@ -1008,8 +1017,8 @@ impl<C: Poolable> PoolInner<C> {
         self.grant_capacity(st, Some(&key), doomed);
     }
 
-    fn park(&self, st: &mut State<C>, mut entry: Entry<C>, now: Instant) {
-        entry.conn.park();
+    /// Park a connection idle from `now`.
+    fn park(&self, st: &mut State<C>, entry: Entry<C>, now: Instant) {
         let idle_for = entry
             .conn
             .idle_timeout_hint()
@@ -1021,6 +1030,19 @@ impl<C: Poolable> PoolInner<C> {
             Some(t) if t < idle_deadline => (t, true),
             _ => (idle_deadline, false),
         };
+        self.park_until(st, entry, deadline, deadline_is_lifetime);
+    }
+
+    /// Park a connection until `deadline`: on its key's idle list, in the
+    /// reaper's schedule and among the keys eviction can take from.
+    fn park_until(
+        &self,
+        st: &mut State<C>,
+        mut entry: Entry<C>,
+        deadline: Instant,
+        deadline_is_lifetime: bool,
+    ) {
+        entry.conn.park();
         let key = entry.key.clone();
         let track_evictable = self.config.max_connections.is_some();
         let host = st.host_mut(&key);
@@ -1126,18 +1148,24 @@ impl<C: Poolable> PoolInner<C> {
             } else {
                 verdict
             };
-            let host = st.host_mut(key);
-            host.checking -= 1;
+            st.host_mut(key).checking -= 1;
+            st.idle -= 1;
+            let Idle {
+                mut entry,
+                deadline,
+                deadline_is_lifetime,
+            } = idle;
             match verdict {
-                None => host.idle.push(idle),
-                Some(reason) => {
-                    st.idle -= 1;
-                    st.total -= 1;
-                    let closed = [(idle.entry, reason)];
-                    st.count_closed(&closed);
-                    doomed.extend(closed);
-                    self.grant_capacity(st, Some(key), &mut doomed);
+                // Back as if released, keeping its deadline: while it was
+                // out, a waiter may have queued, the reaper or eviction may
+                // have passed its key by.
+                None => {
+                    entry.conn.unpark();
+                    self.place_healthy(st, entry, &mut doomed, |pool, st, entry| {
+                        pool.park_until(st, entry, deadline, deadline_is_lifetime)
+                    });
                 }
+                Some(reason) => self.close_released(st, entry, reason, &mut doomed),
             }
             st.settle(key);
             self.note_drained(st);

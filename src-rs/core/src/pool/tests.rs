@@ -20,9 +20,21 @@ struct Peer {
     state: AtomicU8,
     closed_by_us: AtomicBool,
     watch: Mutex<Option<IdleWatch>>,
+    /// Run once by the next liveness check (which the pool makes outside
+    /// its lock): what another thread does meanwhile.
+    during_check: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 impl Peer {
+    /// Bytes the connection absorbs (a TLS session ticket): the idle
+    /// watcher reports activity and the pool checks the parked connection.
+    fn poke(&self) {
+        let watch = self.watch.lock().unwrap().clone();
+        if let Some(w) = watch {
+            w.activity();
+        }
+    }
+
     fn close(&self) {
         self.state.store(1, Ordering::SeqCst);
         let watch = self.watch.lock().unwrap().clone();
@@ -40,6 +52,10 @@ struct Fake {
 
 impl Poolable for Fake {
     fn liveness(&mut self, _exact: bool) -> Liveness {
+        let meanwhile = self.peer.during_check.lock().unwrap().take();
+        if let Some(f) = meanwhile {
+            f();
+        }
         match self.peer.state.load(Ordering::SeqCst) {
             0 => Liveness::Alive,
             1 => Liveness::PeerClosed,
@@ -99,6 +115,7 @@ impl Connect<Fake> for Arc<Connector> {
                         state: AtomicU8::new(0),
                         closed_by_us: AtomicBool::new(false),
                         watch: Mutex::new(Some(watch)),
+                        during_check: Mutex::default(),
                     });
                     self.peers.lock().unwrap().push(peer.clone());
                     Ok(Fake {
@@ -523,6 +540,43 @@ async fn shutdown_rejects_waiters_and_waits_for_active_connections() {
         .closed_by_us
         .load(Ordering::SeqCst));
     assert_eq!(pool.stats().counters.closed_by.shutdown, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_parked_connection_that_passes_its_check_serves_a_waiter_that_queued_meanwhile() {
+    let (pool, connector) = pool_with(PoolConfig {
+        max_connections_per_host: Some(1),
+        ..PoolConfig::default()
+    });
+    let k = key("a");
+    pool.acquire(&k, &opts()).await.unwrap().release(true);
+    let peer = connector.peers.lock().unwrap()[0].clone();
+    // While the pool checks the parked connection, an acquire finds no idle
+    // connection and no room (the one connection counts): it queues.
+    let handed: Arc<Mutex<Option<Pooled<Fake>>>> = Arc::default();
+    let queued: Arc<Mutex<Vec<Queued<Fake>>>> = Arc::default();
+    let (p, into, waiting) = (pool.clone(), handed.clone(), queued.clone());
+    *peer.during_check.lock().unwrap() = Some(Box::new(move || {
+        let deliver = move |g: Grant<Fake>| match g {
+            Grant::Conn(c) => {
+                *into.lock().unwrap() = Some(c.received());
+                Ok(())
+            }
+            other => Err(other),
+        };
+        match p.begin_acquire_with(&key("a"), &opts(), deliver).unwrap() {
+            Acquiring::Queued(q) => waiting.lock().unwrap().push(q),
+            _ => panic!("the connection is being checked: no idle one, no room"),
+        }
+    }));
+    peer.poke();
+    let served = handed.lock().unwrap().take();
+    let served = served.expect("the checked connection went to the waiter");
+    assert!(served.reused());
+    assert_eq!((pool.stats().pending, pool.stats().idle), (0, 0));
+    served.release(true);
+    assert_eq!(pool.stats().idle, 1);
+    assert_consistent(&pool);
 }
 
 #[tokio::test(start_paused = true)]
