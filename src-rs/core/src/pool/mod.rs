@@ -655,7 +655,11 @@ impl<C: Poolable> PoolInner<C> {
                 return Ok(Step::Candidate(entry));
             }
         }
-        let room = st.hosts.get(key).is_none_or(|h| self.per_host_room(h));
+        // A retry's fresh connection, at the key's limit, takes the room of
+        // the key's longest-parked connection (likely as stale as the one
+        // that failed) rather than queue behind connections it must skip.
+        let room = st.hosts.get(key).is_none_or(|h| self.per_host_room(h))
+            || (fresh && close_oldest_idle(st, key, doomed));
         if room && (self.global_room(st) || self.evict_idle(st, key, doomed)) {
             self.reserve(st, key);
             return Ok(Step::Connect);
@@ -912,18 +916,12 @@ impl<C: Poolable> PoolInner<C> {
                 skipped = Some(key);
                 continue;
             }
-            let Some(idle) = host.idle.pop_oldest() else {
-                continue;
-            };
-            if !host.idle.is_empty() {
-                host.in_evictable = true;
+            let more = host.idle.len() > 1;
+            host.in_evictable = more;
+            close_oldest_idle(st, &key, doomed);
+            if more {
                 st.evictable.push_back(key.clone());
             }
-            st.idle -= 1;
-            st.total -= 1;
-            let victim = [(idle.entry, CloseReason::Evicted)];
-            st.count_closed(&victim);
-            doomed.extend(victim);
             st.settle(&key);
             evicted = true;
             break;
@@ -1440,6 +1438,19 @@ fn in_evictable<C: Poolable>(host: &mut Host<C>) -> &mut bool {
 }
 
 /// Rebuild a lazy key queue: each key still present, once.
+/// Close `key`'s longest-parked idle connection, if it has one.
+fn close_oldest_idle<C: Poolable>(st: &mut State<C>, key: &Key, doomed: &mut Doomed<C>) -> bool {
+    let Some(idle) = st.hosts.get_mut(key).and_then(|h| h.idle.pop_oldest()) else {
+        return false;
+    };
+    st.idle -= 1;
+    st.total -= 1;
+    let victim = [(idle.entry, CloseReason::Evicted)];
+    st.count_closed(&victim);
+    doomed.extend(victim);
+    true
+}
+
 fn compact<C: Poolable>(
     queue: &mut VecDeque<Key>,
     hosts: &mut KeyMap<Host<C>>,

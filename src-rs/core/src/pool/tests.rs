@@ -580,6 +580,38 @@ async fn a_parked_connection_that_passes_its_check_serves_a_waiter_that_queued_m
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_fresh_retry_at_the_limit_replaces_the_keys_oldest_idle_connection() {
+    let (pool, connector) = pool_with(PoolConfig {
+        max_connections_per_host: Some(2),
+        ..PoolConfig::default()
+    });
+    let k = key("a");
+    let (first, second) = (
+        pool.acquire(&k, &opts()).await.unwrap(),
+        pool.acquire(&k, &opts()).await.unwrap(),
+    );
+    first.release(true);
+    second.release(true);
+    let fresh = AcquireOptions {
+        fresh: true,
+        ..opts()
+    };
+    let retry = tokio::time::timeout(Duration::from_secs(1), pool.acquire(&k, &fresh))
+        .await
+        .expect("the retry does not queue behind idle connections it skips")
+        .unwrap();
+    assert!(!retry.reused());
+    assert_eq!(connector.opened.load(Ordering::SeqCst), 3);
+    let s = pool.stats();
+    assert_eq!((s.idle, s.counters.closed_by.evicted), (1, 1));
+    assert!(connector.peers.lock().unwrap()[0]
+        .closed_by_us
+        .load(Ordering::SeqCst));
+    drop(retry);
+    assert_consistent(&pool);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_refused_hand_over_returns_its_loan_once() {
     let (pool, _) = pool_with(PoolConfig {
         max_connections_per_host: Some(1),
