@@ -425,8 +425,9 @@ impl<C: Poolable> Pool<C> {
     }
 
     /// Report every connection this pool closes to `listener`, until this
-    /// handle's shutdown has closed its connections (or the handle is
-    /// dropped).
+    /// handle is dropped or closed for process exit: the closes of its own
+    /// shutdown are reported (they may be buried on another thread after
+    /// the shutdown saw the pool drained).
     pub fn on_close(&self, listener: CloseListener) {
         if let Ok(mut listeners) = self.inner.listeners.write() {
             listeners.push((self.handle.state.id, listener));
@@ -592,9 +593,6 @@ impl<C: Poolable> Pool<C> {
         self.inner.close_handle(&self.handle.state);
         self.handle.state.all_returned().await;
         self.inner.all_closed().await;
-        // Only now: the closes of the shutdown itself, and of connections
-        // released after it began, are this handle's to report.
-        self.inner.forget_listener(&self.handle.state);
     }
 
     /// The synchronous part of `shutdown`, for process exit.
