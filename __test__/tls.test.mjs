@@ -233,6 +233,17 @@ test('NODE_EXTRA_CA_CERTS trusts a self-signed certificate served as is, as Node
   t.is((await run(viaNode)).stdout.trim(), 'hello')
 })
 
+test("tls.ca: 'system' with no readable store throws PCONN_TLS with reason config", async (t) => {
+  const script = `
+    const { Pool } = require(${JSON.stringify(new URL('../dist/index.js', import.meta.url).pathname)})
+    try { new Pool({ tls: { ca: 'system' } }); console.log('made') } catch (e) { console.log(e.code, e.reason) }
+  `
+  // rustls-native-certs reads the store these variables name, as OpenSSL does.
+  const env = { ...process.env, SSL_CERT_FILE: '/nonexistent/pconn.pem', SSL_CERT_DIR: '/nonexistent/pconn' }
+  const { stdout } = await promisify(execFile)(process.execPath, ['-e', script], { env, timeout: 10_000 })
+  t.is(stdout.trim(), 'PCONN_TLS config')
+})
+
 test("tls.ca: 'system' uses the operating system's store (which does not know a private CA)", async (t) => {
   const port = await httpsServer(t, leaf)
   const pool = usePool(t, Pool, { tls: { ca: 'system' } })

@@ -121,7 +121,10 @@ export function fromNative(err: unknown): Error {
   if (err instanceof PconnError) return err
   if (!(err instanceof Error)) return new PconnError('EIO', String(err))
   const { code } = err as { code?: unknown }
-  return typeof code === 'string' ? fromInfo({ code, message: err.message }) : err
+  if (typeof code !== 'string') return err
+  // A thrown error carries only its code; a TLS one thrown (not rejected)
+  // is always the configuration's: handshakes fail asynchronously.
+  return fromInfo({ code, message: err.message, reason: code === 'PCONN_TLS' ? 'config' : undefined })
 }
 
 /**
