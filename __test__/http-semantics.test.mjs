@@ -321,6 +321,10 @@ test('errors name the peer: key in the message, host, port, address, and the cau
   const ioErr = await t.throwsAsync(conn.read())
   t.like(ioErr, { code: 'ECONNRESET', host: '127.0.0.1', port: echo.port, address: '127.0.0.1' })
   t.true(ioErr.message.includes(`tcp://127.0.0.1:${echo.port}`), ioErr.message)
+  // A write the socket refuses at once says the same.
+  const writeErr = await t.throwsAsync(conn.write('x'))
+  t.like(writeErr, { host: '127.0.0.1', port: echo.port, address: '127.0.0.1' })
+  t.true(['EPIPE', 'ECONNRESET'].includes(writeErr.code), writeErr.code)
   pool.release(conn, false)
 })
 

@@ -204,11 +204,16 @@ impl NativeConnection {
         let mut rest = &data[..];
         if !writes.writing && writes.queue.is_empty() {
             if let Some(mut half) = io.try_write_side() {
-                let (taken, flushed) = half.try_write_now(&data).map_err(|e| throw(e.into()))?;
-                if taken == data.len() && flushed {
-                    return Ok(true);
+                match half.try_write_now(&data) {
+                    Ok((taken, true)) if taken == data.len() => return Ok(true),
+                    Ok((taken, _)) => rest = &data[taken..],
+                    Err(e) => {
+                        // Reported as the queued path reports it, naming the peer.
+                        let failed = Failure::on(&loan.key, loan.remote, e.into());
+                        drop(loan.scope.bridge.complete(id, Outcome::Failed(failed)));
+                        return Ok(false);
+                    }
                 }
-                rest = &data[taken..];
             }
         }
         writes.queue.push_back((id, rest.to_vec()));
