@@ -369,12 +369,31 @@ test('abort through an AbortSignal mid-body: the request rejects and the server 
 })
 
 test('an abort before the response rejects with the reason and sends nothing more', async (t) => {
-  const { origin } = await useHttpServer(t, () => {})
+  const { origin, seen } = await useHttpServer(t, () => {})
   const agent = useAgent(t)
   const ac = new AbortController()
   ac.abort(new Error('changed my mind'))
   await t.throwsAsync(undici.request(`${origin}/x`, { dispatcher: agent, signal: ac.signal }), { message: 'changed my mind' })
   t.is((await rejection(fetch(`${origin}/x`, { dispatcher: agent, signal: AbortSignal.abort() }))).name, 'AbortError')
+  await agent.close()
+  t.is(seen.opened, 0, 'the server saw no connection')
+})
+
+test('a Blob-like body with only stream() is sent; one that cannot be read fails its request, and close() still resolves', async (t) => {
+  const { origin, seen } = await useHttpServer(t, echo)
+  const agent = useAgent(t)
+  const streamOnly = { [Symbol.toStringTag]: 'Blob', type: 'text/x-only', stream: () => new Blob(['via stream()']).stream() }
+  const r = await undici.request(`${origin}/p`, { dispatcher: agent, method: 'POST', body: streamOnly })
+  t.like(await r.body.json(), { text: 'via stream()', contentType: 'text/x-only' })
+  const unreadable = {
+    [Symbol.toStringTag]: 'Blob',
+    arrayBuffer() {
+      throw new Error('cannot read this blob')
+    },
+  }
+  await t.throwsAsync(undici.request(`${origin}/p`, { dispatcher: agent, method: 'POST', body: unreadable }), { message: 'cannot read this blob' })
+  await agent.close()
+  t.is(seen.requests.length, 1, 'the failed request sent nothing')
 })
 
 test('POST bodies of every kind arrive intact, framed as undici frames them', async (t) => {

@@ -130,23 +130,29 @@ export class Flight {
       case 'stream':
         return this.#send({ stream: this.#observe(source.stream) })
       case 'blob':
-        source.blob.arrayBuffer().then(
-          (ab) => this.#send({ bytes: Buffer.from(ab), contentType: source.blob.type || undefined }),
-          (err: unknown) => this.fail(asError(err)),
-        )
-        return
-      case 'form': {
-        // The multipart encoding of the same undici that made the FormData.
-        const form = source.form
-        const ResponseClass = form instanceof globalThis.FormData ? globalThis.Response : formResponse()
-        const encoded = new ResponseClass(form)
-        const contentType = encoded.headers.get('content-type') ?? undefined
-        encoded.arrayBuffer().then(
-          (ab) => this.#send({ bytes: Buffer.from(ab), contentType }),
-          (err: unknown) => this.fail(asError(err)),
-        )
-      }
+        return this.#sendEncoded(async () => {
+          const { blob } = source
+          // A Blob-like may offer only stream(), as undici allows.
+          const ab = typeof blob.arrayBuffer === 'function' ? await blob.arrayBuffer() : await new Response(blob.stream()).arrayBuffer()
+          return { bytes: Buffer.from(ab), contentType: blob.type || undefined }
+        })
+      case 'form':
+        return this.#sendEncoded(async () => {
+          // The multipart encoding of the same undici that made the FormData.
+          const { form } = source
+          const ResponseClass = form instanceof globalThis.FormData ? globalThis.Response : formResponse()
+          const encoded = new ResponseClass(form)
+          return { bytes: Buffer.from(await encoded.arrayBuffer()), contentType: encoded.headers.get('content-type') ?? undefined }
+        })
     }
+  }
+
+  /** Send a body that takes encoding first; any failure of it, even a synchronous one, fails the request. */
+  #sendEncoded(encode: () => Promise<OutgoingBody>): void {
+    encode().then(
+      (body) => this.#send(body),
+      (err: unknown) => this.fail(asError(err)),
+    )
   }
 
   /** A streamed body, reported on the channels and to `onBodySent` chunk by chunk. */
