@@ -174,11 +174,6 @@ function onBatch(meta: Float64Array, slab: Buffer, objects: unknown[], count: nu
 
 native.initBridge(onBatch)
 
-/** How many native operations are in flight on this thread. */
-export function inFlight(): number {
-  return pending.size
-}
-
 /** A fresh id for a native operation. */
 export function nextOperationId(): number {
   const id = nextId

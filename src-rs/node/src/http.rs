@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
@@ -17,6 +16,7 @@ use tokio::sync::{mpsc, Mutex};
 
 use crate::bridge::{Failure, Outcome};
 use crate::errors::{internal, throw, Code};
+use crate::options::ms;
 use crate::pool::NativePool;
 use crate::scope::Scope;
 
@@ -185,10 +185,6 @@ impl NativeRequest {
     pub fn cancel(&self) {
         self.cancel.cancel();
     }
-}
-
-fn ms(v: f64) -> Duration {
-    Duration::from_millis(v.max(0.0) as u64)
 }
 
 /// Counts an environment's requests waiting for their response head.

@@ -48,7 +48,8 @@ pub struct NativePoolOptions {
     pub tls: NativeTlsOptions,
 }
 
-fn ms(v: f64) -> Duration {
+/// Milliseconds from JavaScript (negative as zero) as a Duration.
+pub(crate) fn ms(v: f64) -> Duration {
     Duration::from_millis(v.max(0.0) as u64)
 }
 

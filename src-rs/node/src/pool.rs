@@ -1,7 +1,6 @@
 //! `NativePool`: the pool's methods, converted.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use napi::Env;
 use napi_derive::napi;
@@ -12,7 +11,7 @@ use pconn_core::{Cancel, Connection, Error, Key, Pool, PoolConfig, Scheme};
 use crate::bridge::{Failure, Outcome};
 use crate::connection::NativeConnection;
 use crate::errors::{internal, throw, Code};
-use crate::options::NativePoolOptions;
+use crate::options::{ms, NativePoolOptions};
 use crate::runtime;
 use crate::scope::{self, Scope};
 use crate::stats::StatsJs;
@@ -59,10 +58,6 @@ impl NativeCancel {
 pub struct NativePool {
     pub(crate) pool: Pool,
     pub(crate) scope: Arc<Scope>,
-}
-
-fn ms(v: f64) -> Duration {
-    Duration::from_millis(v.max(0.0) as u64)
 }
 
 #[napi]

@@ -434,11 +434,6 @@ impl<C: Poolable> Pool<C> {
         }
     }
 
-    /// Whether this handle (or the whole pool) is closed.
-    pub fn is_closed(&self) -> bool {
-        self.handle.state.is_closed() || self.inner.lock().closed
-    }
-
     /// The key a URL or a key object maps to under this pool's settings: a
     /// pool-wide `tls.servername` becomes part of every TLS key, and a key
     /// the proxy policy covers goes through its proxy.
