@@ -20,7 +20,7 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio::runtime::Handle;
 use tokio_rustls::TlsConnector;
 
-use crate::config::{PoolConfig, TlsOptions};
+use crate::config::PoolConfig;
 use crate::connection::{Connection, OpenTimes, SharedTcp, Socket, Stream, Transport};
 use crate::error::{Error, Result};
 use crate::key::{Key, Route};
@@ -50,19 +50,14 @@ pub(crate) struct Connector {
 
 impl Connector {
     pub(crate) fn new(config: &PoolConfig) -> Result<Connector> {
+        // Built once (a 'system' store is read from disk, PEM is parsed).
+        let tls = tls::client_config(&config.tls)?;
+        let mut http1 = (*tls).clone();
+        http1.alpn_protocols.retain(|p| p.as_slice() != b"h2");
         Ok(Connector {
             resolver: dns::Resolver::new(config.dns_cache),
-            tls: TlsConnector::from(tls::client_config(&config.tls)?),
-            tls_http1: TlsConnector::from(tls::client_config(&TlsOptions {
-                alpn: config
-                    .tls
-                    .alpn
-                    .iter()
-                    .filter(|p| p.as_slice() != b"h2")
-                    .cloned()
-                    .collect(),
-                ..config.tls.clone()
-            })?),
+            tls: TlsConnector::from(tls),
+            tls_http1: TlsConnector::from(Arc::new(http1)),
             no_delay: config.no_delay,
             keep_alive: config.keep_alive_initial_delay,
             connect_timeout: config.connect_timeout,

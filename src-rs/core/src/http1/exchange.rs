@@ -350,12 +350,11 @@ async fn attempt(
     let io = conn.io().clone();
     let mut reader = io.read_side().await;
     let mut writer = io.write_side().await;
-    let method = prepared.head.method.clone();
     let max_head = opts.max_header_size;
     let wire = &prepared.wire[written..];
     let framing = prepared.framing;
     let body = &mut prepared.body;
-    let read = read_head(&mut reader, &method, max_head);
+    let read = read_head(&mut reader, &prepared.head.method, max_head);
     tokio::pin!(read);
     let send = send_request(&mut writer, wire, body, framing, opts.body_timeout);
     let sent = tokio::select! {
