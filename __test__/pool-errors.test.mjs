@@ -147,7 +147,7 @@ test('bad arguments: synchronous functions throw, Promise-returning ones reject;
 test('a Rust panic inside native code rejects the Promise and leaves the pool usable', async (t) => {
   const server = await useServer(t, tcpEchoServer)
   const pool = usePool(t, Pool)
-  for (const where of ['async', 'sync']) {
+  for (const where of ['async', 'sync', 'background']) {
     const err = await t.throwsAsync(pool.debugPanic(where))
     t.regex(err.message, /panic/)
   }

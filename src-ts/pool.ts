@@ -226,15 +226,15 @@ export class Pool {
   }
 
   /** @internal Test hook: a panic inside native code must reject, not abort. */
-  debugPanic(where: 'sync' | 'async'): Promise<void> {
+  debugPanic(where: 'sync' | 'async' | 'background'): Promise<void> {
     if (where === 'sync') {
       try {
-        this.native.debugPanic(0, true)
+        this.native.debugPanic(0, where)
       } catch (err) {
         return Promise.reject(fromNative(err))
       }
     }
-    return run<void>((id) => this.native.debugPanic(id, false))
+    return run<void>((id) => this.native.debugPanic(id, where))
   }
 }
 

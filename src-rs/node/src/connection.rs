@@ -54,6 +54,8 @@ struct Writes {
     queue: VecDeque<(u32, Vec<u8>)>,
     /// A writer task is draining the queue.
     writing: bool,
+    /// The write it is on.
+    current: Option<u32>,
 }
 
 impl Loan {
@@ -90,15 +92,34 @@ impl Loan {
         Ok(())
     }
 
+    /// After a panic of the writer task: fail the write it was on and every
+    /// queued one (their Promises would never settle otherwise).
+    fn fail_writes(&self, message: &str) {
+        let mut writes = self.writes();
+        writes.writing = false;
+        let ids = writes
+            .current
+            .take()
+            .into_iter()
+            .chain(writes.queue.drain(..).map(|(id, _)| id));
+        for id in ids.collect::<Vec<_>>() {
+            self.scope.complete_panicked(id, message);
+        }
+    }
+
     /// Write queued writes one after the other until the queue is empty.
     async fn drain_writes(self: Arc<Self>, io: Arc<Duplex>) {
         loop {
             let (id, bytes) = {
                 let mut writes = self.writes();
                 match writes.queue.pop_front() {
-                    Some(next) => next,
+                    Some((id, bytes)) => {
+                        writes.current = Some(id);
+                        (id, bytes)
+                    }
                     None => {
                         writes.writing = false;
+                        writes.current = None;
                         return;
                     }
                 }
@@ -220,7 +241,10 @@ impl NativeConnection {
         if !writes.writing {
             writes.writing = true;
             loan.scope
-                .spawn_quiet(loan.clone().drain_writes(io))
+                .spawn_quiet(loan.clone().drain_writes(io), {
+                    let loan = loan.clone();
+                    move |message| loan.fail_writes(&message)
+                })
                 .map_err(internal)?;
         }
         Ok(false)

@@ -179,7 +179,7 @@ impl NativePool {
                 Ok(None)
             }
             Acquiring::Queued(queued) => {
-                watch(&self.scope, queued, opts, served);
+                watch(&self.scope, id, queued, opts, served);
                 Ok(None)
             }
         }
@@ -221,23 +221,31 @@ impl NativePool {
         self.pool.stats().into()
     }
 
-    /// Test hook, only when `PCONN_TEST_HOOKS=1`: panic inside an async
-    /// operation or inside this call, to prove panics surface as errors.
+    /// Test hook, only when `PCONN_TEST_HOOKS=1`: panic inside this call
+    /// (`sync`), an async operation (`async`) or a background task that
+    /// stands for operations (`background`: a queued acquire's watch, a
+    /// connection's writer), to prove panics surface as errors.
     #[napi(catch_unwind)]
-    pub fn debug_panic(&self, id: u32, sync: bool) -> napi::Result<(), Code> {
+    pub fn debug_panic(&self, id: u32, place: String) -> napi::Result<(), Code> {
         if std::env::var_os("PCONN_TEST_HOOKS").is_none_or(|v| v != "1") {
             return Err(throw(Error::InvalidArgument(
                 "test hooks are off (PCONN_TEST_HOOKS=1)".into(),
             )));
         }
-        if sync {
-            panic!("debug_panic (sync) requested by a test");
-        }
-        self.scope
-            .spawn(id, async move {
+        let spawned = match place.as_str() {
+            "sync" => panic!("debug_panic (sync) requested by a test"),
+            "async" => self.scope.spawn(id, async move {
                 panic!("debug_panic (async) requested by a test")
-            })
-            .map_err(internal)
+            }),
+            _ => {
+                let scope = self.scope.clone();
+                self.scope.spawn_quiet(
+                    async move { panic!("debug_panic (background) requested by a test") },
+                    move |message| scope.complete_panicked(id, &message),
+                )
+            }
+        };
+        spawned.map_err(internal)
     }
 }
 
@@ -266,6 +274,7 @@ fn open(scope: &Arc<Scope>, id: u32, slot: ConnectSlot<Connection>, cancel: Opti
 /// when the environment goes. A grant stops the watch.
 fn watch(
     scope: &Arc<Scope>,
+    id: u32,
     mut queued: Queued<Connection>,
     opts: AcquireOptions,
     served: Arc<Cancel>,
@@ -283,6 +292,8 @@ fn watch(
             drop(deliver(Grant::Failed(why)));
         }
     };
-    // The scope's teardown drops the watch, and with it the queued acquire.
-    drop(scope.spawn_quiet(watch));
+    // The scope's teardown drops the watch, and with it the queued acquire;
+    // a panic drops it too, and fails the acquire.
+    let failed = scope.clone();
+    drop(scope.spawn_quiet(watch, move |message| failed.complete_panicked(id, &message)));
 }

@@ -43,13 +43,7 @@ impl Scope {
         let scope = self.clone();
         let on_panic = {
             let scope = self.clone();
-            move |message: String| {
-                drop(
-                    scope
-                        .bridge
-                        .complete(id, Outcome::Failed(panicked(&message).into())),
-                )
-            }
+            move |message: String| scope.complete_panicked(id, &message)
         };
         runtime::spawn_guarded(
             async move {
@@ -66,8 +60,13 @@ impl Scope {
         )
     }
 
-    /// Run `work` on the I/O runtime until it ends or the environment goes.
-    pub(crate) fn spawn_quiet<F>(self: &Arc<Self>, work: F) -> napi::Result<()>
+    /// Run `work` on the I/O runtime until it ends or the environment goes;
+    /// `on_panic` completes, as failed, the operations it would have.
+    pub(crate) fn spawn_quiet<F>(
+        self: &Arc<Self>,
+        work: F,
+        on_panic: impl FnOnce(String) + Send + 'static,
+    ) -> napi::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -80,8 +79,16 @@ impl Scope {
                     _ = work => {}
                 }
             },
-            |_| {},
+            on_panic,
         )
+    }
+
+    /// Complete `id` with the failure a Rust panic becomes.
+    pub(crate) fn complete_panicked(&self, id: u32, message: &str) {
+        drop(
+            self.bridge
+                .complete(id, Outcome::Failed(panicked(message).into())),
+        );
     }
 
     fn teardown(&self) {
