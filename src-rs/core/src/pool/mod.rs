@@ -482,14 +482,14 @@ impl<C: Poolable> Pool<C> {
     /// Check a parked connection taken for a checkout (outside the lock):
     /// lend it if it is alive, close it otherwise.
     fn vet(&self, mut entry: Entry<C>, exact: bool) -> Option<Pooled<C>> {
-        match entry.conn.liveness(exact) {
-            Liveness::Alive => {
+        match entry.conn.liveness(exact).close_reason() {
+            None => {
                 entry.conn.unpark();
                 let handle = self.handle.state.clone();
                 Some(Pooled::new(entry, self.inner.clone(), handle, true))
             }
-            dead => {
-                self.inner.close_candidate(entry, dead);
+            Some(reason) => {
+                self.inner.close_candidate(entry, reason);
                 None
             }
         }
@@ -726,11 +726,7 @@ impl<C: Poolable> PoolInner<C> {
     }
 
     /// A checkout candidate failed its liveness check: close it and free its room.
-    fn close_candidate(self: &Arc<Self>, entry: Entry<C>, found: Liveness) {
-        let reason = match found {
-            Liveness::UnexpectedBytes => CloseReason::Broken,
-            _ => CloseReason::Peer,
-        };
+    fn close_candidate(self: &Arc<Self>, entry: Entry<C>, reason: CloseReason) {
         let mut doomed = vec![(entry, reason)];
         {
             let mut st = self.lock();
