@@ -4,6 +4,8 @@
 use crate::error::{Error, Result};
 use crate::key::Key;
 
+use super::response::decimal;
+
 /// What to send as the request body.
 pub enum RequestBody {
     Empty,
@@ -133,14 +135,9 @@ impl RequestHead {
             None => None,
             Some(v) => {
                 let v = v.trim();
-                let n = v
-                    .bytes()
-                    .all(|b| b.is_ascii_digit())
-                    .then(|| v.parse::<u64>().ok())
-                    .flatten()
-                    .ok_or_else(|| {
-                        Error::InvalidArgument(format!("content-length {v:?} is not a number"))
-                    })?;
+                let n = decimal(v.as_bytes()).ok_or_else(|| {
+                    Error::InvalidArgument(format!("content-length {v:?} is not a number"))
+                })?;
                 Some(n)
             }
         };

@@ -210,8 +210,9 @@ impl ResponseHead {
     }
 }
 
-/// An unsigned decimal of at most 19 digits (fits a u64), nothing else.
-fn decimal(v: &[u8]) -> Option<u64> {
+/// An unsigned decimal of at most 19 digits (fits a u64), nothing else:
+/// a Content-Length, sent or received.
+pub(super) fn decimal(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
