@@ -30,11 +30,10 @@ enum Entry {
         addrs: Arc<[IpAddr]>,
         expires: Instant,
     },
-    /// A lookup is running; followers wait on it. `lead` tells apart two
-    /// lookups of the same name, one after the other.
+    /// A lookup is running; followers wait on it. Only its lead replaces
+    /// or removes it (`prune` keeps lookups in flight).
     InFlight {
         done: watch::Receiver<Option<Answer>>,
-        lead: u64,
     },
 }
 
@@ -42,17 +41,11 @@ enum Entry {
 pub(crate) struct Resolver {
     ttl: Duration,
     lookup: LookupFn,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    entries: HashMap<String, Entry>,
-    next_lead: u64,
+    entries: Mutex<HashMap<String, Entry>>,
 }
 
 enum Role {
-    Lead(watch::Sender<Option<Answer>>, u64),
+    Lead(watch::Sender<Option<Answer>>),
     Follow(watch::Receiver<Option<Answer>>),
 }
 
@@ -65,12 +58,12 @@ impl Resolver {
         Resolver {
             ttl,
             lookup,
-            state: Mutex::new(State::default()),
+            entries: Mutex::default(),
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) async fn resolve(&self, host: &str) -> Result<Arc<[IpAddr]>> {
@@ -79,24 +72,21 @@ impl Resolver {
         }
         loop {
             let role = {
-                let mut st = self.state();
-                match st.entries.get(host) {
+                let mut entries = self.entries();
+                match entries.get(host) {
                     Some(Entry::Resolved { addrs, expires }) if *expires > Instant::now() => {
                         return Ok(addrs.clone())
                     }
                     Some(Entry::InFlight { done, .. }) => Role::Follow(done.clone()),
                     _ => {
                         let (tx, rx) = watch::channel(None);
-                        let lead = st.next_lead;
-                        st.next_lead += 1;
-                        st.entries
-                            .insert(host.to_string(), Entry::InFlight { done: rx, lead });
-                        Role::Lead(tx, lead)
+                        entries.insert(host.to_string(), Entry::InFlight { done: rx });
+                        Role::Lead(tx)
                     }
                 }
             };
             let answer = match role {
-                Role::Lead(done, lead) => self.lead(host, done, lead).await,
+                Role::Lead(done) => self.lead(host, done).await,
                 Role::Follow(mut done) => match done.wait_for(Option::is_some).await {
                     Ok(answer) => answer.clone().unwrap_or(Err("EAI_AGAIN")),
                     // The leading lookup was cancelled: look again.
@@ -110,49 +100,44 @@ impl Resolver {
         }
     }
 
-    async fn lead(&self, host: &str, done: watch::Sender<Option<Answer>>, lead: u64) -> Answer {
+    async fn lead(&self, host: &str, done: watch::Sender<Option<Answer>>) -> Answer {
         // Cancelled mid-lookup: the entry goes and `done` drops with it, so
         // followers look again instead of waiting forever.
         struct Abandon<'a> {
             resolver: &'a Resolver,
             host: &'a str,
-            lead: u64,
             armed: bool,
         }
         impl Drop for Abandon<'_> {
             fn drop(&mut self) {
                 if self.armed {
-                    self.resolver.forget(self.host, self.lead);
+                    self.resolver.entries().remove(self.host);
                 }
             }
         }
         let mut abandon = Abandon {
             resolver: self,
             host,
-            lead,
             armed: true,
         };
         let answer = (self.lookup)(host.to_string()).await;
         abandon.armed = false;
         {
-            let mut st = self.state();
+            let mut entries = self.entries();
             match (&answer, self.ttl.is_zero()) {
                 (Ok(addrs), false) => {
                     let expires = Instant::now() + self.ttl;
-                    st.entries.insert(
+                    entries.insert(
                         host.to_string(),
                         Entry::Resolved {
                             addrs: addrs.clone(),
                             expires,
                         },
                     );
-                    prune(&mut st.entries);
+                    prune(&mut entries);
                 }
                 _ => {
-                    if matches!(st.entries.get(host), Some(Entry::InFlight { lead: l, .. }) if *l == lead)
-                    {
-                        st.entries.remove(host);
-                    }
+                    entries.remove(host);
                 }
             }
         }
@@ -160,16 +145,9 @@ impl Resolver {
         answer
     }
 
-    fn forget(&self, host: &str, lead: u64) {
-        let mut st = self.state();
-        if matches!(st.entries.get(host), Some(Entry::InFlight { lead: l, .. }) if *l == lead) {
-            st.entries.remove(host);
-        }
-    }
-
     #[cfg(test)]
     fn cached(&self) -> usize {
-        self.state().entries.len()
+        self.entries().len()
     }
 }
 
