@@ -8,7 +8,7 @@
 import { isIP } from 'node:net'
 import { stringify } from 'node:querystring'
 import { Readable } from 'node:stream'
-import { types } from 'node:util'
+import { bytesOf } from '../http/body.js'
 import { errors } from './peer.js'
 
 /** A request body as the Agent sends it, before it is read. */
@@ -41,7 +41,7 @@ const ORIGIN_CACHE_LIMIT = 256
 const origins = new Map<string, ParsedOrigin>()
 
 /** undici's `parseOrigin`: an http(s) URL with nothing after the authority. */
-export function parseOrigin(input: unknown): ParsedOrigin {
+function parseOrigin(input: unknown): ParsedOrigin {
   if ((typeof input !== 'string' || input === '') && !(input instanceof URL)) {
     throw new errors.InvalidArgumentError('opts.origin must be a non-empty string or URL.')
   }
@@ -277,7 +277,8 @@ const NO_BODY: BodySource = Object.freeze({ kind: 'none' })
 /** Classify a body as undici does; a zero-length one is no body. */
 function bodySource(body: unknown): BodySource {
   if (body == null) return NO_BODY
-  if (typeof body === 'string') return body.length === 0 ? NO_BODY : { kind: 'bytes', bytes: Buffer.from(body) }
+  const bytes = bytesOf(body)
+  if (bytes !== undefined) return bytes.length === 0 ? NO_BODY : { kind: 'bytes', bytes }
   if (typeof body !== 'object') {
     throw new errors.InvalidArgumentError('body must be a string, a Buffer, a Readable stream, an iterable, or an async iterable')
   }
@@ -288,10 +289,6 @@ function bodySource(body: unknown): BodySource {
     const destroy = typeof body.destroy === 'function' ? () => void body.destroy() : undefined
     return { kind: 'stream', stream, destroy }
   }
-  if (ArrayBuffer.isView(body)) {
-    return body.byteLength === 0 ? NO_BODY : { kind: 'bytes', bytes: Buffer.from(body.buffer, body.byteOffset, body.byteLength) }
-  }
-  if (types.isAnyArrayBuffer(body)) return body.byteLength === 0 ? NO_BODY : { kind: 'bytes', bytes: Buffer.from(body) }
   if (isFormData(body)) return { kind: 'form', form: body }
   if (isBlob(body)) return { kind: 'blob', blob: body }
   if (typeof (body as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator] === 'function') {
