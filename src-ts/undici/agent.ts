@@ -6,7 +6,7 @@ import { channels } from './channels.js'
 import { Flight, type FlightHost } from './flight.js'
 import { assertRawHandler, unwrapHandler, type AnyHandler } from './handler.js'
 import { errors, undici } from './peer.js'
-import { checkDispatch, type DispatchOptionsInput } from './request-options.js'
+import { checkDispatch, checkTimeout, type DispatchOptionsInput } from './request-options.js'
 
 /**
  * How the Agent connects: the part of undici's `connect` options pconn
@@ -80,14 +80,6 @@ export interface AgentState extends FlightHost {
   onClosed: Callback[] | null
   onDestroyed: Callback[] | null
   idle: Array<() => void>
-}
-
-function checkTimeout(name: string, value: unknown): number | undefined {
-  if (value === undefined) return undefined
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new errors.InvalidArgumentError(`invalid ${name}: a finite number of ms, 0 or more`)
-  }
-  return value
 }
 
 const CONNECT_KEYS = new Set(['socketPath', 'servername', 'timeout', 'rejectUnauthorized', 'ca', 'cert', 'key'])

@@ -310,10 +310,13 @@ export interface CheckedDispatch {
   body: BodySource
 }
 
-function checkTimeout(name: string, value: unknown): void {
-  if (value != null && (typeof value !== 'number' || !Number.isFinite(value) || value < 0)) {
+/** A timeout in ms as undici checks one (for a dispatch or an Agent); absent is undefined. */
+export function checkTimeout(name: string, value: unknown): number | undefined {
+  if (value == null) return undefined
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
     throw new errors.InvalidArgumentError(`invalid ${name}`)
   }
+  return value
 }
 
 /**
