@@ -77,7 +77,7 @@ function readDetails(slab: Buffer, at: number): ExchangeDetails {
 
 /** An HTTP response as the bridge delivers it (see src-rs/node/src/batch.rs). */
 export interface ResponseParts {
-  /** Status code; bit 10: HTTP/1.1, bit 11: reused, bit 12: body complete. */
+  /** Status code and flags: `RESPONSE_STATUS_BITS`, `RESPONSE_HTTP11`, `RESPONSE_REUSED`. */
   statusFlags: number
   /** The connection that carried the exchange. */
   connectionId: number
@@ -116,6 +116,8 @@ function settle(id: number, value: unknown, failed: boolean): void {
 }
 
 const STRIDE = native.COMPLETION_STRIDE
+/** How a response record's `statusFlags` pack the status code and flags. */
+export const { RESPONSE_STATUS_BITS, RESPONSE_HTTP11, RESPONSE_REUSED } = native
 
 /**
  * Every completion that was ready: `count` records of `STRIDE` numbers in

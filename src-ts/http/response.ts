@@ -1,7 +1,7 @@
 /** Responses of `request()`: status, headers and a streaming body. */
 import { Readable } from 'node:stream'
 import { fromNative } from '../errors.js'
-import { run, type NativeBody, type ResponseParts } from '../native.js'
+import { RESPONSE_HTTP11, RESPONSE_REUSED, RESPONSE_STATUS_BITS, run, type NativeBody, type ResponseParts } from '../native.js'
 import { parseHeaderBlock, type IncomingHeaders } from './headers.js'
 
 /** The part of a body that arrived with the head, until someone reads it. */
@@ -151,9 +151,9 @@ export class Response {
   /** @internal */
   constructor(parts: ResponseParts) {
     const flags = parts.statusFlags
-    this.statusCode = flags & 0x3ff
-    this.httpVersion = flags & 0x400 ? '1.1' : '1.0'
-    this.reused = (flags & 0x800) !== 0
+    this.statusCode = flags & RESPONSE_STATUS_BITS
+    this.httpVersion = flags & RESPONSE_HTTP11 ? '1.1' : '1.0'
+    this.reused = (flags & RESPONSE_REUSED) !== 0
     this.#raw = { slab: parts.slab, start: parts.headStart, end: parts.headEnd }
     this.body = new ResponseBody(parts, (block) => {
       this.#trailers = block

@@ -8,7 +8,7 @@ import { isIPv6 } from 'node:net'
 import { PconnError } from '../errors.js'
 import { chunkBytes, type OutgoingBody } from '../http/body.js'
 import { startExchange, type Exchange } from '../http/exchange.js'
-import { run, type ExchangeDetails, type NativeBody, type NativeRequestOptions, type ResponseParts } from '../native.js'
+import { RESPONSE_REUSED, RESPONSE_STATUS_BITS, run, type ExchangeDetails, type NativeBody, type NativeRequestOptions, type ResponseParts } from '../native.js'
 import type { Pool } from '../pool.js'
 import { channels, type ConnectParams } from './channels.js'
 import { isConnectFailure, toUndiciError, type SocketInfo } from './errors.js'
@@ -318,8 +318,8 @@ export class Flight {
       return
     }
     const flags = parts.statusFlags
-    const statusCode = flags & 0x3ff
-    const reused = (flags & 0x800) !== 0
+    const statusCode = flags & RESPONSE_STATUS_BITS
+    const reused = (flags & RESPONSE_REUSED) !== 0
     const head = parts.slab.toString('latin1', parts.headStart, parts.headEnd)
     const lineEnd = head.indexOf('\r\n')
     const statusText = lineEnd < 0 ? head : head.slice(0, lineEnd)

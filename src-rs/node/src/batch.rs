@@ -41,6 +41,16 @@ fn ms(d: std::time::Duration) -> f64 {
 /// Numbers per completion in `meta`.
 #[napi]
 pub const COMPLETION_STRIDE: u32 = 10;
+
+/// A response record's first number: the status code in these bits ...
+#[napi]
+pub const RESPONSE_STATUS_BITS: u32 = 0x3ff;
+/// ... this bit set for HTTP/1.1 ...
+#[napi]
+pub const RESPONSE_HTTP11: u32 = 1 << 10;
+/// ... and this one when the connection served an earlier request.
+#[napi]
+pub const RESPONSE_REUSED: u32 = 1 << 11;
 const STRIDE: usize = COMPLETION_STRIDE as usize;
 
 /// Bodies up to this size travel in the slab; larger ones in their own
@@ -58,7 +68,8 @@ pub enum Completion {
     Connection,
     /// `objects[a]`: a Buffer, or `a` is -1 at the end of the stream.
     Bytes,
-    /// Status and flags (bit 10: HTTP/1.1, 11: reused, 12: body complete),
+    /// Status and flags (`RESPONSE_STATUS_BITS`, `RESPONSE_HTTP11`,
+    /// `RESPONSE_REUSED`),
     /// connection id, head start and end in the slab (reason, CRLF, then
     /// `name: value` lines; for a complete chunked body an empty line and
     /// the trailers), body end in the slab (the body starts where the head
@@ -325,10 +336,13 @@ impl Out<'_> {
         let body = r.body.next_chunk_ready();
         let complete = r.body.is_complete();
         let h = &r.head;
-        let flags = u32::from(h.status)
-            | (u32::from(h.version == 1) << 10)
-            | (u32::from(r.reused) << 11)
-            | (u32::from(complete) << 12);
+        let mut flags = u32::from(h.status) & RESPONSE_STATUS_BITS;
+        if h.version == 1 {
+            flags |= RESPONSE_HTTP11;
+        }
+        if r.reused {
+            flags |= RESPONSE_REUSED;
+        }
         let head_start = self.at;
         self.put(h.reason());
         self.put(b"\r\n");
