@@ -58,12 +58,24 @@ test.serial('pconn:request:end over TLS reports the handshake; :error reports fa
   t.true(errors[0].totalMs >= 0)
 })
 
-test.serial('without subscribers nothing is measured (no timings cross the binding)', async (t) => {
-  const server = await useServer(t, httpServer, (req, s) => s.write(ok()))
+test.serial('without subscribers nothing is measured: a request that started unobserved publishes no end, even to a later subscriber', async (t) => {
+  let answer
+  const server = await useServer(t, httpServer, (req, s) => {
+    if (req.path === '/unobserved') answer = () => s.write(ok())
+    else s.write(ok())
+  })
   const pool = usePool(t, Pool)
   t.false(diagnostics.channel('pconn:request:end').hasSubscribers)
-  const res = await pool.request(server.url())
-  t.is(await res.body.text(), 'ok')
+  const unobserved = pool.request(server.url('/unobserved'))
+  await eventually(() => answer !== undefined, 3000, 'the request reached the server')
+  const ends = record(t, 'pconn:request:end')
+  answer()
+  t.is(await (await unobserved).body.text(), 'ok')
+  await (await pool.request(server.url('/observed'))).body.text()
+  t.deepEqual(
+    ends.map((e) => e.path),
+    ['/observed'],
+  )
 })
 
 test('per-host counters survive a host going quiet', async (t) => {
