@@ -23,10 +23,10 @@ import os from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { createRequire } from 'node:module'
-import { contestants, freshContestants } from './lib/contestants.mjs'
+import { contestants, freshContestants, pconnRequest } from './lib/contestants.mjs'
 import { measure, median, sequential } from './lib/measure.mjs'
 import { printTable, svgChart } from './lib/report.mjs'
-import { startServers } from './lib/servers.mjs'
+import { installed, startServers } from './lib/servers.mjs'
 
 const argv = process.argv.slice(2)
 const flag = (name) => argv.includes(name)
@@ -54,10 +54,6 @@ const scenarios = [
   .filter((s, i) => !quick || i === 1 || i === 4)
   .filter((s) => s.name.includes(only))
 
-function which(cmd) {
-  return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
-}
-
 function wrkRps(url, concurrency, ms) {
   // `wrk -v` and failed runs exit non-zero; only the figure matters.
   const run = spawnSync('wrk', ['-t1', `-c${concurrency}`, `-d${Math.max(1, Math.round(ms / 1000))}s`, url], { encoding: 'utf8' })
@@ -67,13 +63,7 @@ function wrkRps(url, concurrency, ms) {
 /** A `--baseline` build as a contestant, made the way `pconn request` is. */
 async function baselineContestant(path) {
   const { Pool } = await import(pathToFileURL(resolve(path)).href)
-  return {
-    name: `pconn request (${basename(dirname(dirname(resolve(path))))})`,
-    make({ url, connections, ca }) {
-      const pool = new Pool({ maxConnectionsPerHost: connections, tls: ca ? { ca } : undefined })
-      return { request: () => pool.request(url).then((r) => r.body.text()), close: () => pool.shutdownAll() }
-    },
-  }
+  return pconnRequest(`pconn request (${basename(dirname(dirname(resolve(path))))})`, Pool)
 }
 
 async function main() {
@@ -87,7 +77,7 @@ async function main() {
     cpus: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown'}`,
     platform: `${os.platform()} ${os.release()}`,
     server: servers.name,
-    wrk: which('wrk') ? spawnSync('wrk', ['-v'], { encoding: 'utf8' }).stdout.split('\n')[0] : 'not installed',
+    wrk: installed('wrk') ? spawnSync('wrk', ['-v'], { encoding: 'utf8' }).stdout.split('\n')[0] : 'not installed',
   }
   log(`server: ${servers.name} on 127.0.0.1:${servers.http} (https on ${servers.https}, self-signed certificate pinned by every client)`)
   log(`${rounds} round(s) × ${durationMs} ms per contestant, contestants interleaved; CPU µs per request on the JavaScript thread and on the others\n`)
@@ -111,7 +101,7 @@ async function main() {
           )
         }
       }
-      const wrk = !scenario.tls && which('wrk') ? wrkRps(url, scenario.concurrency, durationMs) : undefined
+      const wrk = !scenario.tls && installed('wrk') ? wrkRps(url, scenario.concurrency, durationMs) : undefined
       for (const [contestant, rs] of runs) {
         const rps = rs.map((r) => r.rps)
         rows.push({

@@ -8,33 +8,17 @@
 // requests after a warm-up of 1,000. Run once with N and once with 0 and
 // divide the difference of the totals by N (BENCHMARKS.md shows the
 // figures and the exact commands).
-import { Pool as UndiciPool } from 'undici'
-import { Pool } from '../dist/index.js'
+import { contestants } from './lib/contestants.mjs'
 
 const [client = 'pconn', url = 'http://127.0.0.1:8080/', count = '20000'] = process.argv.slice(2)
 const concurrency = 16
-const origin = new URL(url).origin
-const path = new URL(url).pathname
+// The bench's own contestants, by their short names here.
+const names = { pconn: 'pconn request', undici: 'undici request', dispatch: 'undici dispatch' }
 
 function makeClient() {
-  if (client === 'pconn') {
-    const pool = new Pool({ maxConnectionsPerHost: concurrency })
-    return { request: () => pool.request(url).then((r) => r.body.text()), close: () => pool.shutdownAll() }
-  }
-  const pool = new UndiciPool(origin, { connections: concurrency })
-  if (client === 'undici') return { request: () => pool.request({ path, method: 'GET' }).then((r) => r.body.text()), close: () => pool.close() }
-  if (client !== 'dispatch') throw new Error(`unknown client ${client}: pconn, undici or dispatch`)
-  const request = () =>
-    new Promise((resolve, reject) => {
-      pool.dispatch({ origin, path, method: 'GET' }, {
-        onConnect() {},
-        onHeaders: () => true,
-        onData: () => true,
-        onComplete: resolve,
-        onError: reject,
-      })
-    })
-  return { request, close: () => pool.close() }
+  const contestant = contestants.find((c) => c.name === names[client])
+  if (contestant === undefined) throw new Error(`unknown client ${client}: pconn, undici or dispatch`)
+  return contestant.make({ url, connections: concurrency })
 }
 
 async function run(c, n) {

@@ -38,20 +38,25 @@ async function rawGet(pool, origin, requestBytes) {
   pool.release(conn)
 }
 
-/** Every contestant, as `{ name, make({ url, connections, ca }) }`. */
-export const contestants = [
-  {
-    name: 'pconn request',
+/** `pool.request(url)` then the body as text, with the `Pool` of any pconn build (`--baseline` runs older ones). */
+export function pconnRequest(name, PoolClass) {
+  return {
+    name,
     make({ url, connections, ca }) {
-      const pool = new Pool({ maxConnectionsPerHost: connections, tls: ca ? { ca } : undefined })
+      const pool = new PoolClass({ maxConnectionsPerHost: connections, tls: ca ? { ca } : undefined })
       return { request: () => pool.request(url).then((r) => r.body.text()), close: () => pool.shutdownAll() }
     },
-  },
+  }
+}
+
+/** Every contestant, as `{ name, make({ url, connections, ca }) }`. */
+export const contestants = [
+  pconnRequest('pconn request', Pool),
   {
     // The same with a subscriber on pconn:request:end: what the timings cost.
     name: 'pconn request, timed',
-    make({ url, connections, ca }) {
-      const pool = new Pool({ maxConnectionsPerHost: connections, tls: ca ? { ca } : undefined })
+    make(setup) {
+      const plain = pconnRequest('', Pool).make(setup)
       let total = 0
       const onEnd = (event) => {
         total += event.totalMs
@@ -59,9 +64,9 @@ export const contestants = [
       diagnostics.subscribe('pconn:request:end', onEnd)
       const close = () => {
         diagnostics.unsubscribe('pconn:request:end', onEnd)
-        return pool.shutdownAll()
+        return plain.close()
       }
-      return { request: () => pool.request(url).then((r) => r.body.text()), close }
+      return { request: plain.request, close }
     },
   },
   {

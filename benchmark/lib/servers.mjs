@@ -15,8 +15,9 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const benchServer = join(root, 'target', 'release', 'pconn-bench-server')
 const SMALL_BODY = 'hello, world\n' // 13 bytes, like the issue's nginx measurements
 
-export function hasNginx() {
-  return spawnSync('sh', ['-c', 'command -v nginx']).status === 0
+/** Whether a command is on the PATH (nginx, wrk). */
+export function installed(cmd) {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
 }
 
 /** The bench server binary, built if it is missing (a release build, once). */
@@ -102,8 +103,8 @@ async function startBenchServer(dir, log) {
  * installed). Resolves with `{ http, https, name, ca, stop() }`.
  */
 export async function startServers(kind, log) {
-  const useNginx = kind === 'nginx' || (kind === 'auto' && hasNginx())
-  if (kind === 'nginx' && !hasNginx()) throw new Error('--server nginx: nginx is not installed (apt-get install -y nginx)')
+  const useNginx = kind === 'nginx' || (kind === 'auto' && installed('nginx'))
+  if (kind === 'nginx' && !installed('nginx')) throw new Error('--server nginx: nginx is not installed (apt-get install -y nginx)')
   const dir = mkdtempSync(join(tmpdir(), 'pconn-bench-'))
   const ca = selfSigned(dir)
   const servers = useNginx ? await startNginx(dir) : await startBenchServer(dir, log)
