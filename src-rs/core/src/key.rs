@@ -220,16 +220,18 @@ impl Key {
         route: Route,
         host_header: String,
     ) -> Key {
-        let digest = digest((scheme, &host, port, servername.as_deref(), &route));
-        Key(Arc::new(KeyParts {
+        let mut parts = KeyParts {
             scheme,
             host,
             port,
             servername,
             route,
             host_header,
-            digest,
-        }))
+            digest: 0,
+        };
+        // The identity equality compares: equal keys hash alike.
+        parts.digest = digest(parts.identity());
+        Key(Arc::new(parts))
     }
 
     /// A key for raw bytes over the Unix domain socket at `path`.
