@@ -210,22 +210,35 @@ pub(crate) async fn tunnel(socket: &Socket, key: &Key, proxy: &ProxyRoute) -> Re
         }
         Err(e) => return Err(e.into()),
     };
-    let Ok(Some((answer, _))) = parse_head(&head, MAX_HEAD_BYTES) else {
+    let Some((status, reason)) = parse_connect_answer(&head) else {
         return Err(refused(
             None,
             format!("sent a malformed answer to CONNECT {authority}"),
         ));
     };
-    match answer.status {
+    match status {
         200..=299 => Ok(()),
         status => Err(refused(
             Some(status),
-            format!(
-                "answered {status} {} to CONNECT {authority}",
-                String::from_utf8_lossy(answer.reason())
-            ),
+            format!("answered {status} {reason} to CONNECT {authority}"),
         )),
     }
+}
+
+/// A proxy's answer to CONNECT (one whole head): its status and reason, or
+/// `None` when it is malformed. Lines end in CRLF (RFC 9112 §2.2): a bare
+/// LF is a proxy this client does not understand, not a tunnel to trust.
+pub fn parse_connect_answer(head: &[u8]) -> Option<(u16, String)> {
+    let bare_lf = head
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'));
+    if bare_lf {
+        return None;
+    }
+    let (answer, _) = parse_head(head, MAX_HEAD_BYTES).ok()??;
+    let reason = String::from_utf8_lossy(answer.reason()).into_owned();
+    Some((answer.status, reason))
 }
 
 #[cfg(test)]

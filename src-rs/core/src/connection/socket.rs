@@ -197,7 +197,8 @@ impl Socket {
         Ok(())
     }
 
-    /// Read one HTTP head, up to and including its blank line, and not a
+    /// Read one HTTP head, up to and including its blank line (CRLF or a
+    /// bare LF: the caller judges the line endings), and not a
     /// byte more (what follows a proxy's answer belongs to the tunnel);
     /// `None` if the peer closed before the head was complete.
     pub(crate) async fn read_head(&self, limit: usize) -> io::Result<Option<Vec<u8>>> {
@@ -208,8 +209,8 @@ impl Socket {
                 let n = self.stream.sock().peek(&mut peeked)?;
                 // SAFETY: the kernel initialised the first `n` bytes.
                 let bytes = unsafe { std::slice::from_raw_parts(peeked.as_ptr().cast::<u8>(), n) };
-                match bytes.windows(4).position(|w| w == b"\r\n\r\n") {
-                    Some(end) => Ok(Some(end + 4)),
+                match head_end(bytes) {
+                    Some(end) => Ok(Some(end)),
                     None if n == 0 => Ok(None),
                     None if n == limit => Err(io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -325,5 +326,32 @@ impl AsyncWrite for SharedTcp {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(self.0.stream.sock().shutdown(std::net::Shutdown::Write))
+    }
+}
+
+/// The length of the head at the start of `bytes`: up to the end of its
+/// first empty line, whether lines end in CRLF or a bare LF.
+fn head_end(bytes: &[u8]) -> Option<usize> {
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\n' {
+            match (bytes.get(i + 1), bytes.get(i + 2)) {
+                (Some(b'\n'), _) => return Some(i + 2),
+                (Some(b'\r'), Some(b'\n')) => return Some(i + 3),
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_head_ends_at_its_first_empty_line() {
+        use super::head_end;
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\n\r\nrest"), Some(19));
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\n\nrest"), Some(17));
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n"), None);
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\n\r"), None);
     }
 }

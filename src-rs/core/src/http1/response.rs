@@ -79,11 +79,10 @@ fn parse_with<'b>(
         httparse::Status::Partial => Ok(None),
         httparse::Status::Complete(len) if len > max_bytes => Err(too_large()),
         httparse::Status::Complete(len) => {
-            // httparse hands out slices of `buf`: keep their offsets.
-            let at = |part: &[u8]| {
-                let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-                (start as u32, (start + part.len()) as u32)
-            };
+            // httparse hands out slices of `buf`: keep their offsets. An
+            // empty part may be a static "" instead (a status line without
+            // a reason phrase): it becomes an empty span.
+            let at = |part: &[u8]| span_in(buf, part);
             let mut raw = buf[..len].to_vec();
             let headers: Vec<(Span, Span)> = response
                 .headers
@@ -93,8 +92,14 @@ fn parse_with<'b>(
             for &((start, end), _) in &headers {
                 raw[start as usize..end as usize].make_ascii_lowercase();
             }
+            let status = response.code.unwrap_or(0);
+            if status < 100 {
+                return Ok(Err(parse_error(format!(
+                    "invalid status code {status:03}: it must be 100 to 999"
+                ))));
+            }
             let head = ResponseHead {
-                status: response.code.unwrap_or(0),
+                status,
                 version: response.version.unwrap_or(1),
                 reason: at(response.reason.unwrap_or("").as_bytes()),
                 raw,
@@ -103,6 +108,16 @@ fn parse_with<'b>(
             Ok(Some((head, len)))
         }
     })
+}
+
+/// Where `part` lies in `buf`; an empty span when it is not inside it.
+fn span_in(buf: &[u8], part: &[u8]) -> Span {
+    let base = buf.as_ptr() as usize;
+    let start = (part.as_ptr() as usize).wrapping_sub(base);
+    match start.checked_add(part.len()) {
+        Some(end) if start <= buf.len() && end <= buf.len() => (start as u32, end as u32),
+        _ => (0, 0),
+    }
 }
 
 impl ResponseHead {
