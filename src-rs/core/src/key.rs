@@ -440,7 +440,9 @@ pub(crate) fn parse_whatwg(input: &str) -> Result<url::Url> {
 
 /// Lower-case and validate a host name or IP literal as a WHATWG URL
 /// parser does; IPv6 literals lose their brackets.
-fn normalize_host(host: &str) -> Result<String> {
+/// A host name or address as keys hold it: lower-cased, IDNA, `127.1` is
+/// `127.0.0.1`, IPv6 without brackets.
+pub fn normalize_host(host: &str) -> Result<String> {
     if host.is_empty() {
         return Err(Error::InvalidArgument("host must not be empty".into()));
     }

@@ -94,7 +94,12 @@ impl TryFrom<NativePoolOptions> for PoolConfig {
                 cert_pem: o.tls.cert.map(|b| b.to_vec()),
                 key_pem: o.tls.key.map(|b| b.to_vec()),
                 reject_unauthorized: o.tls.reject_unauthorized,
-                servername: o.tls.servername,
+                // Checked now, not at the first request it would fail.
+                servername: o
+                    .tls
+                    .servername
+                    .map(|name| pconn_core::key::normalize_host(&name))
+                    .transpose()?,
                 alpn: o.tls.alpn.into_iter().map(String::into_bytes).collect(),
             },
         })

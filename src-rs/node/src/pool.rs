@@ -193,8 +193,8 @@ impl NativePool {
     }
 
     #[napi(catch_unwind)]
-    pub fn flush_for_host(&self, host: String) -> u32 {
-        self.pool.flush_for_host(&host) as u32
+    pub fn flush_for_host(&self, host: String) -> napi::Result<u32, Code> {
+        Ok(self.pool.flush_for_host(&host).map_err(throw)? as u32)
     }
 
     /// Shut this handle down; completes `id` once its connections are back

@@ -573,9 +573,11 @@ impl<C: Poolable> Pool<C> {
     }
 
     /// Close every idle connection whose host is `host` (any scheme or
-    /// port); returns how many. This one call looks at every key.
-    pub fn flush_for_host(&self, host: &str) -> usize {
-        self.inner.flush_for_host(host)
+    /// port), normalised as keys' hosts are; returns how many. This one
+    /// call looks at every key.
+    pub fn flush_for_host(&self, host: &str) -> Result<usize> {
+        let host = crate::key::normalize_host(host.trim_start_matches('[').trim_end_matches(']'))?;
+        Ok(self.inner.flush_for_host(&host))
     }
 
     /// Close this handle: its waiting acquires fail with PCONN_POOL_CLOSED,
@@ -1209,10 +1211,6 @@ impl<C: Poolable> PoolInner<C> {
     }
 
     fn flush_for_host(self: &Arc<Self>, host: &str) -> usize {
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
         let mut doomed = Doomed::new();
         let flushed = {
             let mut st = self.lock();

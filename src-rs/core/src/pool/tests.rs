@@ -475,8 +475,8 @@ async fn flush_closes_idle_connections_of_a_host_on_every_port_only() {
         .unwrap()
         .release(true);
     let held = pool.acquire(&a1, &opts()).await.unwrap();
-    assert_eq!(pool.flush_for_host("A"), 1);
-    assert_eq!(pool.flush_for_host("nobody"), 0);
+    assert_eq!(pool.flush_for_host("A").unwrap(), 1);
+    assert_eq!(pool.flush_for_host("nobody").unwrap(), 0);
     let s = pool.stats();
     assert_eq!((s.idle, s.active, s.counters.closed_by.flush), (1, 1, 1));
     drop(held);
@@ -851,7 +851,7 @@ proptest! {
                         let peers = connector.peers.lock().unwrap().clone();
                         if !peers.is_empty() { peers[i % peers.len()].close() }
                     }
-                    Op::Flush(h) => { pool.flush_for_host(&format!("h{h}")); }
+                    Op::Flush(h) => { pool.flush_for_host(&format!("h{h}")).unwrap(); }
                     Op::Advance(ms) => { advance(Duration::from_millis(u64::from(ms))).await; tokio::task::yield_now().await; }
                     _ => {}
                 }
