@@ -9,7 +9,7 @@
  * Promises and keeps the event loop alive exactly while some operation is
  * pending (an idle pool never holds the process open).
  */
-import { fromInfo, fromNative } from './errors.js'
+import { fromInfo, fromNative, PconnError } from './errors.js'
 import { closeChannel, publishClose } from './diagnostics.js'
 import type * as Binding from '../native/index.js'
 import { Completion } from '../native/index.js'
@@ -123,64 +123,96 @@ export const { RESPONSE_STATUS_BITS, RESPONSE_HTTP11, RESPONSE_REUSED } = native
  * Every completion that was ready: `count` records of `STRIDE` numbers in
  * `meta` (`[id, kind, ...]`), with the bytes they refer to in `slab` and the
  * values that are neither in `objects` (the layout is documented on the
- * native `Completion` kinds).
+ * native `Completion` kinds). Each record is handled on its own: one that
+ * cannot be turned into its result fails its own operation, and the rest
+ * of the batch is still delivered.
  */
 function onBatch(meta: Float64Array, slab: Buffer, objects: unknown[], count: number): void {
   for (let i = 0, at = 0; i < count; i++, at += STRIDE) {
-    const id = meta[at]!
-    const a = meta[at + 2]!
-    switch (meta[at + 1] as Completion) {
-      case Completion.Done:
-        settle(id, undefined, false)
-        break
-      case Completion.Failed:
-        settle(id, objects[a], true)
-        break
-      case Completion.Connection:
-        settle(id, objects[a], false)
-        break
-      case Completion.Bytes:
-        settle(id, a < 0 ? null : objects[a], false)
-        break
-      case Completion.Response: {
-        const bodyObject = meta[at + 7]!
-        const rest = meta[at + 8]!
-        const details = meta[at + 9]!
-        const parts: ResponseParts = {
-          statusFlags: a,
-          connectionId: meta[at + 3]!,
-          slab,
-          headStart: meta[at + 4]!,
-          headEnd: meta[at + 5]!,
-          bodyEnd: meta[at + 6]!,
-          body: bodyObject < 0 ? undefined : (objects[bodyObject] as Buffer),
-          stream: rest < 0 ? undefined : (objects[rest] as NativeBody),
-          details: details < 0 ? undefined : readDetails(slab, details),
-        }
-        settle(id, parts, false)
-        break
-      }
-      case Completion.End:
-        settle(id, slab.toString('latin1', a, meta[at + 3]!), false)
-        break
-      case Completion.Closed:
-        if (closeChannel.hasSubscribers) {
-          publishClose(a, slab.toString('latin1', meta[at + 3]!, meta[at + 4]!), slab.toString('latin1', meta[at + 5]!, meta[at + 6]!))
-        }
-        break
-      default:
-        throw new Error(`pconn: unknown completion kind ${String(meta[at + 1])}`)
+    try {
+      deliver(meta, at, slab, objects)
+    } catch (err) {
+      undeliverable(meta[at]!, err)
     }
   }
 }
 
-native.initBridge(onBatch)
+function deliver(meta: Float64Array, at: number, slab: Buffer, objects: unknown[]): void {
+  const id = meta[at]!
+  const a = meta[at + 2]!
+  switch (meta[at + 1] as Completion) {
+    case Completion.Done:
+      settle(id, undefined, false)
+      break
+    case Completion.Failed:
+      settle(id, objects[a], true)
+      break
+    case Completion.Connection:
+      settle(id, objects[a], false)
+      break
+    case Completion.Bytes:
+      settle(id, a < 0 ? null : objects[a], false)
+      break
+    case Completion.Response: {
+      const bodyObject = meta[at + 7]!
+      const rest = meta[at + 8]!
+      const details = meta[at + 9]!
+      const parts: ResponseParts = {
+        statusFlags: a,
+        connectionId: meta[at + 3]!,
+        slab,
+        headStart: meta[at + 4]!,
+        headEnd: meta[at + 5]!,
+        bodyEnd: meta[at + 6]!,
+        body: bodyObject < 0 ? undefined : (objects[bodyObject] as Buffer),
+        stream: rest < 0 ? undefined : (objects[rest] as NativeBody),
+        details: details < 0 ? undefined : readDetails(slab, details),
+      }
+      settle(id, parts, false)
+      break
+    }
+    case Completion.End:
+      settle(id, slab.toString('latin1', a, meta[at + 3]!), false)
+      break
+    case Completion.Closed:
+      if (closeChannel.hasSubscribers) {
+        publishClose(a, slab.toString('latin1', meta[at + 3]!, meta[at + 4]!), slab.toString('latin1', meta[at + 5]!, meta[at + 6]!))
+      }
+      break
+    case Completion.Lost:
+      throw new Error('no error could be created for it natively')
+    default:
+      throw new Error(`unknown completion kind ${String(meta[at + 1])}`)
+  }
+}
 
-/** A fresh id for a native operation. */
+/** Fail operation `id`, whose completion could not be turned into its result. */
+function undeliverable(id: number, cause: unknown): void {
+  const op = pending.get(id)
+  if (op === undefined) {
+    process.emitWarning(`pconn: a completion could not be delivered: ${String(cause)}`, 'PconnWarning')
+    return
+  }
+  pending.delete(id)
+  if (pending.size === 0) keepAlive.unref()
+  op.reject(new PconnError('EIO', 'pconn internal error: the result of this operation could not be delivered; please report it', undefined, { cause }))
+}
+
+/**
+ * This evaluation's completion channel. A test runner that evaluates this
+ * module again in the same thread (module resets) gets a second channel:
+ * pools made by each evaluation complete to that evaluation.
+ */
+export const channel = native.initBridge(onBatch)
+
+/** A fresh id for a native operation: unique for the life of the process (53 bits). */
 export function nextOperationId(): number {
-  const id = nextId
-  nextId = nextId >= 0xfffffffe ? 1 : nextId + 1
-  return id
+  return nextId++
+}
+
+/** @internal Test hook: continue operation ids from `next`. */
+export function debugSkipOperationIds(next: number): void {
+  nextId = next
 }
 
 /**

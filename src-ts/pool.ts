@@ -4,7 +4,7 @@ import { connectChannel, reuseChannel } from './diagnostics.js'
 import { abortError, fromNative, invalidArgType, invalidArgValue, withCallerStack } from './errors.js'
 import { KeyResolver, type KeyInput, type Route, type Target } from './key.js'
 import { watchLoan } from './leak-detector.js'
-import { completionOf, native, nextOperationId, run, type NativeConnection, type NativeKey, type NativePool } from './native.js'
+import { channel, completionOf, native, nextOperationId, run, type NativeConnection, type NativeKey, type NativePool } from './native.js'
 import { checkNumber, resolveOptions, toNative, type PoolOptions, type ResolvedOptions } from './options.js'
 import { toPoolStats, type PoolStats } from './stats.js'
 import { sendRequest, type RequestOptions } from './http/request.js'
@@ -49,7 +49,7 @@ export class Pool {
   constructor(options?: PoolOptions) {
     this.options = Object.freeze(resolveOptions(options))
     try {
-      this.native = new native.NativePool(toNative(this.options), this.options.shared)
+      this.native = new native.NativePool(toNative(this.options), this.options.shared, channel)
     } catch (err) {
       throw fromNative(err)
     }
@@ -235,6 +235,17 @@ export class Pool {
       }
     }
     return run<void>((id) => this.native.debugPanic(id, where))
+  }
+
+  /**
+   * @internal Test hook: operations completed in one batch, each as its
+   * fault says; one that cannot be delivered must fail alone.
+   */
+  debugBatch(faults: ReadonlyArray<'done' | 'panic' | 'unknown-kind'>): Promise<void>[] {
+    const ids = faults.map(() => nextOperationId())
+    const settled = ids.map((id) => completionOf<void>(id))
+    this.native.debugBatch(ids, [...faults])
+    return settled
   }
 }
 

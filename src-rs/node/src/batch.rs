@@ -13,6 +13,7 @@
 //! So a small response costs a few numbers and bytes written by Rust, not
 //! a JavaScript string, a Buffer and an array slot per value.
 
+use std::panic::AssertUnwindSafe;
 use std::ptr;
 use std::sync::Arc;
 
@@ -21,10 +22,11 @@ use napi::sys;
 use napi_derive::napi;
 use pconn_core::http1::Response;
 
-use crate::bridge::{Outcome, Queued};
+use crate::bridge::{Fault, Outcome, Queued};
 use crate::connection::NativeConnection;
-use crate::errors::error_info;
+use crate::errors::{error_info, panicked, undeliverable};
 use crate::http::NativeBody;
+use crate::runtime::panic_message;
 use crate::scope::Scope;
 
 /// Room for a detailed request's numbers in the slab: seven little-endian
@@ -83,11 +85,22 @@ pub enum Completion {
     /// A connection closed (id 0): its id, its key's start and end, the
     /// reason's start and end, in the slab.
     Closed,
+    /// The operation failed because its result could not be delivered and
+    /// no error object could be made either: the façade makes the error.
+    Lost,
 }
 
-/// Build the batch's values and call `js_cb` with them. A value that
-/// cannot be created (the environment is terminating) ends the batch; what
-/// was not delivered drops.
+/// A record's numbers after `[id, kind]`.
+type Values = [f64; STRIDE - 2];
+
+/// The kind `Fault::UnknownKind` writes: no `Completion` has it.
+const UNKNOWN_KIND: u32 = 0xffff;
+
+/// Build the batch's values and call `js_cb` with them. Each completion is
+/// built on its own: one that cannot be (a panic, a value the engine
+/// refuses) fails its own operation and no other. If the batch's arrays
+/// cannot be created at all (the environment is terminating), nothing is
+/// delivered and the outcomes drop.
 ///
 /// # Safety
 /// On the environment's thread, with its live `env`; `js_cb` is a live
@@ -99,26 +112,40 @@ pub(crate) unsafe fn deliver(
     batch: Vec<Queued>,
 ) {
     let mut slab_len = 0;
-    for queued in &batch {
-        slab_len += slab_bytes(&queued.outcome);
-    }
+    let batch: Vec<Queued> = batch
+        .into_iter()
+        .map(|Queued { id, outcome }| {
+            let (outcome, bytes) = sized(outcome);
+            slab_len += bytes;
+            Queued { id, outcome }
+        })
+        .collect();
     let count = batch.len();
     // SAFETY: forwarded from the caller.
     let Some(mut out) = (unsafe { Out::new(env, count, slab_len) }) else {
         return;
     };
     for (i, Queued { id, outcome }) in batch.into_iter().enumerate() {
-        let (kind, values) = out.encode(outcome, scope);
-        if !out.ok {
-            return;
-        }
+        let (kind, values) = out.encode_alone(outcome, scope);
         let record = &mut out.meta[i * STRIDE..(i + 1) * STRIDE];
-        record[0] = f64::from(id);
-        record[1] = f64::from(kind as u32);
+        record[0] = id;
+        record[1] = f64::from(kind);
         record[2..].copy_from_slice(&values);
     }
     // SAFETY: forwarded from the caller.
     unsafe { out.call(js_cb, count) };
+}
+
+/// An outcome with the slab bytes it needs; one that cannot be measured
+/// becomes the failure of its operation.
+fn sized(outcome: Outcome) -> (Outcome, usize) {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| slab_bytes(&outcome))) {
+        Ok(bytes) => (outcome, bytes),
+        Err(payload) => {
+            let failed = Outcome::Failed(panicked(&panic_message(payload.as_ref())).into());
+            (failed, 0)
+        }
+    }
 }
 
 /// Slab bytes an outcome needs.
@@ -290,8 +317,43 @@ impl Out<'_> {
         self.put(b"\r\n");
     }
 
+    /// `encode`, isolated: a panic or a value that cannot be created fails
+    /// this completion's operation, with the reason, and leaves the rest of
+    /// the batch alone.
+    fn encode_alone(&mut self, outcome: Outcome, scope: &Arc<Scope>) -> (u32, Values) {
+        self.ok = true;
+        let why = match std::panic::catch_unwind(AssertUnwindSafe(|| self.encode(outcome, scope))) {
+            Ok(encoded) if self.ok => return encoded,
+            Ok(_) => "a JavaScript value for it could not be created".to_string(),
+            Err(payload) => format!("Rust panic: {}", panic_message(payload.as_ref())),
+        };
+        self.clear_exception();
+        self.ok = true;
+        let mut values = [-1.0; STRIDE - 2];
+        values[0] = self.object(error_info(&undeliverable(&why).into()));
+        if self.ok {
+            return (Completion::Failed as u32, values);
+        }
+        // Not even the error could be made: the façade makes its own.
+        self.clear_exception();
+        (Completion::Lost as u32, [-1.0; STRIDE - 2])
+    }
+
+    /// Clear an exception a failed napi call left pending, so the next
+    /// calls of the batch can succeed.
+    fn clear_exception(&self) {
+        let mut pending = false;
+        // SAFETY: live env on its thread.
+        unsafe { sys::napi_is_exception_pending(self.env, &mut pending) };
+        if pending {
+            let mut exception = ptr::null_mut();
+            // SAFETY: live env on its thread; an exception is pending.
+            unsafe { sys::napi_get_and_clear_last_exception(self.env, &mut exception) };
+        }
+    }
+
     /// An outcome's kind and the record's numbers after `[id, kind]`.
-    fn encode(&mut self, outcome: Outcome, scope: &Arc<Scope>) -> (Completion, [f64; STRIDE - 2]) {
+    fn encode(&mut self, outcome: Outcome, scope: &Arc<Scope>) -> (u32, Values) {
         let mut values = [-1.0; STRIDE - 2];
         let kind = match outcome {
             Outcome::Done => Completion::Done,
@@ -326,13 +388,15 @@ impl Out<'_> {
                 (values[3], values[4]) = self.put(reason.as_bytes());
                 Completion::Closed
             }
+            Outcome::Fault(Fault::Panic) => panic!("a completion that panics, made by a test"),
+            Outcome::Fault(Fault::UnknownKind) => return (UNKNOWN_KIND, values),
         };
-        (kind, values)
+        (kind as u32, values)
     }
 
     /// Lay a response out: head (and trailers) then a small body in the
     /// slab, the rest in `objects`.
-    fn response(&mut self, mut r: Response, scope: &Arc<Scope>) -> [f64; STRIDE - 2] {
+    fn response(&mut self, mut r: Response, scope: &Arc<Scope>) -> Values {
         let body = r.body.next_chunk_ready();
         let complete = r.body.is_complete();
         let h = &r.head;

@@ -1,8 +1,9 @@
 //! Carries async completions from the I/O threads back to the JavaScript
 //! thread that started them.
 //!
-//! One bridge per environment: a queue on the Rust side and one raw
-//! threadsafe function that only wakes the thread. Each wake-up drains
+//! One bridge per scope (per evaluation of the façade in an environment):
+//! a queue on the Rust side and one raw threadsafe function that only
+//! wakes the thread. Each wake-up drains
 //! everything queued and makes a single JavaScript call with the whole
 //! batch (its encoding is in `batch`), so one wake-up carries many
 //! responses under load.
@@ -43,6 +44,17 @@ pub(crate) enum Outcome {
         key: String,
         reason: &'static str,
     },
+    /// A completion that cannot be delivered, made by a test hook to prove
+    /// that it fails its own operation and no other.
+    Fault(Fault),
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Fault {
+    /// Building it panics.
+    Panic,
+    /// Its kind is one the façade does not know.
+    UnknownKind,
 }
 
 /// An operation's error, the key it was for and, once connected, the
@@ -78,8 +90,15 @@ impl From<Error> for Failure {
     }
 }
 
+/// An operation's id: an integer below 2^53 (a JavaScript number holds it
+/// exactly), unique within its scope for the life of the process. Id 0
+/// carries events that answer no operation (connection closes). The
+/// methods JavaScript calls take it as `id: f64` (their generated types
+/// show `number`).
+pub(crate) type OpId = f64;
+
 pub(crate) struct Queued {
-    pub(crate) id: u32,
+    pub(crate) id: OpId,
     pub(crate) outcome: Outcome,
 }
 
@@ -105,7 +124,7 @@ pub(crate) struct Bridge {
 impl Bridge {
     /// Queue `outcome` for operation `id`; gives it back when the
     /// environment is gone (the caller drops it, outside any pool lock).
-    pub(crate) fn complete(self: &Arc<Self>, id: u32, outcome: Outcome) -> Result<(), Outcome> {
+    pub(crate) fn complete(self: &Arc<Self>, id: OpId, outcome: Outcome) -> Result<(), Outcome> {
         let Some(mut queue) = self.open_queue() else {
             return Err(outcome);
         };
@@ -121,7 +140,7 @@ impl Bridge {
     /// hand-overs in order.
     pub(crate) fn deliver(
         self: &Arc<Self>,
-        id: u32,
+        id: OpId,
         key: &Key,
         grant: Grant<Connection>,
     ) -> Result<(), Grant<Connection>> {
@@ -190,8 +209,11 @@ impl Bridge {
     }
 }
 
-/// Give this environment's bridge the function that receives batches
-/// (the façade calls it once, when it loads).
+/// Open a completion channel for this evaluation of the façade: batches
+/// of its operations' completions go to `on_batch`. Returns the channel's
+/// number, which the pools it makes are tied to. A second evaluation in
+/// the same environment (a test runner's module reset) opens a second
+/// channel; both keep working.
 #[napi]
 #[allow(clippy::type_complexity)]
 pub fn init_bridge(
@@ -205,11 +227,13 @@ pub fn init_bridge(
         )>,
         (),
     >,
-) -> napi::Result<()> {
-    let scope = scope::scope(&env)?;
+) -> napi::Result<u32> {
+    let environment = scope::environment(&env)?;
+    let bridge = Arc::new(Bridge::default());
+    let (channel, scope) = environment.open_scope(bridge.clone());
     let mut name = ptr::null_mut();
     let mut tsfn = ptr::null_mut();
-    let context = Arc::into_raw(scope.clone()) as *mut c_void;
+    let context = Arc::into_raw(scope) as *mut c_void;
     // SAFETY: all handles belong to this environment and its thread;
     // `context` is an `Arc<Scope>` leaked for the function and reclaimed
     // once in `finalize`, which Node calls exactly once.
@@ -232,28 +256,15 @@ pub fn init_bridge(
     if status != sys::Status::napi_ok {
         // SAFETY: Node did not take `context`.
         drop(unsafe { Arc::from_raw(context as *const Scope) });
+        bridge.close();
         return Err(napi::Error::from_reason(
             "pconn: could not create the completion channel",
         ));
     }
     // SAFETY: `tsfn` was just created on this thread.
     unsafe { sys::napi_unref_threadsafe_function(env.raw(), tsfn) };
-    let replaced = scope
-        .bridge
-        .tsfn
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .replace(RawTsfn(tsfn));
-    if let Some(old) = replaced {
-        // SAFETY: the previous function of this environment, released once.
-        unsafe {
-            sys::napi_release_threadsafe_function(
-                old.0,
-                sys::ThreadsafeFunctionReleaseMode::release,
-            )
-        };
-    }
-    Ok(())
+    *bridge.tsfn.write().unwrap_or_else(|p| p.into_inner()) = Some(RawTsfn(tsfn));
+    Ok(channel)
 }
 
 /// Node closes the function (environment teardown): stop using it and

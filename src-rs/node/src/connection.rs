@@ -17,7 +17,7 @@ use napi_derive::napi;
 use pconn_core::connection::Duplex;
 use pconn_core::{Cancel, Error, Key, Pooled};
 
-use crate::bridge::{Failure, Outcome};
+use crate::bridge::{Failure, OpId, Outcome};
 use crate::errors::{internal, throw, Code};
 use crate::scope::Scope;
 
@@ -51,11 +51,11 @@ struct Loan {
 #[derive(Default)]
 struct Writes {
     /// Waiting writes, in call order: (operation id, bytes).
-    queue: VecDeque<(u32, Vec<u8>)>,
+    queue: VecDeque<(OpId, Vec<u8>)>,
     /// A writer task is draining the queue.
     writing: bool,
     /// The write it is on.
-    current: Option<u32>,
+    current: Option<OpId>,
 }
 
 impl Loan {
@@ -133,7 +133,7 @@ impl Loan {
                 Ok(()) => Outcome::Done,
                 Err(error) => Outcome::Failed(Failure::on(&self.key, self.remote, error)),
             };
-            drop(self.scope.bridge.complete(id, outcome));
+            self.scope.complete(id, outcome);
         }
     }
 }
@@ -213,7 +213,7 @@ impl NativeConnection {
     /// it completes `id` once all of it is on the socket, after every
     /// earlier write.
     #[napi(catch_unwind)]
-    pub fn write(&self, id: u32, data: Buffer) -> napi::Result<bool, Code> {
+    pub fn write(&self, id: f64, data: Buffer) -> napi::Result<bool, Code> {
         let loan = &self.loan;
         let mut writes = loan.writes();
         // Checked under the write lock: a release either sees this write
@@ -231,7 +231,7 @@ impl NativeConnection {
                     Err(e) => {
                         // Reported as the queued path reports it, naming the peer.
                         let failed = Failure::on(&loan.key, loan.remote, e.into());
-                        drop(loan.scope.bridge.complete(id, Outcome::Failed(failed)));
+                        loan.scope.complete(id, Outcome::Failed(failed));
                         return Ok(false);
                     }
                 }
@@ -252,7 +252,7 @@ impl NativeConnection {
 
     /// Read the next chunk (null at EOF); completes `id`.
     #[napi(catch_unwind)]
-    pub fn read(&self, id: u32) -> napi::Result<(), Code> {
+    pub fn read(&self, id: f64) -> napi::Result<(), Code> {
         let loan = self.loan.clone();
         // Counted before the release check: a release either sees this
         // read (and closes) or this read sees the release (and refuses).

@@ -72,3 +72,11 @@ pub(crate) fn panicked(message: &str) -> Error {
         "internal error (Rust panic): {message}"
     )))
 }
+
+/// An operation whose result was made but could not be handed to
+/// JavaScript.
+pub(crate) fn undeliverable(why: &str) -> Error {
+    Error::Io(std::io::Error::other(format!(
+        "internal error: the result could not be delivered ({why})"
+    )))
+}

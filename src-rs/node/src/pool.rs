@@ -8,7 +8,7 @@ use pconn_core::pool::cancel::{after, fired};
 use pconn_core::pool::{AcquireOptions, Acquiring, ConnectSlot, Grant, Queued};
 use pconn_core::{Cancel, Connection, Error, Key, Pool, PoolConfig, Scheme};
 
-use crate::bridge::{Failure, Outcome};
+use crate::bridge::{Failure, Fault, OpId, Outcome};
 use crate::connection::NativeConnection;
 use crate::errors::{internal, throw, Code};
 use crate::options::{ms, NativePoolOptions};
@@ -65,13 +65,15 @@ impl NativePool {
     /// A pool, or with `shared`, a handle on the process-wide pool of that
     /// name (created by the first thread; later ones must pass the same
     /// options). Every connection it closes is reported to this thread.
+    /// Its completions go to `channel` (from `initBridge`).
     #[napi(constructor)]
     pub fn new(
         env: Env,
         options: NativePoolOptions,
         shared: Option<String>,
+        channel: u32,
     ) -> napi::Result<Self, Code> {
-        let scope = scope::scope(&env).map_err(internal)?;
+        let scope = scope::scope(&env, channel).map_err(internal)?;
         let runtime = runtime::handle().map_err(internal)?;
         let config = PoolConfig::try_from(options).map_err(throw)?;
         let pool = match shared {
@@ -86,7 +88,7 @@ impl NativePool {
                 key: key.to_string(),
                 reason: reason.as_str(),
             };
-            drop(events.bridge.complete(0, closed));
+            events.complete(0.0, closed);
         }));
         Ok(NativePool { pool, scope })
     }
@@ -143,7 +145,7 @@ impl NativePool {
     #[napi(catch_unwind)]
     pub fn acquire(
         &self,
-        id: u32,
+        id: f64,
         key: &NativeKey,
         timeout_ms: Option<f64>,
         cancel: Option<&NativeCancel>,
@@ -200,7 +202,7 @@ impl NativePool {
     /// Shut this handle down; completes `id` once its connections are back
     /// and, with the pool's last handle, every connection is closed.
     #[napi(catch_unwind)]
-    pub fn shutdown(&self, id: u32) -> napi::Result<(), Code> {
+    pub fn shutdown(&self, id: f64) -> napi::Result<(), Code> {
         let pool = self.pool.clone();
         self.scope
             .spawn(id, async move {
@@ -226,12 +228,8 @@ impl NativePool {
     /// stands for operations (`background`: a queued acquire's watch, a
     /// connection's writer), to prove panics surface as errors.
     #[napi(catch_unwind)]
-    pub fn debug_panic(&self, id: u32, place: String) -> napi::Result<(), Code> {
-        if std::env::var_os("PCONN_TEST_HOOKS").is_none_or(|v| v != "1") {
-            return Err(throw(Error::InvalidArgument(
-                "test hooks are off (PCONN_TEST_HOOKS=1)".into(),
-            )));
-        }
+    pub fn debug_panic(&self, id: f64, place: String) -> napi::Result<(), Code> {
+        test_hooks_on()?;
         let spawned = match place.as_str() {
             "sync" => panic!("debug_panic (sync) requested by a test"),
             "async" => self.scope.spawn(id, async move {
@@ -247,10 +245,37 @@ impl NativePool {
         };
         spawned.map_err(internal)
     }
+
+    /// Test hook, only when `PCONN_TEST_HOOKS=1`: complete `ids` in one
+    /// batch, each as `faults` says (`done`; `panic`: building it panics;
+    /// `unknown-kind`: the façade does not know its kind), to prove that a
+    /// completion that cannot be delivered fails its own operation only.
+    #[napi(catch_unwind)]
+    pub fn debug_batch(&self, ids: Vec<f64>, faults: Vec<String>) -> napi::Result<(), Code> {
+        test_hooks_on()?;
+        for (id, fault) in ids.into_iter().zip(faults) {
+            let outcome = match fault.as_str() {
+                "panic" => Outcome::Fault(Fault::Panic),
+                "unknown-kind" => Outcome::Fault(Fault::UnknownKind),
+                _ => Outcome::Done,
+            };
+            self.scope.complete(id, outcome);
+        }
+        Ok(())
+    }
+}
+
+fn test_hooks_on() -> napi::Result<(), Code> {
+    if std::env::var_os("PCONN_TEST_HOOKS").is_none_or(|v| v != "1") {
+        return Err(throw(Error::InvalidArgument(
+            "test hooks are off (PCONN_TEST_HOOKS=1)".into(),
+        )));
+    }
+    Ok(())
 }
 
 /// Open a connection in a reserved slot and complete `id` with it.
-fn open(scope: &Arc<Scope>, id: u32, slot: ConnectSlot<Connection>, cancel: Option<Arc<Cancel>>) {
+fn open(scope: &Arc<Scope>, id: OpId, slot: ConnectSlot<Connection>, cancel: Option<Arc<Cancel>>) {
     let key = slot.key().clone();
     let spawned = scope.spawn(id, async move {
         let opened = tokio::select! {
@@ -265,7 +290,7 @@ fn open(scope: &Arc<Scope>, id: u32, slot: ConnectSlot<Connection>, cancel: Opti
     });
     if let Err(e) = spawned {
         let error = Error::Io(std::io::Error::other(e.reason));
-        drop(scope.bridge.complete(id, Outcome::Failed(error.into())));
+        scope.complete(id, Outcome::Failed(error.into()));
     }
 }
 
@@ -274,7 +299,7 @@ fn open(scope: &Arc<Scope>, id: u32, slot: ConnectSlot<Connection>, cancel: Opti
 /// when the environment goes. A grant stops the watch.
 fn watch(
     scope: &Arc<Scope>,
-    id: u32,
+    id: OpId,
     mut queued: Queued<Connection>,
     opts: AcquireOptions,
     served: Arc<Cancel>,

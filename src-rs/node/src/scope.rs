@@ -1,39 +1,84 @@
 //! What one JavaScript environment (the main thread or one worker) owns on
-//! the native side: its completion bridge and a cancel that stops its
-//! operations when the environment is torn down.
+//! the native side, and the channels its completions come back on.
 //!
-//! Nothing here is process-wide: each environment installs its own scope
-//! when it loads the addon (instance data), and an environment cleanup hook
-//! closes it. Objects made in an environment (pools, connections, bodies)
-//! hold its scope, so their completions go to the thread that started them
-//! and to no other.
+//! Nothing here is process-wide: each environment installs its own
+//! `Environment` when it loads the addon (instance data), and an
+//! environment cleanup hook closes it. Each evaluation of the façade's
+//! JavaScript in that environment (normally one; a test runner that
+//! re-evaluates modules makes more) opens its own `Scope`: a completion
+//! channel of its own, so completions reach the module instance that
+//! started the operation. Objects (pools, connections, bodies) hold the
+//! scope they were made in, so their completions go to that thread and
+//! that module instance only.
 
 use std::ffi::c_void;
 use std::future::Future;
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use napi::{sys, Env};
 use pconn_core::Cancel;
 
-use crate::bridge::{Bridge, Outcome};
+use crate::bridge::{Bridge, OpId, Outcome};
 use crate::errors::panicked;
 use crate::runtime;
 
-pub(crate) struct Scope {
-    pub(crate) bridge: Arc<Bridge>,
+/// One environment's native state.
+pub(crate) struct Environment {
     /// Fired when the environment is torn down: its operations stop, and
     /// what they held (connections, slots, waiters) goes back or closes.
     pub(crate) closing: Cancel,
     /// Requests of this environment waiting for their response head.
     pub(crate) requests_waiting: AtomicUsize,
+    /// Its scopes, by channel number.
+    scopes: Mutex<Vec<Arc<Scope>>>,
+}
+
+impl Environment {
+    /// Open a scope with `bridge` as its channel; its channel number.
+    pub(crate) fn open_scope(self: &Arc<Self>, bridge: Arc<Bridge>) -> (u32, Arc<Scope>) {
+        let scope = Arc::new(Scope {
+            bridge,
+            env: self.clone(),
+        });
+        let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        scopes.push(scope.clone());
+        ((scopes.len() - 1) as u32, scope)
+    }
+
+    /// The scope of channel `channel`.
+    pub(crate) fn scope(&self, channel: u32) -> Option<Arc<Scope>> {
+        let scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        scopes.get(channel as usize).cloned()
+    }
+
+    fn teardown(&self) {
+        self.closing.cancel();
+        let scopes = std::mem::take(&mut *self.scopes.lock().unwrap_or_else(|p| p.into_inner()));
+        for scope in scopes {
+            scope.bridge.close();
+        }
+    }
+}
+
+/// One module instance's side of an environment: where its completions go.
+pub(crate) struct Scope {
+    pub(crate) bridge: Arc<Bridge>,
+    pub(crate) env: Arc<Environment>,
 }
 
 impl Scope {
+    /// Queue `outcome` for operation `id` on this scope's channel; when the
+    /// environment is gone the outcome drops here (a connection goes back
+    /// or closes), off the JavaScript thread.
+    pub(crate) fn complete(&self, id: OpId, outcome: Outcome) {
+        drop(self.bridge.complete(id, outcome));
+    }
+
     /// Run `work` on the I/O runtime and complete `id` with its outcome on
     /// this environment's thread. A panic becomes a failed outcome; a
     /// teardown of the environment drops the work.
-    pub(crate) fn spawn<F>(self: &Arc<Self>, id: u32, work: F) -> napi::Result<()>
+    pub(crate) fn spawn<F>(self: &Arc<Self>, id: OpId, work: F) -> napi::Result<()>
     where
         F: Future<Output = Outcome> + Send + 'static,
     {
@@ -49,12 +94,10 @@ impl Scope {
             async move {
                 let outcome = tokio::select! {
                     biased;
-                    _ = scope.closing.cancelled() => return,
+                    _ = scope.env.closing.cancelled() => return,
                     outcome = work => outcome,
                 };
-                // A closed bridge gives the outcome back: it drops here, off
-                // the JavaScript thread (a connection goes back or closes).
-                drop(scope.bridge.complete(id, outcome));
+                scope.complete(id, outcome);
             },
             on_panic,
         )
@@ -75,7 +118,7 @@ impl Scope {
             async move {
                 tokio::select! {
                     biased;
-                    _ = scope.closing.cancelled() => {}
+                    _ = scope.env.closing.cancelled() => {}
                     _ = work => {}
                 }
             },
@@ -84,36 +127,28 @@ impl Scope {
     }
 
     /// Complete `id` with the failure a Rust panic becomes.
-    pub(crate) fn complete_panicked(&self, id: u32, message: &str) {
-        drop(
-            self.bridge
-                .complete(id, Outcome::Failed(panicked(message).into())),
-        );
-    }
-
-    fn teardown(&self) {
-        self.closing.cancel();
-        self.bridge.close();
+    pub(crate) fn complete_panicked(&self, id: OpId, message: &str) {
+        self.complete(id, Outcome::Failed(panicked(message).into()));
     }
 }
 
-/// Install a scope for a new environment (called once per environment,
+/// Install the state of a new environment (called once per environment,
 /// when it loads the addon).
 pub(crate) fn install(env: &Env) -> napi::Result<()> {
-    let scope = Arc::new(Scope {
-        bridge: Arc::default(),
+    let state = Arc::new(Environment {
         closing: Cancel::new(),
         requests_waiting: AtomicUsize::new(0),
+        scopes: Mutex::default(),
     });
-    let data = Box::into_raw(Box::new(scope.clone()));
+    let data = Box::into_raw(Box::new(state.clone()));
     // SAFETY: `env` is this environment's live handle (we are in its
     // module initialiser, on its thread); `data` is a leaked Box that only
-    // `drop_scope` frees, once, when Node finalises the instance data.
+    // `drop_environment` frees, once, when Node finalises the instance data.
     let status = unsafe {
         sys::napi_set_instance_data(
             env.raw(),
             data.cast(),
-            Some(drop_scope),
+            Some(drop_environment),
             std::ptr::null_mut(),
         )
     };
@@ -125,18 +160,18 @@ pub(crate) fn install(env: &Env) -> napi::Result<()> {
         ));
     }
     // Cleanup hooks run before objects are finalised: operations stop and
-    // the bridge refuses completions before anything else goes away.
-    env.add_env_cleanup_hook(scope, |scope| scope.teardown())?;
+    // the bridges refuse completions before anything else goes away.
+    env.add_env_cleanup_hook(state, |state| state.teardown())?;
     Ok(())
 }
 
-unsafe extern "C" fn drop_scope(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+unsafe extern "C" fn drop_environment(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
     // SAFETY: `data` is the Box leaked in `install`, given to Node once.
-    drop(unsafe { Box::from_raw(data.cast::<Arc<Scope>>()) });
+    drop(unsafe { Box::from_raw(data.cast::<Arc<Environment>>()) });
 }
 
-/// This environment's scope.
-pub(crate) fn scope(env: &Env) -> napi::Result<Arc<Scope>> {
+/// This environment's state.
+pub(crate) fn environment(env: &Env) -> napi::Result<Arc<Environment>> {
     let mut data = std::ptr::null_mut();
     // SAFETY: `env` is a live environment handle on its own thread.
     let status = unsafe { sys::napi_get_instance_data(env.raw(), &mut data) };
@@ -145,8 +180,17 @@ pub(crate) fn scope(env: &Env) -> napi::Result<Arc<Scope>> {
             "pconn: this thread's state is missing",
         ));
     }
-    // SAFETY: the instance data is the `Box<Arc<Scope>>` set in `install`,
-    // alive until the environment's finaliser, which cannot run while this
-    // environment is calling into the addon.
-    Ok(unsafe { &*data.cast::<Arc<Scope>>() }.clone())
+    // SAFETY: the instance data is the `Box<Arc<Environment>>` set in
+    // `install`, alive until the environment's finaliser, which cannot run
+    // while this environment is calling into the addon.
+    Ok(unsafe { &*data.cast::<Arc<Environment>>() }.clone())
+}
+
+/// The scope of channel `channel` in this environment (from `initBridge`).
+pub(crate) fn scope(env: &Env, channel: u32) -> napi::Result<Arc<Scope>> {
+    environment(env)?.scope(channel).ok_or_else(|| {
+        napi::Error::from_reason(format!(
+            "pconn: no completion channel {channel} on this thread (initBridge first)"
+        ))
+    })
 }
