@@ -28,6 +28,7 @@ export type TlsFailureReason =
   | 'unknown-issuer'
   | 'hostname-mismatch'
   | 'expired'
+  | 'not-yet-valid'
   | 'protocol'
   | 'bad-certificate'
   | 'config'

@@ -10,8 +10,10 @@ pub enum TlsReason {
     UnknownIssuer,
     /// The certificate is valid but not for the name we asked for.
     HostnameMismatch,
-    /// The certificate is expired or not yet valid.
+    /// The certificate has expired.
     Expired,
+    /// The certificate's validity starts in the future.
+    NotYetValid,
     /// No common protocol version or cipher suite, or the peer spoke garbage.
     Protocol,
     /// Any other certificate problem (bad signature, revoked, malformed),
@@ -29,6 +31,7 @@ impl TlsReason {
             TlsReason::UnknownIssuer => "unknown-issuer",
             TlsReason::HostnameMismatch => "hostname-mismatch",
             TlsReason::Expired => "expired",
+            TlsReason::NotYetValid => "not-yet-valid",
             TlsReason::Protocol => "protocol",
             TlsReason::BadCertificate => "bad-certificate",
             TlsReason::CertificateRequired => "certificate-required",

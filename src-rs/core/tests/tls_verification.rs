@@ -30,6 +30,12 @@ fn expired_in_2020(p: &mut CertificateParams) {
     p.not_after = rcgen::date_time_ymd(2020, 1, 2);
 }
 
+/// Valid from 2999 on.
+fn valid_from_2999(p: &mut CertificateParams) {
+    p.not_before = rcgen::date_time_ymd(2999, 1, 1);
+    p.not_after = rcgen::date_time_ymd(3000, 1, 1);
+}
+
 /// Like `tls_server`, with a chance to adjust the leaf certificate.
 async fn tls_server_with(names: &[&str], adjust: impl FnOnce(&mut CertificateParams)) -> TlsServer {
     let ca_key = KeyPair::generate().unwrap();
@@ -167,6 +173,14 @@ async fn expired_certificate_is_refused_with_a_reason() {
     let pool = pool(with_ca(&server.ca_pem));
     let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
     assert_refused(&pool, &key, "expired").await;
+}
+
+#[tokio::test]
+async fn a_certificate_not_yet_valid_is_refused_as_such_not_as_expired() {
+    let server = tls_server_with(&["localhost"], valid_from_2999).await;
+    let pool = pool(with_ca(&server.ca_pem));
+    let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
+    assert_refused(&pool, &key, "not-yet-valid").await;
 }
 
 #[tokio::test]

@@ -171,10 +171,12 @@ pub(crate) fn tls_failure(e: &io::Error) -> Option<Error> {
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 TlsReason::HostnameMismatch
             }
-            CertificateError::Expired
-            | CertificateError::ExpiredContext { .. }
-            | CertificateError::NotValidYet
-            | CertificateError::NotValidYetContext { .. } => TlsReason::Expired,
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                TlsReason::Expired
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                TlsReason::NotYetValid
+            }
             _ => TlsReason::BadCertificate,
         },
         // The server's verdict on our certificate.
