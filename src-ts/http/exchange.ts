@@ -57,9 +57,12 @@ export function startExchange(pool: Pool, init: ExchangeInit): Exchange {
   if (body.stream === undefined) return { response, cancel }
   let sourceError: unknown
   pump(body.stream, handle).catch((err: unknown) => {
-    // The upload also stops when the exchange ends first (an early
-    // response): that is not the source's fault.
-    if ((err as { code?: unknown }).code !== 'PCONN_SOCKET_CLOSED') sourceError = err
+    // The exchange stopped taking the body (an early error response, or
+    // the exchange failed): the response, if any, is still read.
+    if ((err as { code?: unknown }).code === 'PCONN_SOCKET_CLOSED') return
+    // The source failed: the request is incomplete and must not look
+    // complete to the server.
+    sourceError = err
     cancel()
   })
   return {

@@ -53,7 +53,7 @@ impl NativeBody {
 impl NativeBody {
     /// Next chunk, or the end with its trailers; completes `id`.
     #[napi(catch_unwind)]
-    pub fn read(&self, id: u32) -> napi::Result<(), Code> {
+    pub fn read(&self, id: f64) -> napi::Result<(), Code> {
         let (body, stop) = (self.body.clone(), self.stop.clone());
         let (key, peer) = (self.key.clone(), self.peer);
         self.scope
@@ -150,7 +150,7 @@ impl NativeRequest {
     /// Queue a body chunk; completes `id` when the exchange took it, so a
     /// slow server slows the producer.
     #[napi(catch_unwind)]
-    pub fn write(&self, id: u32, chunk: Buffer) -> napi::Result<(), Code> {
+    pub fn write(&self, id: f64, chunk: Buffer) -> napi::Result<(), Code> {
         let sender = self.body.lock().ok().and_then(|s| s.clone());
         let chunk = chunk.to_vec();
         self.scope
@@ -193,14 +193,14 @@ struct Waiting(Arc<Scope>);
 impl Waiting {
     /// Count one more; true when it is the only one.
     fn start(scope: &Arc<Scope>) -> (Waiting, bool) {
-        let before = scope.requests_waiting.fetch_add(1, Ordering::Relaxed);
+        let before = scope.env.requests_waiting.fetch_add(1, Ordering::Relaxed);
         (Waiting(scope.clone()), before == 0)
     }
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        self.0.requests_waiting.fetch_sub(1, Ordering::Relaxed);
+        self.0.env.requests_waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -234,7 +234,7 @@ impl NativePool {
     #[napi(catch_unwind)]
     pub fn request(
         &self,
-        id: u32,
+        id: f64,
         target: &NativeTarget,
         method: String,
         headers: Option<Vec<String>>,
@@ -266,7 +266,7 @@ impl NativePool {
                 let (tx, rx) = mpsc::channel(1);
                 (RequestBody::Stream(rx), Some(tx))
             }
-            (Some(b), false) => (RequestBody::Bytes(b.to_vec()), None),
+            (Some(b), false) => (RequestBody::Bytes(b.to_vec().into()), None),
             (None, false) => (RequestBody::Empty, None),
         };
         let handle = (streamed || cancellable).then(|| {

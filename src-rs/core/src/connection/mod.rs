@@ -11,6 +11,7 @@ mod read_buffer;
 mod socket;
 mod watcher;
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -272,6 +273,15 @@ impl ReadSide<'_> {
             self.io.mark_broken();
         }
         result
+    }
+
+    /// `fill` without waiting: `None` when nothing can be read right now.
+    pub fn fill_now(&mut self, want: usize) -> Option<io::Result<usize>> {
+        let mut cx = Context::from_waker(Waker::noop());
+        match std::pin::pin!(self.fill(want)).poll(&mut cx) {
+            Poll::Ready(result) => Some(result),
+            Poll::Pending => None,
+        }
     }
 
     /// The next chunk of bytes, or `None` at EOF.

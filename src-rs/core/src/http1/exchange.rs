@@ -1,18 +1,28 @@
 //! One HTTP/1.1 request/response over a pooled connection.
 //!
 //! - The response is read while the request is sent (RFC 9112 §9.3): a final
-//!   response that arrives during an upload stops the upload, is handed
-//!   over, and the connection is not reused.
+//!   response that arrives during an upload is handed over at once. An
+//!   error (4xx, 5xx) stops the upload and the connection is not reused;
+//!   any other status lets the upload go on beside the response (echo
+//!   servers, streaming APIs), and the connection goes back to the pool
+//!   once both are done.
 //! - The keep-alive race: a request that fails on a reused connection
 //!   before any response byte arrived is retried once on a fresh one when
 //!   it is idempotent and its body can be sent again.
-//! - Small bodies are read eagerly, so the connection is back in the pool
-//!   before the caller looks at the response.
+//! - Small bodies that have already arrived come with the head, so the
+//!   connection is back in the pool before the caller looks at the
+//!   response; the head never waits for body bytes.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::connection::{OpenTimes, ReadSide, WriteSide};
+use bytes::Bytes;
+use tokio::task::JoinHandle;
+
+use crate::connection::{Duplex, OpenTimes, ReadSide, WriteSide};
 use crate::error::{Error, Result};
 use crate::http1::body::BodyDecoder;
 use crate::http1::request::{is_idempotent_method, BodyFraming, RequestBody, RequestHead};
@@ -21,8 +31,9 @@ use crate::key::Key;
 use crate::pool::{cancel, AcquireOptions, Cancel, Poolable};
 use crate::{Pool, Pooled};
 
-/// Bodies this small (with a known length) are read before the response is
-/// returned, so the connection is back in the pool before the caller looks.
+/// Bodies this small (with a known length) are read with the head as far
+/// as they have arrived (the socket is read without waiting), so the
+/// connection is back in the pool before the caller looks.
 pub const EAGER_BODY_LIMIT: u64 = 64 * 1024;
 
 /// Bytes asked of the socket per read while streaming a body.
@@ -121,6 +132,8 @@ struct BodyStream {
     decoder: BodyDecoder,
     /// The head and framing allow reuse once the body has ended.
     reusable: bool,
+    /// The rest of the request body, still going out after an early answer.
+    upload: Option<JoinHandle<Result<()>>>,
 }
 
 /// Why an exchange failed, and the peer it failed at when a connection
@@ -166,11 +179,14 @@ impl From<std::io::Error> for Failure {
 /// it, so that one write sends both).
 pub struct Prepared {
     head: RequestHead,
-    wire: Vec<u8>,
-    /// Whatever was not joined to `wire`.
+    wire: Bytes,
+    /// Whatever was not joined to `wire`; a stream body is taken by the
+    /// attempt that sends it.
     body: RequestBody,
     framing: BodyFraming,
     idempotent: bool,
+    /// The body can be sent again (not a stream).
+    replayable: bool,
 }
 
 impl Prepared {
@@ -188,6 +204,7 @@ impl Prepared {
                 .iter()
                 .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"));
         let mut wire = head.encode(key, framing);
+        let replayable = body.is_replayable();
         let body = match body {
             RequestBody::Bytes(bytes) if bytes.len() <= JOIN_BODY_LIMIT => {
                 wire.extend_from_slice(&bytes);
@@ -197,16 +214,26 @@ impl Prepared {
         };
         Ok(Prepared {
             head,
-            wire,
+            wire: Bytes::from(wire),
             body,
             framing,
             idempotent,
+            replayable,
         })
     }
 
     /// Whether a failure on a stale connection may be retried.
     fn retryable(&self) -> bool {
-        self.idempotent && self.body.is_replayable()
+        self.idempotent && self.replayable
+    }
+
+    /// The body for one attempt: bytes are shared, a stream is handed over.
+    fn body_for_attempt(&mut self) -> RequestBody {
+        match &mut self.body {
+            RequestBody::Empty => RequestBody::Empty,
+            RequestBody::Bytes(bytes) => RequestBody::Bytes(bytes.clone()),
+            stream @ RequestBody::Stream(_) => std::mem::replace(stream, RequestBody::Empty),
+        }
     }
 }
 
@@ -287,6 +314,7 @@ pub async fn send_prepared(
                 head,
                 framing,
                 reusable,
+                upload,
             }) => {
                 let reusable = reusable && !prepared.head.close;
                 let timings = started.zip(acquired).map(|(start, acquired)| {
@@ -302,8 +330,7 @@ pub async fn send_prepared(
                         retried: fresh,
                     }
                 });
-                let mut response = finish(pooled, head, framing, reusable, reused, opts)
-                    .await
+                let mut response = finish(pooled, head, framing, reusable, upload, reused, opts)
                     .map_err(failed_at)?;
                 response.timings = timings;
                 return Ok(response);
@@ -337,7 +364,13 @@ struct Answer {
     head: ResponseHead,
     framing: Framing,
     reusable: bool,
+    /// The rest of the request body, still being sent after an early answer.
+    upload: Option<JoinHandle<Result<()>>>,
 }
+
+/// The request going out, as a task of its own once an early answer lets it
+/// outlive the attempt.
+type Sending = Pin<Box<dyn Future<Output = std::result::Result<(), Failure>> + Send>>;
 
 /// Send the request while reading the response head.
 async fn attempt(
@@ -349,24 +382,30 @@ async fn attempt(
     let conn = pooled.connection();
     let io = conn.io().clone();
     let mut reader = io.read_side().await;
-    let mut writer = io.write_side().await;
-    let max_head = opts.max_header_size;
-    let wire = &prepared.wire[written..];
-    let framing = prepared.framing;
-    let body = &mut prepared.body;
-    let read = read_head(&mut reader, &prepared.head.method, max_head);
+    let mut send: Sending = Box::pin(send_request(
+        io.clone(),
+        prepared.wire.slice(written..),
+        prepared.body_for_attempt(),
+        prepared.framing,
+        opts.body_timeout,
+    ));
+    let read = read_head(&mut reader, &prepared.head.method, opts.max_header_size);
     tokio::pin!(read);
-    let send = send_request(&mut writer, wire, body, framing, opts.body_timeout);
     let sent = tokio::select! {
         // The send first: a response already waiting when the request goes
         // out in full (a request written ahead by `start_now`) is not early.
         biased;
-        sent = send => sent,
-        // A final response before the request is fully sent: stop sending;
-        // the connection cannot be reused (the server may not read the rest).
+        sent = &mut send => sent,
+        // A final response before the request is fully sent: an error
+        // stops the upload (the server may not read the rest, so the
+        // connection cannot be reused); any other status lets it go on.
         answer = &mut read => {
             let mut answer = answer?;
-            answer.reusable = false;
+            if answer.head.status >= 400 {
+                answer.reusable = false;
+            } else {
+                answer.upload = Some(tokio::spawn(async move { send.await.map_err(|f| f.error) }));
+            }
             return Ok(answer);
         }
     };
@@ -409,21 +448,22 @@ async fn attempt(
 
 /// Write the head and the body; no piece may take longer than `stall`.
 async fn send_request(
-    writer: &mut WriteSide<'_>,
-    wire: &[u8],
-    body: &mut RequestBody,
+    io: Arc<Duplex>,
+    wire: Bytes,
+    mut body: RequestBody,
     framing: BodyFraming,
     stall: Duration,
 ) -> std::result::Result<(), Failure> {
-    let mut out = Upload { writer, stall };
-    match body {
-        RequestBody::Empty => out.write(wire).await?,
-        RequestBody::Bytes(bytes) => {
-            out.write(wire).await?;
-            out.write(bytes).await?;
-        }
+    let mut writer = io.write_side().await;
+    let mut out = Upload {
+        writer: &mut writer,
+        stall,
+    };
+    out.write(&wire).await?;
+    match &mut body {
+        RequestBody::Empty => {}
+        RequestBody::Bytes(bytes) => out.write(bytes).await?,
         RequestBody::Stream(chunks) => {
-            out.write(wire).await?;
             let mut sent: u64 = 0;
             while let Some(chunk) = chunks.recv().await {
                 if chunk.is_empty() {
@@ -516,12 +556,20 @@ async fn read_head(
                 if head.is_interim() {
                     continue;
                 }
+                if head.status == 101 {
+                    let error = Error::HttpParse(
+                        "the server switched protocols (101) but the request asked for no upgrade"
+                            .into(),
+                    );
+                    return Err(answered(error));
+                }
                 let (framing, reusable) = head.framing(method).map_err(answered)?;
                 let reusable = reusable && head.allows_keep_alive();
                 return Ok(Answer {
                     head,
                     framing,
                     reusable,
+                    upload: None,
                 });
             }
             Ok(None) => {
@@ -550,51 +598,44 @@ async fn read_head(
     }
 }
 
-/// Build the response: small bodies are completed now and the connection
-/// released; larger ones stream on demand.
-async fn finish(
+/// Build the response with the part of the body already in hand: all of
+/// a small body that has arrived (its connection is then released), what
+/// is buffered of any other. Never waits for body bytes.
+fn finish(
     pooled: Pooled,
     head: ResponseHead,
     framing: Framing,
     reusable: bool,
+    upload: Option<JoinHandle<Result<()>>>,
     reused: bool,
     opts: &RequestOptions,
 ) -> Result<Response> {
     let connection_id = pooled.id();
     let key = pooled.key().clone();
     let peer = pooled.connection_ref().remote_addr();
-    let mut body = ResponseBody {
-        ready: None,
-        stream: Some(BodyStream {
-            pooled,
-            decoder: BodyDecoder::new(framing),
-            reusable,
-        }),
-        trailers: Vec::new(),
-        body_timeout: opts.body_timeout,
-        cancel: opts.cancel.clone(),
+    let mut stream = BodyStream {
+        pooled,
+        decoder: BodyDecoder::new(framing),
+        reusable,
+        upload,
     };
     let eager = matches!(framing, Framing::None)
         || matches!(framing, Framing::Length(n) if n <= EAGER_BODY_LIMIT);
     let mut collected = Vec::new();
-    loop {
-        // Streamed bodies stop at what already arrived: the head must not
-        // wait for body bytes (think server-sent events).
-        if !eager
-            && body
-                .stream
-                .as_mut()
-                .is_some_and(BodyStream::has_nothing_buffered)
-        {
-            break;
-        }
-        match body.next_chunk().await? {
-            Some(chunk) if collected.is_empty() => collected = chunk,
-            Some(chunk) => collected.extend_from_slice(&chunk),
-            None => break,
-        }
+    let complete = stream.read_arrived(&mut collected, eager)?;
+    let mut body = ResponseBody {
+        ready: Some(collected),
+        stream: None,
+        trailers: Vec::new(),
+        body_timeout: opts.body_timeout,
+        cancel: opts.cancel.clone(),
+    };
+    if complete {
+        body.trailers = stream.decoder.trailers().to_vec();
+        stream.end();
+    } else {
+        body.stream = Some(stream);
     }
-    body.ready = Some(collected);
     Ok(Response {
         head,
         reused,
@@ -607,16 +648,36 @@ async fn finish(
 }
 
 impl BodyStream {
-    fn has_nothing_buffered(&mut self) -> bool {
-        self.pooled
-            .connection()
-            .io()
-            .try_read_side()
-            .is_some_and(|r| r.buffered().is_empty())
+    /// Decode what has arrived into `out` without waiting: what is
+    /// buffered and, with `read_more`, what the socket holds right now.
+    /// True once the body is complete.
+    fn read_arrived(&mut self, out: &mut Vec<u8>, read_more: bool) -> Result<bool> {
+        let io = self.pooled.connection().io().clone();
+        let Some(mut reader) = io.try_read_side() else {
+            return Ok(false);
+        };
+        loop {
+            if !reader.buffered().is_empty() {
+                let used = self.decoder.decode(reader.buffered(), out)?;
+                reader.consume(used);
+            }
+            if self.decoder.is_done() {
+                return Ok(true);
+            }
+            if !read_more {
+                return Ok(false);
+            }
+            match reader.fill_now(BODY_READ_SIZE) {
+                None => return Ok(false),
+                Some(Ok(0)) => self.decoder.on_eof()?,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+            }
+        }
     }
 
     /// Give the connection back if the body ended cleanly with nothing
-    /// unexpected behind it.
+    /// unexpected behind it, once the request body is out too.
     fn end(mut self) {
         let clean = self.decoder.is_done()
             && self.reusable
@@ -629,8 +690,34 @@ impl BodyStream {
                 .is_some_and(|r| r.buffered().is_empty());
         // The exchange just read up to the end of the framing: no need to
         // peek at the socket again before parking.
-        self.pooled.release_after_exchange(clean);
+        let Some(mut upload) = self.upload.take() else {
+            self.pooled.release_after_exchange(clean);
+            return;
+        };
+        if upload.is_finished() {
+            let sent = poll_finished(&mut upload);
+            self.pooled.release_after_exchange(clean && sent);
+            return;
+        }
+        tokio::spawn(async move {
+            let sent = matches!(upload.await, Ok(Ok(())));
+            self.pooled.release_after_exchange(clean && sent);
+        });
     }
+
+    /// Close the connection: the exchange was interrupted.
+    fn abandon(mut self) {
+        if let Some(upload) = self.upload.take() {
+            upload.abort();
+        }
+        self.pooled.release(false);
+    }
+}
+
+/// Whether a finished upload sent everything.
+fn poll_finished(upload: &mut JoinHandle<Result<()>>) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    matches!(Pin::new(upload).poll(&mut cx), Poll::Ready(Ok(Ok(()))))
 }
 
 impl ResponseBody {
@@ -676,7 +763,7 @@ impl ResponseBody {
         if result.is_err() {
             // Its position in the stream is unknown: close the connection.
             if let Some(stream) = self.stream.take() {
-                stream.pooled.release(false);
+                stream.abandon();
             }
         }
         result
@@ -717,7 +804,7 @@ impl Drop for ResponseBody {
     /// (its unread bytes would desynchronise the next exchange).
     fn drop(&mut self) {
         if let Some(stream) = self.stream.take() {
-            stream.pooled.release(false);
+            stream.abandon();
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Request validation and encoding: nothing with CR, LF or NUL ever reaches
 //! the wire, and pconn alone decides the framing headers.
 
+use bytes::Bytes;
+
 use crate::error::{Error, Result};
 use crate::key::Key;
 
@@ -10,7 +12,7 @@ use super::response::decimal;
 pub enum RequestBody {
     Empty,
     /// Sent with `Content-Length`; can be resent on a retry.
-    Bytes(Vec<u8>),
+    Bytes(Bytes),
     /// Sent chunk by chunk as they come (chunked, or with the user's
     /// `Content-Length`); the receiver's end ends the body.
     Stream(tokio::sync::mpsc::Receiver<Vec<u8>>),
@@ -92,6 +94,12 @@ impl RequestHead {
             }
             if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
                 return Err(invalid("header value", value));
+            }
+            if value.chars().any(|c| u32::from(c) > 0xff) {
+                return Err(Error::InvalidArgument(format!(
+                    "invalid header value for {name:?}: characters above U+00FF cannot be sent \
+                     (header values are Latin-1, as in node:http); percent-encode them"
+                )));
             }
             if name.eq_ignore_ascii_case("transfer-encoding") {
                 return Err(Error::InvalidArgument(
@@ -179,7 +187,7 @@ impl RequestHead {
             }
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
+            push_latin1(&mut out, value);
             out.extend_from_slice(b"\r\n");
         }
         match framing {
@@ -196,6 +204,16 @@ impl RequestHead {
     }
 }
 
+/// A header value as node:http sends it: one byte per character (every
+/// character was checked to be at most U+00FF).
+fn push_latin1(out: &mut Vec<u8>, value: &str) {
+    if value.is_ascii() {
+        out.extend_from_slice(value.as_bytes());
+    } else {
+        out.extend(value.chars().map(|c| u32::from(c) as u8));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,7 +225,7 @@ mod tests {
     #[test]
     fn encodes_host_and_content_length() {
         let head = RequestHead::new("POST", "/x?y=1", vec![("x-a".into(), "1".into())]).unwrap();
-        let body = RequestBody::Bytes(b"hi".to_vec());
+        let body = RequestBody::Bytes(Bytes::from_static(b"hi"));
         let wire = head.encode(&key(), head.framing(&body).unwrap());
         assert_eq!(
             String::from_utf8(wire).unwrap(),
@@ -245,10 +263,10 @@ mod tests {
             RequestHead::new("POST", "/", vec![("Content-Length".into(), "3".into())]).unwrap();
         let framing = |b| head.framing(&b);
         assert_eq!(
-            framing(RequestBody::Bytes(b"abc".to_vec())).unwrap(),
+            framing(RequestBody::Bytes(Bytes::from_static(b"abc"))).unwrap(),
             BodyFraming::Length(3)
         );
-        assert!(framing(RequestBody::Bytes(b"ab".to_vec())).is_err());
+        assert!(framing(RequestBody::Bytes(Bytes::from_static(b"ab"))).is_err());
         let (_, rx) = tokio::sync::mpsc::channel(1);
         assert_eq!(
             framing(RequestBody::Stream(rx)).unwrap(),
@@ -261,6 +279,21 @@ mod tests {
             BodyFraming::Chunked
         );
         assert_eq!(get.framing(&RequestBody::Empty).unwrap(), BodyFraming::None);
+    }
+
+    #[test]
+    fn header_values_go_out_as_latin1_and_wider_characters_are_refused() {
+        let head = RequestHead::new("GET", "/", vec![("x-a".into(), "caf\u{e9}".into())]).unwrap();
+        let wire = head.encode(&key(), BodyFraming::None);
+        assert!(wire.ends_with(b"x-a: caf\xe9\r\n\r\n"));
+        for wide in ["\u{100}", "\u{20ac}", "\u{1f600}"] {
+            let r = RequestHead::new("GET", "/", vec![("x-a".into(), wide.into())]);
+            assert_eq!(
+                r.err().map(|e| e.code()),
+                Some("ERR_INVALID_ARG_VALUE"),
+                "{wide:?}"
+            );
+        }
     }
 
     #[test]
