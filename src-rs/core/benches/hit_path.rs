@@ -8,7 +8,7 @@
 //! connection is retried on a fresh one.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use pconn_core::{AcquireOptions, Acquiring, Key, Pool, PoolConfig};
+use pconn_core::{AcquireOptions, Acquiring, Client, Key, PoolConfig, PoolLimits};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 
@@ -40,10 +40,13 @@ fn hit_path(c: &mut Criterion) {
     let keys = listeners(&rt, 1000);
     // Long idle timeout: the 1,000 parked connections must outlive the whole run.
     let config = PoolConfig {
-        idle_timeout: std::time::Duration::from_secs(3600),
+        limits: PoolLimits {
+            idle_timeout: std::time::Duration::from_secs(3600),
+            ..PoolLimits::default()
+        },
         ..PoolConfig::default()
     };
-    let pool = Pool::build(config, rt.handle()).expect("pool");
+    let pool = Client::new(config, rt.handle()).expect("pool");
     let exact = AcquireOptions::default();
     rt.block_on(async {
         for key in &keys {

@@ -240,7 +240,7 @@ impl std::error::Error for Error {}
 
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
-        crate::connector::tls_failure(&e).unwrap_or(Error::Io(e))
+        Error::Io(e)
     }
 }
 

@@ -10,7 +10,7 @@
 //! pconn-core --test fuzz_parsers` (see RELIABILITY.md).
 
 use pconn_core::http1::{parse_head, BodyDecoder, Framing, MAX_HEAD_BYTES};
-use pconn_core::proxy::parse_connect_answer;
+use pconn_core::transport::parse_connect_answer;
 use proptest::prelude::*;
 
 fn config() -> ProptestConfig {

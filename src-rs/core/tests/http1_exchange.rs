@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pconn_core::http1::{self, Prepared, RequestBody, RequestHead, RequestOptions};
-use pconn_core::{AcquireOptions, Key, Pool, PoolConfig};
+use pconn_core::{AcquireOptions, Client, Key, PoolConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -52,7 +52,7 @@ fn get(key: &Key) -> Prepared {
 #[tokio::test]
 async fn a_response_waiting_after_a_request_written_ahead_keeps_the_connection() {
     let (key, accepted) = quick_server().await;
-    let pool = Pool::build(PoolConfig::default(), &tokio::runtime::Handle::current()).unwrap();
+    let pool = Client::new(PoolConfig::default(), &tokio::runtime::Handle::current()).unwrap();
     pool.acquire(&key, &AcquireOptions::default())
         .await
         .unwrap()

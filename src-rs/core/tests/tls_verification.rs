@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::pool;
-use pconn_core::{AcquireOptions, Key, PoolConfig, Scheme, TlsOptions};
+use pconn_core::{AcquireOptions, ConnectOptions, Key, PoolConfig, Scheme, TlsOptions};
 use rcgen::{CertificateParams, CertifiedIssuer, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -107,15 +107,22 @@ async fn serve(cert_der: Vec<u8>, key_der: Vec<u8>) -> u16 {
     port
 }
 
-fn with_ca(ca_pem: &str) -> PoolConfig {
+fn with_tls(tls: TlsOptions) -> PoolConfig {
     PoolConfig {
-        tls: TlsOptions {
-            ca: pconn_core::Trust::Pem(ca_pem.as_bytes().to_vec()),
-            reject_unauthorized: true,
-            ..TlsOptions::default()
+        connect: ConnectOptions {
+            tls,
+            ..ConnectOptions::default()
         },
         ..PoolConfig::default()
     }
+}
+
+fn with_ca(ca_pem: &str) -> PoolConfig {
+    with_tls(TlsOptions {
+        ca: pconn_core::Trust::Pem(ca_pem.as_bytes().to_vec()),
+        reject_unauthorized: true,
+        ..TlsOptions::default()
+    })
 }
 
 #[tokio::test]
@@ -201,13 +208,10 @@ async fn wrong_hostname_is_refused_with_a_reason() {
 #[tokio::test]
 async fn reject_unauthorized_false_skips_verification() {
     let server = tls_server(&["other.test"]).await;
-    let config = PoolConfig {
-        tls: TlsOptions {
-            reject_unauthorized: false,
-            ..TlsOptions::default()
-        },
-        ..PoolConfig::default()
-    };
+    let config = with_tls(TlsOptions {
+        reject_unauthorized: false,
+        ..TlsOptions::default()
+    });
     let pool = pool(config);
     let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
     pool.acquire(&key, &AcquireOptions::default())

@@ -25,7 +25,7 @@ use napi::bindgen_prelude::Function;
 use napi::{sys, Env, JsValue};
 use napi_derive::napi;
 use pconn_core::http1::Response;
-use pconn_core::{Connection, Error, Grant, Key, Pooled};
+use pconn_core::{Error, Grant, Key, Pooled};
 
 use crate::batch;
 use crate::runtime::panic_message;
@@ -136,14 +136,14 @@ impl Bridge {
 
     /// Hand a pool's grant for acquire `id` of `key` to JavaScript (a
     /// connection or a failure); gives it back when the environment is
-    /// gone. Called under the pool lock, in grant order, so acquires see
+    /// gone. Called after the pool's lock is released, in grant order, so acquires see
     /// hand-overs in order.
     pub(crate) fn deliver(
         self: &Arc<Self>,
         id: OpId,
         key: &Key,
-        grant: Grant<Connection>,
-    ) -> Result<(), Grant<Connection>> {
+        grant: Grant,
+    ) -> Result<(), Grant> {
         let Some(mut queue) = self.open_queue() else {
             return Err(grant);
         };

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
-use pconn_core::connection::Duplex;
+use pconn_core::transport::Duplex;
 use pconn_core::{Cancel, Error, Key, Pooled};
 
 use crate::bridge::{Failure, OpId, Outcome};
@@ -127,7 +127,7 @@ impl Loan {
             let written = tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => Err(Error::AlreadyReleased),
-                r = io.write_all(&bytes) => r.map_err(Error::from),
+                r = io.write_all(&bytes) => r,
             };
             let outcome = match written {
                 Ok(()) => Outcome::Done,
@@ -230,7 +230,7 @@ impl NativeConnection {
                     Ok((taken, _)) => rest = &data[taken..],
                     Err(e) => {
                         // Reported as the queued path reports it, naming the peer.
-                        let failed = Failure::on(&loan.key, loan.remote, e.into());
+                        let failed = Failure::on(&loan.key, loan.remote, e);
                         loan.scope.complete(id, Outcome::Failed(failed));
                         return Ok(false);
                     }
@@ -270,7 +270,7 @@ impl NativeConnection {
                 let read = tokio::select! {
                     biased;
                     _ = loan.stop.cancelled() => Err(Error::AlreadyReleased),
-                    r = io.read_chunk() => r.map_err(Error::from),
+                    r = io.read_chunk() => r,
                 };
                 loan.reading.fetch_sub(1, Ordering::SeqCst);
                 match read {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use napi::bindgen_prelude::Buffer;
 
 use napi_derive::napi;
-use pconn_core::proxy::ProxyPolicy;
-use pconn_core::{PoolConfig, Scheduling, TlsOptions, Trust};
+use pconn_core::transport::ProxyPolicy;
+use pconn_core::{ConnectOptions, PoolConfig, PoolLimits, Scheduling, TlsOptions, Trust};
 
 #[napi(object)]
 pub struct NativeTlsOptions {
@@ -66,42 +66,46 @@ impl TryFrom<NativePoolOptions> for PoolConfig {
             Some(url) => Some(ProxyPolicy::fixed(url)?),
         };
         Ok(PoolConfig {
-            max_idle_per_host: o.max_idle_per_host as usize,
-            max_connections_per_host: o.max_connections_per_host.map(|v| v as usize),
-            max_connections: o.max_connections.map(|v| v as usize),
-            max_pending: o.max_pending.map(|v| v as usize),
-            idle_timeout: ms(o.idle_timeout_ms),
-            max_lifetime: ms(o.max_lifetime_ms),
-            max_uses: o.max_uses.max(0.0) as u64,
-            scheduling: if o.fifo {
-                Scheduling::Fifo
-            } else {
-                Scheduling::Lifo
+            limits: PoolLimits {
+                max_idle_per_host: o.max_idle_per_host as usize,
+                max_connections_per_host: o.max_connections_per_host.map(|v| v as usize),
+                max_connections: o.max_connections.map(|v| v as usize),
+                max_pending: o.max_pending.map(|v| v as usize),
+                idle_timeout: ms(o.idle_timeout_ms),
+                max_lifetime: ms(o.max_lifetime_ms),
+                max_uses: o.max_uses.max(0.0) as u64,
+                scheduling: if o.fifo {
+                    Scheduling::Fifo
+                } else {
+                    Scheduling::Lifo
+                },
+                acquire_timeout: ms(o.acquire_timeout_ms),
             },
-            connect_timeout: ms(o.connect_timeout_ms),
-            acquire_timeout: ms(o.acquire_timeout_ms),
-            dns_cache: ms(o.dns_cache_ms),
-            no_delay: o.no_delay,
-            keep_alive_initial_delay: ms(o.keep_alive_initial_delay_ms),
+            connect: ConnectOptions {
+                connect_timeout: ms(o.connect_timeout_ms),
+                dns_cache: ms(o.dns_cache_ms),
+                no_delay: o.no_delay,
+                keep_alive_initial_delay: ms(o.keep_alive_initial_delay_ms),
+                tls: TlsOptions {
+                    ca: match (o.tls.ca, o.tls.ca_system) {
+                        (Some(pem), _) => Trust::Pem(pem.to_vec()),
+                        (None, true) => Trust::System,
+                        (None, false) => Trust::Default,
+                    },
+                    cert_pem: o.tls.cert.map(|b| b.to_vec()),
+                    key_pem: o.tls.key.map(|b| b.to_vec()),
+                    reject_unauthorized: o.tls.reject_unauthorized,
+                    // Checked now, not at the first request it would fail.
+                    servername: o
+                        .tls
+                        .servername
+                        .map(|name| pconn_core::key::normalize_host(&name))
+                        .transpose()?,
+                    alpn: o.tls.alpn.into_iter().map(String::into_bytes).collect(),
+                },
+            },
             max_header_size: o.max_header_size as usize,
             proxy,
-            tls: TlsOptions {
-                ca: match (o.tls.ca, o.tls.ca_system) {
-                    (Some(pem), _) => Trust::Pem(pem.to_vec()),
-                    (None, true) => Trust::System,
-                    (None, false) => Trust::Default,
-                },
-                cert_pem: o.tls.cert.map(|b| b.to_vec()),
-                key_pem: o.tls.key.map(|b| b.to_vec()),
-                reject_unauthorized: o.tls.reject_unauthorized,
-                // Checked now, not at the first request it would fail.
-                servername: o
-                    .tls
-                    .servername
-                    .map(|name| pconn_core::key::normalize_host(&name))
-                    .transpose()?,
-                alpn: o.tls.alpn.into_iter().map(String::into_bytes).collect(),
-            },
         })
     }
 }
@@ -113,31 +117,36 @@ fn limit(v: Option<usize>) -> Option<u32> {
 /// The defaults of every pool option (limits absent: no limit).
 #[napi]
 pub fn default_pool_options() -> NativePoolOptions {
-    let d = PoolConfig::default();
+    let PoolConfig {
+        limits: l,
+        connect: c,
+        max_header_size,
+        ..
+    } = PoolConfig::default();
     NativePoolOptions {
-        max_idle_per_host: u32::try_from(d.max_idle_per_host).unwrap_or(u32::MAX),
-        max_connections_per_host: limit(d.max_connections_per_host),
-        max_connections: limit(d.max_connections),
-        max_pending: limit(d.max_pending),
-        idle_timeout_ms: d.idle_timeout.as_millis() as f64,
-        max_lifetime_ms: d.max_lifetime.as_millis() as f64,
-        max_uses: d.max_uses as f64,
-        fifo: d.scheduling == Scheduling::Fifo,
-        connect_timeout_ms: d.connect_timeout.as_millis() as f64,
-        acquire_timeout_ms: d.acquire_timeout.as_millis() as f64,
-        dns_cache_ms: d.dns_cache.as_millis() as f64,
-        no_delay: d.no_delay,
-        keep_alive_initial_delay_ms: d.keep_alive_initial_delay.as_millis() as f64,
-        max_header_size: u32::try_from(d.max_header_size).unwrap_or(u32::MAX),
+        max_idle_per_host: u32::try_from(l.max_idle_per_host).unwrap_or(u32::MAX),
+        max_connections_per_host: limit(l.max_connections_per_host),
+        max_connections: limit(l.max_connections),
+        max_pending: limit(l.max_pending),
+        idle_timeout_ms: l.idle_timeout.as_millis() as f64,
+        max_lifetime_ms: l.max_lifetime.as_millis() as f64,
+        max_uses: l.max_uses as f64,
+        fifo: l.scheduling == Scheduling::Fifo,
+        connect_timeout_ms: c.connect_timeout.as_millis() as f64,
+        acquire_timeout_ms: l.acquire_timeout.as_millis() as f64,
+        dns_cache_ms: c.dns_cache.as_millis() as f64,
+        no_delay: c.no_delay,
+        keep_alive_initial_delay_ms: c.keep_alive_initial_delay.as_millis() as f64,
+        max_header_size: u32::try_from(max_header_size).unwrap_or(u32::MAX),
         proxy: None,
         proxy_env: None,
         tls: NativeTlsOptions {
             ca: None,
-            ca_system: d.tls.ca == Trust::System,
+            ca_system: c.tls.ca == Trust::System,
             cert: None,
             key: None,
-            reject_unauthorized: d.tls.reject_unauthorized,
-            servername: d.tls.servername,
+            reject_unauthorized: c.tls.reject_unauthorized,
+            servername: c.tls.servername,
             alpn: Vec::new(),
         },
     }

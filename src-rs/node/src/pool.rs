@@ -5,8 +5,10 @@ use std::sync::Arc;
 use napi::Env;
 use napi_derive::napi;
 use pconn_core::pool::cancel::{after, fired};
-use pconn_core::pool::{AcquireOptions, Acquiring, ConnectSlot, Grant, Queued};
-use pconn_core::{Cancel, Connection, Error, Key, Pool, PoolConfig, Scheme};
+use pconn_core::pool::AcquireOptions;
+use pconn_core::{
+    Acquiring, Cancel, Client, ConnectSlot, Error, Grant, Key, PoolConfig, Queued, Scheme,
+};
 
 use crate::bridge::{Failure, Fault, OpId, Outcome};
 use crate::connection::NativeConnection;
@@ -56,7 +58,7 @@ impl NativeCancel {
 /// A handle on a pool: its own, or one shared by name with other threads.
 #[napi]
 pub struct NativePool {
-    pub(crate) pool: Pool,
+    pub(crate) pool: Client,
     pub(crate) scope: Arc<Scope>,
 }
 
@@ -77,8 +79,8 @@ impl NativePool {
         let runtime = runtime::handle().map_err(internal)?;
         let config = PoolConfig::try_from(options).map_err(throw)?;
         let pool = match shared {
-            Some(name) => pconn_core::pool::shared(&name, config, runtime),
-            None => Pool::build(config, runtime),
+            Some(name) => Client::shared(&name, config, runtime),
+            None => Client::new(config, runtime),
         }
         .map_err(throw)?;
         let events = scope.clone();
@@ -159,7 +161,7 @@ impl NativePool {
         let deliver = {
             let (scope, served, cancel) = (self.scope.clone(), served.clone(), opts.cancel.clone());
             let key = key.key.clone();
-            move |grant: Grant<Connection>| {
+            move |grant: Grant| {
                 served.cancel();
                 match grant {
                     Grant::Permit(slot) => {
@@ -275,7 +277,7 @@ fn test_hooks_on() -> napi::Result<(), Code> {
 }
 
 /// Open a connection in a reserved slot and complete `id` with it.
-fn open(scope: &Arc<Scope>, id: OpId, slot: ConnectSlot<Connection>, cancel: Option<Arc<Cancel>>) {
+fn open(scope: &Arc<Scope>, id: OpId, slot: ConnectSlot, cancel: Option<Arc<Cancel>>) {
     let key = slot.key().clone();
     let spawned = scope.spawn(id, async move {
         let opened = tokio::select! {
@@ -300,7 +302,7 @@ fn open(scope: &Arc<Scope>, id: OpId, slot: ConnectSlot<Connection>, cancel: Opt
 fn watch(
     scope: &Arc<Scope>,
     id: OpId,
-    mut queued: Queued<Connection>,
+    mut queued: Queued,
     opts: AcquireOptions,
     served: Arc<Cancel>,
 ) {

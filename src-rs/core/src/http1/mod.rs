@@ -2,23 +2,20 @@
 //! small response crosses into JavaScript once.
 //!
 //! Organization:
-//! - `target`: a request URL as a pool key and a request target;
-//! - `request`: validation (no CR, LF or NUL anywhere) and encoding;
-//! - `response`: head parsing, framing and keep-alive rules;
-//! - `body`: Content-Length, chunked and close-delimited decoding;
-//! - `exchange`: the request/response flow, eager small bodies, retries.
+//! - `codec`: the bytes: request validation and encoding, response head
+//!   parsing with its framing and keep-alive rules, body decoding. Pure
+//!   functions over buffers, used by the client and by proxy tunnels;
+//! - `client`: one exchange over a pooled connection: start, send, read
+//!   the head, retry on a stale connection, stream the body back.
 
-mod body;
-mod exchange;
-mod request;
-mod response;
-mod target;
+pub mod client;
+pub mod codec;
 
-pub use body::BodyDecoder;
-pub use exchange::{
+pub use client::{
     send_prepared, start_now, ExchangeError, Prepared, RequestOptions, Response, ResponseBody,
-    Started, Timings, EAGER_BODY_LIMIT,
+    Started, Target, Timings, EAGER_BODY_LIMIT,
 };
-pub use request::{is_idempotent_method, BodyFraming, RequestBody, RequestHead};
-pub use response::{parse_head, Framing, ResponseHead, MAX_HEADERS, MAX_HEAD_BYTES};
-pub use target::Target;
+pub use codec::{
+    is_idempotent_method, parse_head, BodyDecoder, BodyFraming, Framing, RequestBody, RequestHead,
+    ResponseHead, MAX_HEADERS, MAX_HEAD_BYTES,
+};

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::error::{Error, Result};
+
 /// Cancels what holds it. Cancelling twice is harmless.
 #[derive(Debug, Default)]
 pub struct Cancel {
@@ -59,11 +61,11 @@ pub async fn after(timeout: Duration) {
 /// Run `work` unless `cancel` fires first (ABORT_ERR); `work` is dropped.
 pub(crate) async fn or_cancelled<T>(
     cancel: Option<&Cancel>,
-    work: impl std::future::Future<Output = crate::Result<T>>,
-) -> crate::Result<T> {
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
     tokio::select! {
         biased;
-        _ = fired(cancel) => Err(crate::Error::Aborted),
+        _ = fired(cancel) => Err(Error::Aborted),
         r = work => r,
     }
 }

@@ -7,38 +7,49 @@ use tokio::time::Instant;
 
 use super::entry::Entry;
 use super::handle::HandleState;
+use super::key::PoolKey;
 use super::poolable::{IdleCheck, IdleWatch, Poolable};
 use super::PoolInner;
 use crate::error::{Error, Result};
-use crate::key::Key;
 
-/// A connection on loan from a pool.
+/// A connection on loan from a pool: the connection itself, or, for a
+/// multiplexed one, a handle onto it (one stream).
 ///
 /// Give it back with [`Pooled::release`]. Dropping it without a release
 /// closes the connection (its state is unknown), except while it is still
 /// in transit to a waiter that went away: then it goes back intact.
-pub struct Pooled<C: Poolable> {
-    entry: Option<Entry<C>>,
-    id: u64,
-    key: Key,
-    pool: Arc<PoolInner<C>>,
+pub struct Pooled<K: PoolKey, C: Poolable> {
+    held: Held<K, C>,
+    pool: Arc<PoolInner<K, C>>,
     handle: Arc<HandleState>,
     reused: bool,
     in_transit: bool,
 }
 
-impl<C: Poolable> Pooled<C> {
+enum Held<K, C> {
+    /// The connection, taken off the pool while lent (`None` once given back).
+    Alone(Option<Entry<K, C>>),
+    /// A handle onto a multiplexed connection the pool keeps, and that
+    /// connection's bookkeeping as it was when the stream was lent.
+    Shared {
+        conn: Option<C>,
+        id: u64,
+        key: K,
+        uses: u64,
+        retire_at: Option<Instant>,
+    },
+}
+
+impl<K: PoolKey, C: Poolable> Pooled<K, C> {
     pub(crate) fn new(
-        entry: Entry<C>,
-        pool: Arc<PoolInner<C>>,
+        entry: Entry<K, C>,
+        pool: Arc<PoolInner<K, C>>,
         handle: Arc<HandleState>,
         reused: bool,
-    ) -> Pooled<C> {
+    ) -> Pooled<K, C> {
         handle.lend();
         Pooled {
-            id: entry.id,
-            key: entry.key.clone(),
-            entry: Some(entry),
+            held: Held::Alone(Some(entry)),
             pool,
             handle,
             reused,
@@ -46,44 +57,81 @@ impl<C: Poolable> Pooled<C> {
         }
     }
 
+    /// One stream of the multiplexed connection `of`.
+    pub(crate) fn stream(
+        conn: C,
+        of: &Entry<K, C>,
+        pool: Arc<PoolInner<K, C>>,
+        handle: Arc<HandleState>,
+        reused: bool,
+    ) -> Pooled<K, C> {
+        handle.lend();
+        Pooled {
+            held: Held::Shared {
+                conn: Some(conn),
+                id: of.id,
+                key: of.key.clone(),
+                uses: of.uses,
+                retire_at: of.retire_at,
+            },
+            pool,
+            handle,
+            reused,
+            in_transit: false,
+        }
+    }
+
+    /// The connection's bookkeeping.
+    fn facts(&self) -> (u64, &K, u64, Option<Instant>) {
+        match &self.held {
+            Held::Alone(Some(e)) => (e.id, &e.key, e.uses, e.retire_at),
+            Held::Shared {
+                id,
+                key,
+                uses,
+                retire_at,
+                ..
+            } => (*id, key, *uses, *retire_at),
+            Held::Alone(None) => gone(),
+        }
+    }
+
     /// A hand-over to a waiter: if the waiter is gone before it takes it,
     /// dropping it parks the connection again instead of closing it.
-    pub(crate) fn in_transit(mut self) -> Pooled<C> {
+    pub(crate) fn in_transit(mut self) -> Pooled<K, C> {
         self.in_transit = true;
         self
     }
 
     /// The waiter took it (a connection handed over through
     /// `Pool::begin_acquire_with` goes back intact until then).
-    pub fn received(mut self) -> Pooled<C> {
+    pub fn received(mut self) -> Pooled<K, C> {
         self.in_transit = false;
         self
     }
 
-    /// Undo a hand-over the waiter did not take (under the pool lock: no
-    /// Drop that would take it again). The loan ends in `Drop`.
-    pub(crate) fn reclaim(mut self) -> Option<Entry<C>> {
-        self.entry.take()
-    }
-
     /// Unique id of the connection (stable across loans).
     pub fn id(&self) -> u64 {
-        self.id
+        self.facts().0
     }
-    pub fn key(&self) -> &Key {
-        &self.key
+    pub fn key(&self) -> &K {
+        self.facts().1
     }
     /// Whether this connection served an earlier acquire.
     pub fn reused(&self) -> bool {
         self.reused
     }
-    /// Checkouts this connection has served, this one included.
+    /// Loans this connection has served, this one included.
     pub fn uses(&self) -> u64 {
-        self.entry.as_ref().map_or(0, |e| e.uses)
+        self.facts().2
     }
     /// When `maxLifetimeMs` retires this connection (none when unlimited).
     pub fn retire_at(&self) -> Option<Instant> {
-        self.entry.as_ref().and_then(|e| e.retire_at)
+        self.facts().3
+    }
+    /// Whether this is one stream of a multiplexed connection.
+    pub fn is_stream(&self) -> bool {
+        matches!(self.held, Held::Shared { .. })
     }
     /// The id of the pool this came from.
     pub fn pool_id(&self) -> u64 {
@@ -91,57 +139,74 @@ impl<C: Poolable> Pooled<C> {
     }
 
     pub fn connection(&mut self) -> &mut C {
-        match self.entry.as_mut() {
-            Some(entry) => &mut entry.conn,
-            None => gone(),
+        match &mut self.held {
+            Held::Alone(Some(entry)) => &mut entry.conn,
+            Held::Shared {
+                conn: Some(conn), ..
+            } => conn,
+            _ => gone(),
         }
     }
 
     pub fn connection_ref(&self) -> &C {
-        match self.entry.as_ref() {
-            Some(entry) => &entry.conn,
-            None => gone(),
+        match &self.held {
+            Held::Alone(Some(entry)) => &entry.conn,
+            Held::Shared {
+                conn: Some(conn), ..
+            } => conn,
+            _ => gone(),
         }
     }
 
     /// Give the connection back: park it, hand it to a waiter, or close it
-    /// (see `docs/ARCHITECTURE.md`, "Release").
+    /// (see `docs/ARCHITECTURE.md`, "Release"). A stream just ends.
     pub fn release(mut self, keep_alive_ok: bool) {
-        if let Some(entry) = self.entry.take() {
-            self.pool.put_back(entry, keep_alive_ok, true);
-        }
+        self.give_back(keep_alive_ok, true);
     }
 
     /// Release after a protocol exchange that read exactly up to the end of
     /// its message: no need to look at the socket for unread bytes.
     pub(crate) fn release_after_exchange(mut self, keep_alive_ok: bool) {
-        if let Some(entry) = self.entry.take() {
-            self.pool.put_back(entry, keep_alive_ok, false);
+        self.give_back(keep_alive_ok, false);
+    }
+
+    fn give_back(&mut self, keep_alive_ok: bool, probe: bool) {
+        match &mut self.held {
+            Held::Alone(entry) => {
+                if let Some(entry) = entry.take() {
+                    self.pool.put_back(entry, keep_alive_ok, probe);
+                }
+            }
+            Held::Shared { conn, id, key, .. } => {
+                if let Some(conn) = conn.take() {
+                    drop(conn);
+                    self.pool.end_stream(key, *id);
+                }
+            }
         }
     }
 }
 
-/// The entry is only taken by `release`, `reclaim` and `Drop`, which all
-/// consume the `Pooled`: no method can observe it missing.
+/// The connection is only taken by `give_back` (from `release` and
+/// `Drop`, which consume the `Pooled`): no method can observe it missing.
 fn gone() -> ! {
     unreachable!("a Pooled holds its connection until it is consumed")
 }
 
-impl<C: Poolable> Drop for Pooled<C> {
+impl<K: PoolKey, C: Poolable> Drop for Pooled<K, C> {
     fn drop(&mut self) {
-        if let Some(entry) = self.entry.take() {
-            self.pool.put_back(entry, self.in_transit, true);
-        }
+        self.give_back(self.in_transit, true);
         self.handle.give_back();
     }
 }
 
-impl<C: Poolable> std::fmt::Debug for Pooled<C> {
+impl<K: PoolKey, C: Poolable> std::fmt::Debug for Pooled<K, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pooled")
-            .field("id", &self.id)
-            .field("key", &self.key)
+            .field("id", &self.id())
+            .field("key", &self.key().to_string())
             .field("reused", &self.reused)
+            .field("stream", &self.is_stream())
             .finish()
     }
 }
@@ -149,15 +214,15 @@ impl<C: Poolable> std::fmt::Debug for Pooled<C> {
 /// Room for one more connection, reserved for an acquire that opens it.
 /// Dropped unused (the connect failed or was given up), it frees the room
 /// and the pool passes it on.
-pub struct ConnectSlot<C: Poolable> {
-    pool: Arc<PoolInner<C>>,
+pub struct ConnectSlot<K: PoolKey, C: Poolable> {
+    pool: Arc<PoolInner<K, C>>,
     handle: Arc<HandleState>,
-    key: Key,
+    key: K,
     armed: bool,
 }
 
-impl<C: Poolable> ConnectSlot<C> {
-    pub(crate) fn new(pool: Arc<PoolInner<C>>, handle: Arc<HandleState>, key: Key) -> Self {
+impl<K: PoolKey, C: Poolable> ConnectSlot<K, C> {
+    pub(crate) fn new(pool: Arc<PoolInner<K, C>>, handle: Arc<HandleState>, key: K) -> Self {
         ConnectSlot {
             pool,
             handle,
@@ -166,22 +231,17 @@ impl<C: Poolable> ConnectSlot<C> {
         }
     }
 
-    pub fn key(&self) -> &Key {
+    pub fn key(&self) -> &K {
         &self.key
-    }
-
-    /// Give up the room without the pool's lock (it is held).
-    pub(crate) fn disarm(mut self) {
-        self.armed = false;
     }
 
     /// Open the connection. Gives up with PCONN_POOL_CLOSED when the pool
     /// or the handle closes meanwhile.
-    pub async fn open(mut self) -> Result<Pooled<C>> {
+    pub async fn open(mut self) -> Result<Pooled<K, C>> {
         let pool = self.pool.clone();
         let id = super::next_connection_id();
-        let watch_target: Weak<dyn IdleCheck> = {
-            let weak: Weak<PoolInner<C>> = Arc::downgrade(&pool);
+        let watch_target: Weak<dyn IdleCheck<K>> = {
+            let weak: Weak<PoolInner<K, C>> = Arc::downgrade(&pool);
             weak
         };
         let watch = IdleWatch {
@@ -203,17 +263,14 @@ impl<C: Poolable> ConnectSlot<C> {
             retire_at: pool.retire_time(Instant::now()),
             conn,
         };
-        if !pool.opened(&self.key) {
-            // Closed meanwhile: the connection closes as it drops, and the
-            // slot's Drop frees the room.
-            return Err(Error::PoolClosed);
-        }
+        // The room is the connection's now (or, if the pool closed
+        // meanwhile, freed by `opened`).
         self.armed = false;
-        Ok(Pooled::new(entry, pool, self.handle.clone(), false))
+        pool.opened(entry, &self.handle)
     }
 }
 
-impl<C: Poolable> Drop for ConnectSlot<C> {
+impl<K: PoolKey, C: Poolable> Drop for ConnectSlot<K, C> {
     fn drop(&mut self) {
         if self.armed {
             self.pool.connect_failed(&self.key);
@@ -221,34 +278,21 @@ impl<C: Poolable> Drop for ConnectSlot<C> {
     }
 }
 
-impl<C: Poolable> std::fmt::Debug for ConnectSlot<C> {
+impl<K: PoolKey, C: Poolable> std::fmt::Debug for ConnectSlot<K, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnectSlot")
-            .field("key", &self.key)
+            .field("key", &self.key.to_string())
             .finish()
     }
 }
 
-/// What a waiting acquire receives.
-pub enum Grant<C: Poolable> {
-    /// A released connection, handed over directly.
-    Conn(Pooled<C>),
+/// What a waiting acquire receives. One that is not taken (the waiter is
+/// gone) goes back to the pool as it drops.
+pub enum Grant<K: PoolKey, C: Poolable> {
+    /// A released connection (or a stream of a multiplexed one).
+    Conn(Pooled<K, C>),
     /// Room to open a new connection.
-    Permit(ConnectSlot<C>),
+    Permit(ConnectSlot<K, C>),
     /// The wait ended without a connection (the pool closed).
     Failed(Error),
-}
-
-impl<C: Poolable> Grant<C> {
-    /// Undo a grant that could not be delivered, under the pool lock.
-    pub(crate) fn reclaim(self) -> Option<Entry<C>> {
-        match self {
-            Grant::Conn(p) => p.reclaim(),
-            Grant::Permit(slot) => {
-                slot.disarm();
-                None
-            }
-            Grant::Failed(_) => None,
-        }
-    }
 }

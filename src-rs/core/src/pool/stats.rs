@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::key::{Key, KeyMap};
+use super::key::{KeyMap, PoolKey};
+use super::poolable::Poolable;
+use super::PoolInner;
 
 /// Why a connection was closed (the keys of `closedBy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,11 +87,18 @@ pub struct Counters {
 /// Gauges and totals for one key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostStats {
+    /// Open connections (idle + active); connecting ones are counted apart.
     pub connections: usize,
+    /// Parked, or multiplexed with no stream.
     pub idle: usize,
+    /// Lent out, or multiplexed with streams.
     pub active: usize,
     pub connecting: usize,
     pub pending: usize,
+    /// Of the open connections, the multiplexed ones (HTTP/2).
+    pub multiplexed: usize,
+    /// Loans of multiplexed connections in progress.
+    pub streams: usize,
     pub counters: Counters,
 }
 
@@ -102,34 +111,89 @@ pub struct PoolStats {
     pub active: usize,
     pub connecting: usize,
     pub pending: usize,
+    pub multiplexed: usize,
+    pub streams: usize,
     pub counters: Counters,
     /// Keyed by the key's display form, e.g. `https://example.com:443`:
     /// keys in use, and up to [`HOST_HISTORY_LIMIT`] quiet ones.
     pub hosts: BTreeMap<String, HostStats>,
 }
 
+impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
+    pub(crate) fn stats(&self) -> PoolStats {
+        let st = self.lock();
+        let mut hosts: BTreeMap<String, HostStats> = st
+            .history
+            .iter()
+            .map(|(k, remembered)| {
+                let quiet = HostStats {
+                    counters: remembered.counters,
+                    ..HostStats::default()
+                };
+                (k.to_string(), quiet)
+            })
+            .collect();
+        for (k, h) in &st.hosts {
+            let g = &h.gauges;
+            let s = HostStats {
+                connections: g.open(),
+                idle: g.idle_count(),
+                active: g.in_use(),
+                connecting: g.connecting,
+                pending: h.waiters.live(),
+                multiplexed: g.multiplexed(),
+                streams: g.streams,
+                counters: h.counters,
+            };
+            hosts.insert(k.to_string(), s);
+        }
+        let g = &st.gauges;
+        PoolStats {
+            connections: g.open(),
+            idle: g.idle_count(),
+            active: g.in_use(),
+            connecting: g.connecting,
+            pending: st.pending,
+            multiplexed: g.multiplexed(),
+            streams: g.streams,
+            counters: st.counters,
+            hosts,
+        }
+    }
+}
+
 /// Most keys whose counters are kept after their last connection closed.
 pub const HOST_HISTORY_LIMIT: usize = 1024;
 
-/// Counters of keys that currently have no connection and no waiter, so a
-/// host's totals survive it going quiet. Bounded: past the limit, the keys
-/// touched longest ago are forgotten (least recently used first).
-#[derive(Default)]
-pub(crate) struct History {
-    entries: KeyMap<(Counters, u64)>,
+/// What is remembered of keys that currently have no connection and no
+/// waiter (their counters, so a host's totals survive it going quiet).
+/// Bounded: past the limit, the keys touched longest ago are forgotten
+/// (least recently used first).
+pub(crate) struct History<K: PoolKey, V> {
+    entries: KeyMap<K, (V, u64)>,
     tick: u64,
 }
 
-impl History {
-    /// Take a key's counters back (it has a connection or a waiter again).
-    pub(crate) fn take(&mut self, key: &Key) -> Counters {
+impl<K: PoolKey, V> Default for History<K, V> {
+    fn default() -> Self {
+        History {
+            entries: KeyMap::default(),
+            tick: 0,
+        }
+    }
+}
+
+impl<K: PoolKey, V: Default> History<K, V> {
+    /// Take what is remembered of a key back (it has a connection or a
+    /// waiter again).
+    pub(crate) fn take(&mut self, key: &K) -> V {
         self.entries.remove(key).map(|(c, _)| c).unwrap_or_default()
     }
 
-    /// Keep a key's counters while it is quiet.
-    pub(crate) fn keep(&mut self, key: Key, counters: Counters) {
+    /// Remember `value` of a key while it is quiet.
+    pub(crate) fn keep(&mut self, key: K, value: V) {
         self.tick += 1;
-        self.entries.insert(key, (counters, self.tick));
+        self.entries.insert(key, (value, self.tick));
         if self.entries.len() > HOST_HISTORY_LIMIT {
             // Forget the oldest quarter at once: amortised O(1) per insert.
             let mut ticks: Vec<u64> = self.entries.values().map(|(_, t)| *t).collect();
@@ -140,7 +204,7 @@ impl History {
         }
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Key, &Counters)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.entries.iter().map(|(k, (c, _))| (k, c))
     }
 }
@@ -148,6 +212,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::Key;
 
     fn key(i: usize) -> Key {
         Key::parse_url(&format!("http://host{i}.example/")).unwrap()
@@ -162,7 +227,7 @@ mod tests {
 
     #[test]
     fn quiet_keys_keep_their_counters_and_the_least_recent_go_first() {
-        let mut history = History::default();
+        let mut history = History::<Key, Counters>::default();
         for i in 0..HOST_HISTORY_LIMIT {
             history.keep(key(i), created(i as u64));
         }

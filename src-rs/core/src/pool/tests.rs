@@ -11,15 +11,16 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tokio::time::{advance, Instant};
 
+use super::gauges::Gauges;
 use super::*;
-use crate::config::Scheduling;
+use crate::key::Key;
 
 /// What the fake peer of a connection did.
 struct Peer {
     /// 0 alive, 1 closed, 2 sent unexpected bytes.
     state: AtomicU8,
     closed_by_us: AtomicBool,
-    watch: Mutex<Option<IdleWatch>>,
+    watch: Mutex<Option<IdleWatch<Key>>>,
     /// Run once by the next liveness check (which the pool makes outside
     /// its lock): what another thread does meanwhile.
     during_check: Mutex<Option<Box<dyn FnOnce() + Send>>>,
@@ -48,6 +49,23 @@ struct Fake {
     peer: Arc<Peer>,
     used: bool,
     hint: Option<Duration>,
+    /// Multiplexed: how many streams the peer allows (shared by handles).
+    streams: Option<Arc<AtomicUsize>>,
+    /// A stream's handle onto a multiplexed connection (dropping it
+    /// closes nothing).
+    handle: bool,
+}
+
+impl Fake {
+    fn new(peer: Arc<Peer>, streams: Option<usize>) -> Fake {
+        Fake {
+            peer,
+            used: false,
+            hint: None,
+            streams: streams.map(|n| Arc::new(AtomicUsize::new(n))),
+            handle: false,
+        }
+    }
 }
 
 impl Poolable for Fake {
@@ -74,11 +92,25 @@ impl Poolable for Fake {
     fn idle_timeout_hint(&self) -> Option<Duration> {
         self.hint
     }
+    fn streams(&self) -> Option<usize> {
+        self.streams.as_ref().map(|n| n.load(Ordering::SeqCst))
+    }
+    fn share(&self) -> Option<Fake> {
+        Some(Fake {
+            peer: self.peer.clone(),
+            used: false,
+            hint: None,
+            streams: Some(self.streams.clone()?),
+            handle: true,
+        })
+    }
 }
 
 impl Drop for Fake {
     fn drop(&mut self) {
-        self.peer.closed_by_us.store(true, Ordering::SeqCst);
+        if !self.handle {
+            self.peer.closed_by_us.store(true, Ordering::SeqCst);
+        }
     }
 }
 
@@ -87,6 +119,17 @@ enum Plan {
     Open,
     Refuse,
     Hang,
+    /// Multiplexed, with this many streams.
+    Multiplexed(usize),
+    /// Said to maybe multiplex, but one request at a time.
+    MaybeMultiplexed,
+}
+
+impl Connector {
+    fn plan(&self, key: &Key) -> Plan {
+        let plans = self.plans.lock().unwrap();
+        plans.get(key.host()).copied().unwrap_or(Plan::Open)
+    }
 }
 
 #[derive(Default)]
@@ -96,40 +139,40 @@ struct Connector {
     peers: Mutex<Vec<Arc<Peer>>>,
 }
 
-impl Connect<Fake> for Arc<Connector> {
-    fn connect<'a>(&'a self, key: &'a Key, watch: IdleWatch) -> BoxFuture<'a, Result<Fake>> {
+impl Connect<Key, Fake> for Arc<Connector> {
+    fn connect<'a>(&'a self, key: &'a Key, watch: IdleWatch<Key>) -> BoxFuture<'a, Result<Fake>> {
         Box::pin(async move {
-            let plan = self
-                .plans
-                .lock()
-                .unwrap()
-                .get(key.host())
-                .copied()
-                .unwrap_or(Plan::Open);
-            match plan {
-                Plan::Refuse => Err(Error::Io(std::io::ErrorKind::ConnectionRefused.into())),
-                Plan::Hang => std::future::pending().await,
-                Plan::Open => {
-                    self.opened.fetch_add(1, Ordering::SeqCst);
-                    let peer = Arc::new(Peer {
-                        state: AtomicU8::new(0),
-                        closed_by_us: AtomicBool::new(false),
-                        watch: Mutex::new(Some(watch)),
-                        during_check: Mutex::default(),
-                    });
-                    self.peers.lock().unwrap().push(peer.clone());
-                    Ok(Fake {
-                        peer,
-                        used: false,
-                        hint: None,
-                    })
+            let streams = match self.plan(key) {
+                Plan::Refuse => {
+                    return Err(Error::Io(std::io::ErrorKind::ConnectionRefused.into()))
                 }
-            }
+                Plan::Hang => std::future::pending().await,
+                Plan::Multiplexed(n) => Some(n),
+                Plan::Open | Plan::MaybeMultiplexed => None,
+            };
+            // A connect takes a moment: acquires made meanwhile queue or connect.
+            tokio::task::yield_now().await;
+            self.opened.fetch_add(1, Ordering::SeqCst);
+            let peer = Arc::new(Peer {
+                state: AtomicU8::new(0),
+                closed_by_us: AtomicBool::new(false),
+                watch: Mutex::new(Some(watch)),
+                during_check: Mutex::default(),
+            });
+            self.peers.lock().unwrap().push(peer.clone());
+            Ok(Fake::new(peer, streams))
         })
+    }
+
+    fn may_multiplex(&self, key: &Key) -> bool {
+        matches!(
+            self.plan(key),
+            Plan::Multiplexed(_) | Plan::MaybeMultiplexed
+        )
     }
 }
 
-fn pool_with(config: PoolConfig) -> (Pool<Fake>, Arc<Connector>) {
+fn pool_with(config: PoolLimits) -> (Pool<Key, Fake>, Arc<Connector>) {
     let connector = Arc::new(Connector::default());
     let pool = Pool::new(config, &Handle::current(), connector.clone());
     (pool, connector)
@@ -144,28 +187,41 @@ fn opts() -> AcquireOptions {
 }
 
 /// Counts that must always agree with each other.
-fn assert_consistent(pool: &Pool<Fake>) {
+fn assert_consistent(pool: &Pool<Key, Fake>) {
     let st = pool.inner.lock();
-    let (mut idle, mut active, mut connecting, mut pending) = (0, 0, 0, 0);
+    let mut sum = Gauges::default();
+    let mut pending = 0;
     for host in st.hosts.values() {
-        idle += host.idle_count();
-        active += host.active;
-        connecting += host.connecting;
+        let g = host.gauges;
+        sum.idle += g.idle;
+        sum.checking += g.checking;
+        sum.active += g.active;
+        sum.connecting += g.connecting;
+        sum.shared_idle += g.shared_idle;
+        sum.shared_busy += g.shared_busy;
+        sum.streams += g.streams;
         pending += host.waiters.live();
-        assert!(!host.is_unused(), "an unused key's entry is removed");
+        assert_eq!(g.idle, host.idle.len(), "parked count");
+        assert_eq!(g.multiplexed(), host.shared.len(), "multiplexed count");
+        assert_eq!(
+            g.streams,
+            host.shared.iter().map(|s| s.loans).sum::<usize>(),
+            "streams"
+        );
+        assert!(
+            g.total() > 0 || host.waiters.live() > 0,
+            "an unused key's entry is removed"
+        );
     }
-    assert_eq!(
-        (idle, active, connecting, pending),
-        (st.idle, st.active, st.connecting, st.pending)
-    );
-    assert_eq!(st.total, st.idle + st.active + st.connecting);
+    assert_eq!(sum, st.gauges);
+    assert_eq!(pending, st.pending);
 }
 
 /// No waiter is left queued while it could be served.
-fn assert_no_stranded_waiter(pool: &Pool<Fake>) {
+fn assert_no_stranded_waiter(pool: &Pool<Key, Fake>) {
     let st = pool.inner.lock();
-    let cfg = &pool.inner.config;
-    let global_full = cfg.max_connections.is_some_and(|m| st.total >= m);
+    let cfg = &pool.inner.limits;
+    let global_full = cfg.max_connections.is_some_and(|m| st.gauges.total() >= m);
     for (key, host) in &st.hosts {
         if host.waiters.live() == 0 {
             continue;
@@ -176,7 +232,7 @@ fn assert_no_stranded_waiter(pool: &Pool<Fake>) {
         );
         let per_host_full = cfg
             .max_connections_per_host
-            .is_some_and(|m| host.total() >= m);
+            .is_some_and(|m| host.gauges.total() >= m);
         let others_idle = st.hosts.iter().any(|(k, h)| k != key && !h.idle.is_empty());
         assert!(
             per_host_full || (global_full && !others_idle),
@@ -187,7 +243,7 @@ fn assert_no_stranded_waiter(pool: &Pool<Fake>) {
 
 #[tokio::test(start_paused = true)]
 async fn release_parks_and_the_next_acquire_reuses_lifo() {
-    let (pool, connector) = pool_with(PoolConfig::default());
+    let (pool, connector) = pool_with(PoolLimits::default());
     let k = key("a");
     let a = pool.acquire(&k, &opts()).await.unwrap();
     let b = pool.acquire(&k, &opts()).await.unwrap();
@@ -208,9 +264,9 @@ async fn release_parks_and_the_next_acquire_reuses_lifo() {
 
 #[tokio::test(start_paused = true)]
 async fn fifo_hands_out_the_longest_parked() {
-    let (pool, _) = pool_with(PoolConfig {
+    let (pool, _) = pool_with(PoolLimits {
         scheduling: Scheduling::Fifo,
-        ..PoolConfig::default()
+        ..PoolLimits::default()
     });
     let k = key("a");
     let a = pool.acquire(&k, &opts()).await.unwrap();
@@ -223,7 +279,7 @@ async fn fifo_hands_out_the_longest_parked() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dead_parked_connection_is_skipped_at_checkout() {
-    let (pool, connector) = pool_with(PoolConfig::default());
+    let (pool, connector) = pool_with(PoolLimits::default());
     let k = key("a");
     pool.acquire(&k, &opts()).await.unwrap().release(true);
     connector.peers.lock().unwrap()[0]
@@ -238,7 +294,7 @@ async fn a_dead_parked_connection_is_skipped_at_checkout() {
 
 #[tokio::test(start_paused = true)]
 async fn the_idle_watcher_closes_a_parked_connection_whose_peer_left() {
-    let (pool, connector) = pool_with(PoolConfig::default());
+    let (pool, connector) = pool_with(PoolLimits::default());
     let k = key("a");
     pool.acquire(&k, &opts()).await.unwrap().release(true);
     let peer = connector.peers.lock().unwrap()[0].clone();
@@ -251,7 +307,7 @@ async fn the_idle_watcher_closes_a_parked_connection_whose_peer_left() {
 
 #[tokio::test(start_paused = true)]
 async fn idle_timeout_closes_at_the_deadline_not_before() {
-    let (pool, _) = pool_with(PoolConfig::default());
+    let (pool, _) = pool_with(PoolLimits::default());
     pool.acquire(&key("a"), &opts())
         .await
         .unwrap()
@@ -267,7 +323,7 @@ async fn idle_timeout_closes_at_the_deadline_not_before() {
 
 #[tokio::test(start_paused = true)]
 async fn a_keep_alive_hint_shortens_the_idle_deadline() {
-    let (pool, _) = pool_with(PoolConfig::default());
+    let (pool, _) = pool_with(PoolLimits::default());
     let mut c = pool.acquire(&key("a"), &opts()).await.unwrap();
     c.connection().hint = Some(Duration::from_secs(1));
     c.release(true);
@@ -278,10 +334,10 @@ async fn a_keep_alive_hint_shortens_the_idle_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn max_lifetime_retires_with_at_most_ten_percent_jitter() {
-    let (pool, _) = pool_with(PoolConfig {
+    let (pool, _) = pool_with(PoolLimits {
         max_lifetime: Duration::from_secs(20),
         idle_timeout: Duration::from_secs(3600),
-        ..PoolConfig::default()
+        ..PoolLimits::default()
     });
     let start = Instant::now();
     let mut held = Vec::new();
@@ -310,9 +366,9 @@ async fn max_lifetime_retires_with_at_most_ten_percent_jitter() {
 
 #[tokio::test(start_paused = true)]
 async fn max_uses_retires_on_release() {
-    let (pool, _) = pool_with(PoolConfig {
+    let (pool, _) = pool_with(PoolLimits {
         max_uses: 2,
-        ..PoolConfig::default()
+        ..PoolLimits::default()
     });
     pool.acquire(&key("a"), &opts())
         .await
@@ -326,9 +382,9 @@ async fn max_uses_retires_on_release() {
 
 #[tokio::test(start_paused = true)]
 async fn the_idle_cap_closes_the_excess() {
-    let (pool, _) = pool_with(PoolConfig {
+    let (pool, _) = pool_with(PoolLimits {
         max_idle_per_host: 1,
-        ..PoolConfig::default()
+        ..PoolLimits::default()
     });
     let a = pool.acquire(&key("a"), &opts()).await.unwrap();
     let b = pool.acquire(&key("a"), &opts()).await.unwrap();
@@ -340,9 +396,9 @@ async fn the_idle_cap_closes_the_excess() {
 
 #[tokio::test(start_paused = true)]
 async fn waiters_at_the_per_host_limit_are_served_in_order_by_releases() {
-    let (pool, _) = pool_with(PoolConfig {
+    let (pool, _) = pool_with(PoolLimits {
         max_connections_per_host: Some(2),
-        ..PoolConfig::default()
+        ..PoolLimits::default()
     });
     let k = key("a");
     let held = [
@@ -350,12 +406,12 @@ async fn waiters_at_the_per_host_limit_are_served_in_order_by_releases() {
         pool.acquire(&k, &opts()).await.unwrap(),
     ];
     let order = Arc::new(Mutex::new(Vec::new()));
-    let handed: Arc<Mutex<Vec<Pooled<Fake>>>> = Arc::default();
+    let handed: Arc<Mutex<Vec<Pooled<Key, Fake>>>> = Arc::default();
     let mut queued = Vec::new();
     for i in 0..50 {
         let (order, handed) = (order.clone(), handed.clone());
         // Called under the pool's lock: record and keep, nothing more.
-        let deliver = move |g: Grant<Fake>| match g {
+        let deliver = move |g: Grant<Key, Fake>| match g {
             Grant::Conn(p) => {
                 order.lock().unwrap().push(i);
                 handed.lock().unwrap().push(p.received());
@@ -388,9 +444,9 @@ async fn waiters_at_the_per_host_limit_are_served_in_order_by_releases() {
 async fn a_release_serves_a_waiter_of_another_key_blocked_by_max_connections() {
     // The reproduction of the starvation bug: the waiter for key b used to
     // wait forever while a's connection was parked.
-    let (pool, connector) = pool_with(PoolConfig {
+    let (pool, connector) = pool_with(PoolLimits {
         max_connections: Some(1),
-        ..PoolConfig::default()
+        ..PoolLimits::default()
     });
     let a = pool.acquire(&key("a"), &opts()).await.unwrap();
     let p = pool.clone();
@@ -408,9 +464,9 @@ async fn a_release_serves_a_waiter_of_another_key_blocked_by_max_connections() {
 
 #[tokio::test(start_paused = true)]
 async fn an_acquire_at_max_connections_evicts_an_idle_connection_of_another_key() {
-    let (pool, connector) = pool_with(PoolConfig {
+    let (pool, connector) = pool_with(PoolLimits {
         max_connections: Some(1),
-        ..PoolConfig::default()
+        ..PoolLimits::default()
     });
     pool.acquire(&key("a"), &opts())
         .await
@@ -426,9 +482,9 @@ async fn an_acquire_at_max_connections_evicts_an_idle_connection_of_another_key(
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_connect_passes_its_room_to_the_next_waiter() {
-    let (pool, connector) = pool_with(PoolConfig {
+    let (pool, connector) = pool_with(PoolLimits {
         max_connections: Some(1),
-        ..PoolConfig::default()
+        ..PoolLimits::default()
     });
     connector
         .plans
@@ -447,9 +503,9 @@ async fn a_failed_connect_passes_its_room_to_the_next_waiter() {
 
 #[tokio::test(start_paused = true)]
 async fn closing_a_connection_on_release_grants_the_room_to_a_waiter() {
-    let (pool, _) = pool_with(PoolConfig {
+    let (pool, _) = pool_with(PoolLimits {
         max_connections_per_host: Some(1),
-        ..PoolConfig::default()
+        ..PoolLimits::default()
     });
     let a = pool.acquire(&key("a"), &opts()).await.unwrap();
     let p = pool.clone();
@@ -465,7 +521,7 @@ async fn closing_a_connection_on_release_grants_the_room_to_a_waiter() {
 
 #[tokio::test(start_paused = true)]
 async fn flush_closes_idle_connections_of_a_host_on_every_port_only() {
-    let (pool, _) = pool_with(PoolConfig::default());
+    let (pool, _) = pool_with(PoolLimits::default());
     let a1 = Key::parse_url("tcp://a:1").unwrap();
     let a2 = Key::parse_url("tls://a:2").unwrap();
     pool.acquire(&a1, &opts()).await.unwrap().release(true);
@@ -475,8 +531,8 @@ async fn flush_closes_idle_connections_of_a_host_on_every_port_only() {
         .unwrap()
         .release(true);
     let held = pool.acquire(&a1, &opts()).await.unwrap();
-    assert_eq!(pool.flush_for_host("A").unwrap(), 1);
-    assert_eq!(pool.flush_for_host("nobody").unwrap(), 0);
+    assert_eq!(pool.flush(|k| k.host() == "a"), 1);
+    assert_eq!(pool.flush(|k| k.host() == "nobody"), 0);
     let s = pool.stats();
     assert_eq!((s.idle, s.active, s.counters.closed_by.flush), (1, 1, 1));
     drop(held);
@@ -485,7 +541,7 @@ async fn flush_closes_idle_connections_of_a_host_on_every_port_only() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_cancels_connects_in_progress_at_once() {
-    let (pool, connector) = pool_with(PoolConfig::default());
+    let (pool, connector) = pool_with(PoolLimits::default());
     connector
         .plans
         .lock()
@@ -511,9 +567,9 @@ async fn shutdown_cancels_connects_in_progress_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_rejects_waiters_and_waits_for_active_connections() {
-    let (pool, connector) = pool_with(PoolConfig {
+    let (pool, connector) = pool_with(PoolLimits {
         max_connections_per_host: Some(1),
-        ..PoolConfig::default()
+        ..PoolLimits::default()
     });
     let held = pool.acquire(&key("a"), &opts()).await.unwrap();
     let p = pool.clone();
@@ -544,20 +600,20 @@ async fn shutdown_rejects_waiters_and_waits_for_active_connections() {
 
 #[tokio::test(start_paused = true)]
 async fn a_parked_connection_that_passes_its_check_serves_a_waiter_that_queued_meanwhile() {
-    let (pool, connector) = pool_with(PoolConfig {
+    let (pool, connector) = pool_with(PoolLimits {
         max_connections_per_host: Some(1),
-        ..PoolConfig::default()
+        ..PoolLimits::default()
     });
     let k = key("a");
     pool.acquire(&k, &opts()).await.unwrap().release(true);
     let peer = connector.peers.lock().unwrap()[0].clone();
     // While the pool checks the parked connection, an acquire finds no idle
     // connection and no room (the one connection counts): it queues.
-    let handed: Arc<Mutex<Option<Pooled<Fake>>>> = Arc::default();
-    let queued: Arc<Mutex<Vec<Queued<Fake>>>> = Arc::default();
+    let handed: Arc<Mutex<Option<Pooled<Key, Fake>>>> = Arc::default();
+    let queued: Arc<Mutex<Vec<Queued<Key, Fake>>>> = Arc::default();
     let (p, into, waiting) = (pool.clone(), handed.clone(), queued.clone());
     *peer.during_check.lock().unwrap() = Some(Box::new(move || {
-        let deliver = move |g: Grant<Fake>| match g {
+        let deliver = move |g: Grant<Key, Fake>| match g {
             Grant::Conn(c) => {
                 *into.lock().unwrap() = Some(c.received());
                 Ok(())
@@ -581,9 +637,9 @@ async fn a_parked_connection_that_passes_its_check_serves_a_waiter_that_queued_m
 
 #[tokio::test(start_paused = true)]
 async fn a_fresh_retry_at_the_limit_replaces_the_keys_oldest_idle_connection() {
-    let (pool, connector) = pool_with(PoolConfig {
+    let (pool, connector) = pool_with(PoolLimits {
         max_connections_per_host: Some(2),
-        ..PoolConfig::default()
+        ..PoolLimits::default()
     });
     let k = key("a");
     let (first, second) = (
@@ -613,15 +669,15 @@ async fn a_fresh_retry_at_the_limit_replaces_the_keys_oldest_idle_connection() {
 
 #[tokio::test(start_paused = true)]
 async fn a_refused_hand_over_returns_its_loan_once() {
-    let (pool, _) = pool_with(PoolConfig {
+    let (pool, _) = pool_with(PoolLimits {
         max_connections_per_host: Some(1),
-        ..PoolConfig::default()
+        ..PoolLimits::default()
     });
     let k = key("a");
     let held = pool.acquire(&k, &opts()).await.unwrap();
     // A waiter whose thread is gone: it refuses what it is handed.
     let refusing = pool
-        .begin_acquire_with(&k, &opts(), |g: Grant<Fake>| Err(g))
+        .begin_acquire_with(&k, &opts(), |g: Grant<Key, Fake>| Err(g))
         .unwrap();
     let Acquiring::Queued(refusing) = refusing else {
         panic!("the only connection is held")
@@ -641,7 +697,7 @@ async fn a_refused_hand_over_returns_its_loan_once() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_reports_its_own_closes() {
-    let (pool, _) = pool_with(PoolConfig::default());
+    let (pool, _) = pool_with(PoolLimits::default());
     let closes = Arc::new(Mutex::new(Vec::new()));
     let seen = closes.clone();
     pool.on_close(Arc::new(move |id, _, reason| {
@@ -667,10 +723,10 @@ async fn shutdown_reports_its_own_closes() {
 
 #[tokio::test(start_paused = true)]
 async fn acquire_timeout_counts_and_removes_the_waiter() {
-    let (pool, _) = pool_with(PoolConfig {
+    let (pool, _) = pool_with(PoolLimits {
         max_connections_per_host: Some(1),
         acquire_timeout: Duration::from_millis(500),
-        ..PoolConfig::default()
+        ..PoolLimits::default()
     });
     let _held = pool.acquire(&key("a"), &opts()).await.unwrap();
     let started = Instant::now();
@@ -683,9 +739,9 @@ async fn acquire_timeout_counts_and_removes_the_waiter() {
 
 #[tokio::test(start_paused = true)]
 async fn an_abort_storm_leaves_no_waiter_and_no_garbage() {
-    let (pool, _) = pool_with(PoolConfig {
+    let (pool, _) = pool_with(PoolLimits {
         max_connections_per_host: Some(1),
-        ..PoolConfig::default()
+        ..PoolLimits::default()
     });
     let held = pool.acquire(&key("a"), &opts()).await.unwrap();
     let queued: Vec<_> = (0..10_000)
@@ -716,9 +772,9 @@ async fn an_abort_storm_leaves_no_waiter_and_no_garbage() {
 
 #[tokio::test(start_paused = true)]
 async fn counters_of_a_quiet_key_survive_and_stay_bounded() {
-    let (pool, _) = pool_with(PoolConfig {
+    let (pool, _) = pool_with(PoolLimits {
         max_idle_per_host: 0,
-        ..PoolConfig::default()
+        ..PoolLimits::default()
     });
     pool.acquire(&key("a"), &opts())
         .await
@@ -754,9 +810,9 @@ async fn counters_of_a_quiet_key_survive_and_stay_bounded() {
 
 #[tokio::test(start_paused = true)]
 async fn a_shared_pool_handle_closes_alone_and_the_last_closes_the_pool() {
-    let (one, connector) = pool_with(PoolConfig {
+    let (one, connector) = pool_with(PoolLimits {
         max_connections_per_host: Some(1),
-        ..PoolConfig::default()
+        ..PoolLimits::default()
     });
     let two = one.new_handle().unwrap();
     let held = two.acquire(&key("a"), &opts()).await.unwrap();
@@ -784,6 +840,207 @@ async fn a_shared_pool_handle_closes_alone_and_the_last_closes_the_pool() {
         .closed_by_us
         .load(Ordering::SeqCst));
     assert!(two.new_handle().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_max_pending_an_acquire_is_refused_with_queue_full() {
+    let (pool, _) = pool_with(PoolLimits {
+        max_connections_per_host: Some(1),
+        max_pending: Some(1),
+        ..PoolLimits::default()
+    });
+    let held = pool.acquire(&key("a"), &opts()).await.unwrap();
+    let p = pool.clone();
+    let queued =
+        tokio::spawn(async move { p.acquire(&key("a"), &opts()).await.map(|c| c.release(true)) });
+    tokio::task::yield_now().await;
+    assert_eq!(pool.stats().pending, 1);
+    assert_eq!(
+        pool.acquire(&key("a"), &opts()).await.unwrap_err().code(),
+        "PCONN_QUEUE_FULL"
+    );
+    held.release(true);
+    queued.await.unwrap().unwrap();
+    assert_consistent(&pool);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_aborted_waiter_leaves_the_queue() {
+    let (pool, _) = pool_with(PoolLimits {
+        max_connections_per_host: Some(1),
+        ..PoolLimits::default()
+    });
+    let _held = pool.acquire(&key("a"), &opts()).await.unwrap();
+    let cancel = Arc::new(Cancel::new());
+    let cancelled = AcquireOptions {
+        cancel: Some(cancel.clone()),
+        ..AcquireOptions::default()
+    };
+    let k = key("a");
+    let (res, _) = tokio::join!(pool.acquire(&k, &cancelled), async {
+        advance(Duration::from_millis(20)).await;
+        cancel.cancel();
+    });
+    assert_eq!(res.unwrap_err().code(), "ABORT_ERR");
+    assert_eq!(pool.stats().pending, 0);
+    assert_consistent(&pool);
+}
+
+/// Start `n` acquires of `k` at once; their loans, in the order they came.
+async fn acquire_together(pool: &Pool<Key, Fake>, k: &Key, n: usize) -> Vec<Pooled<Key, Fake>> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (p, k) = (pool.clone(), k.clone());
+            tokio::spawn(async move { p.acquire(&k, &opts()).await.unwrap() })
+        })
+        .collect();
+    let mut loans = Vec::new();
+    for t in tasks {
+        loans.push(t.await.unwrap());
+    }
+    loans
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_multiplexed_connection_carries_streams_up_to_its_limit_and_a_new_one_opens_only_when_it_is_full(
+) {
+    let (pool, connector) = pool_with(PoolLimits::default());
+    connector
+        .plans
+        .lock()
+        .unwrap()
+        .insert("a".into(), Plan::Multiplexed(3));
+    let loans = acquire_together(&pool, &key("a"), 5).await;
+    assert!(loans.iter().all(Pooled::is_stream));
+    assert_eq!(
+        connector.opened.load(Ordering::SeqCst),
+        2,
+        "3 streams on the first, 2 on the second"
+    );
+    let s = pool.stats();
+    assert_eq!(
+        (s.connections, s.multiplexed, s.streams, s.active, s.idle),
+        (2, 2, 5, 2, 0)
+    );
+    let ids: std::collections::HashSet<u64> = loans.iter().map(Pooled::id).collect();
+    assert_eq!(ids.len(), 2);
+    assert_consistent(&pool);
+    // Streams end: both connections idle (one at once, none closed), and
+    // the next acquire takes a stream of the oldest.
+    let first = loans[0].id();
+    drop(loans);
+    let s = pool.stats();
+    assert_eq!(
+        (s.connections, s.idle, s.streams, s.counters.closed),
+        (2, 2, 0, 0)
+    );
+    let again = pool.acquire(&key("a"), &opts()).await.unwrap();
+    assert!(again.reused() && again.is_stream());
+    assert_eq!(again.id(), first);
+    drop(again);
+    // Idle multiplexed connections close at their idle deadline.
+    advance(PoolLimits::default().idle_timeout + Duration::from_millis(1)).await;
+    tokio::task::yield_now().await;
+    let s = pool.stats();
+    assert_eq!((s.connections, s.counters.closed_by.idle), (0, 2));
+    assert_consistent(&pool);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_multiplexed_connection_that_goes_away_takes_no_new_stream_and_closes_after_its_last() {
+    let (pool, connector) = pool_with(PoolLimits::default());
+    connector
+        .plans
+        .lock()
+        .unwrap()
+        .insert("a".into(), Plan::Multiplexed(10));
+    let first = pool.acquire(&key("a"), &opts()).await.unwrap();
+    // The peer goes away (GOAWAY): no new stream on it.
+    first
+        .connection_ref()
+        .streams
+        .as_ref()
+        .unwrap()
+        .store(0, Ordering::SeqCst);
+    let peer = connector.peers.lock().unwrap()[0].clone();
+    peer.poke();
+    let second = pool.acquire(&key("a"), &opts()).await.unwrap();
+    assert_ne!(second.id(), first.id(), "a new connection");
+    assert!(
+        !peer.closed_by_us.load(Ordering::SeqCst),
+        "its stream still runs"
+    );
+    drop(first);
+    assert!(
+        peer.closed_by_us.load(Ordering::SeqCst),
+        "closed after its last stream"
+    );
+    let s = pool.stats();
+    assert_eq!(
+        (s.connections, s.streams, s.counters.closed_by.peer),
+        (1, 1, 1)
+    );
+    drop(second);
+    assert_consistent(&pool);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_key_that_may_multiplex_connects_once_first_and_an_exclusive_answer_lets_the_rest_connect(
+) {
+    let (pool, connector) = pool_with(PoolLimits::default());
+    connector
+        .plans
+        .lock()
+        .unwrap()
+        .insert("a".into(), Plan::MaybeMultiplexed);
+    let loans = acquire_together(&pool, &key("a"), 3).await;
+    assert!(loans.iter().all(|l| !l.is_stream()));
+    assert_eq!(connector.opened.load(Ordering::SeqCst), 3);
+    let s = pool.stats();
+    assert_eq!(
+        (s.connections, s.counters.waited),
+        (3, 2),
+        "two waited for the first connect"
+    );
+    // Closed (dropped without a release), the key is quiet but remembered
+    // as exclusive: concurrent acquires connect at once.
+    drop(loans);
+    assert_eq!(pool.stats().connections, 0);
+    let more = acquire_together(&pool, &key("a"), 5).await;
+    assert_eq!(pool.stats().counters.waited, 2);
+    assert_eq!(connector.opened.load(Ordering::SeqCst), 8);
+    drop(more);
+    assert_consistent(&pool);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grant_is_delivered_after_the_pool_lock_is_released() {
+    let (pool, _) = pool_with(PoolLimits {
+        max_connections_per_host: Some(1),
+        ..PoolLimits::default()
+    });
+    let held = pool.acquire(&key("a"), &opts()).await.unwrap();
+    let seen = Arc::new(Mutex::new(None));
+    let (p, sink) = (pool.clone(), seen.clone());
+    // Delivery calls back into the pool: under the lock, this would deadlock.
+    let deliver = move |g: Grant<Key, Fake>| {
+        *sink.lock().unwrap() = Some(p.stats().active);
+        drop(g);
+        Ok(())
+    };
+    let Acquiring::Queued(_queued) = pool
+        .begin_acquire_with(&key("a"), &opts(), deliver)
+        .unwrap()
+    else {
+        panic!("the only connection is held")
+    };
+    held.release(true);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        Some(1),
+        "delivered, with the pool usable"
+    );
+    assert_consistent(&pool);
 }
 
 #[derive(Debug, Clone)]
@@ -819,21 +1076,21 @@ proptest! {
                                        per_host in 1usize..4, global in 1usize..6) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
         rt.block_on(async move {
-            let (pool, connector) = pool_with(PoolConfig {
+            let (pool, connector) = pool_with(PoolLimits {
                 max_connections_per_host: Some(per_host),
                 max_connections: Some(global),
                 max_idle_per_host: 2,
-                ..PoolConfig::default()
+                ..PoolLimits::default()
             });
-            let mut loans: Vec<Pooled<Fake>> = Vec::new();
-            let mut queued: Vec<Queued<Fake>> = Vec::new();
-            let granted: Arc<Mutex<Vec<Pooled<Fake>>>> = Arc::default();
-            let permits: Arc<Mutex<Vec<ConnectSlot<Fake>>>> = Arc::default();
+            let mut loans: Vec<Pooled<Key, Fake>> = Vec::new();
+            let mut queued: Vec<Queued<Key, Fake>> = Vec::new();
+            let granted: Arc<Mutex<Vec<Pooled<Key, Fake>>>> = Arc::default();
+            let permits: Arc<Mutex<Vec<ConnectSlot<Key, Fake>>>> = Arc::default();
             for op in ops {
                 match op {
                     Op::Acquire(h) => {
                         let (sink, rooms) = (granted.clone(), permits.clone());
-                        let deliver = move |g: Grant<Fake>| match g {
+                        let deliver = move |g: Grant<Key, Fake>| match g {
                             Grant::Conn(p) => { sink.lock().unwrap().push(p.received()); Ok(()) }
                             Grant::Permit(slot) => { rooms.lock().unwrap().push(slot); Ok(()) }
                             other => Err(other),
@@ -851,7 +1108,7 @@ proptest! {
                         let peers = connector.peers.lock().unwrap().clone();
                         if !peers.is_empty() { peers[i % peers.len()].close() }
                     }
-                    Op::Flush(h) => { pool.flush_for_host(&format!("h{h}")).unwrap(); }
+                    Op::Flush(h) => { let host = format!("h{h}"); pool.flush(|k| k.host() == host); }
                     Op::Advance(ms) => { advance(Duration::from_millis(u64::from(ms))).await; tokio::task::yield_now().await; }
                     _ => {}
                 }

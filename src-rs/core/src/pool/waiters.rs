@@ -10,32 +10,35 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::handle::HandleState;
+use super::key::PoolKey;
+use super::poolable::Poolable;
 use super::pooled::Grant;
-use super::Poolable;
 
-/// Hands a grant to a waiting acquire. Called under the pool lock, so it
-/// must not block or touch the pool; it gives the grant back when the
-/// acquire is gone, and the pool passes it to the next waiter.
-pub type Deliver<C> = Box<dyn FnOnce(Grant<C>) -> Result<(), Grant<C>> + Send>;
+/// Hands a grant to a waiting acquire. Called after the pool's lock is
+/// released, in grant order (see `Aftermath`); it must not touch the pool.
+/// It gives the grant back when the acquire is gone; the grant then returns
+/// to the pool as it drops (a connection parks or goes to the next waiter,
+/// reserved room passes on).
+pub type Deliver<K, C> = Box<dyn FnOnce(Grant<K, C>) -> Result<(), Grant<K, C>> + Send>;
 
-pub(crate) struct Waiter<C: Poolable> {
+pub(crate) struct Waiter<K: PoolKey, C: Poolable> {
     pub(crate) seq: u64,
-    pub(crate) deliver: Deliver<C>,
+    pub(crate) deliver: Deliver<K, C>,
     /// The handle it acquires through (its loans are counted there).
     pub(crate) handle: Arc<HandleState>,
 }
 
-struct Slot<C: Poolable> {
+struct Slot<K: PoolKey, C: Poolable> {
     seq: u64,
-    waiter: Option<Waiter<C>>,
+    waiter: Option<Waiter<K, C>>,
 }
 
-pub(crate) struct WaiterQueue<C: Poolable> {
-    slots: VecDeque<Slot<C>>,
+pub(crate) struct WaiterQueue<K: PoolKey, C: Poolable> {
+    slots: VecDeque<Slot<K, C>>,
     live: usize,
 }
 
-impl<C: Poolable> Default for WaiterQueue<C> {
+impl<K: PoolKey, C: Poolable> Default for WaiterQueue<K, C> {
     fn default() -> Self {
         WaiterQueue {
             slots: VecDeque::new(),
@@ -44,14 +47,14 @@ impl<C: Poolable> Default for WaiterQueue<C> {
     }
 }
 
-impl<C: Poolable> WaiterQueue<C> {
+impl<K: PoolKey, C: Poolable> WaiterQueue<K, C> {
     /// Waiters still waiting.
     pub(crate) fn live(&self) -> usize {
         self.live
     }
 
     /// Queue a waiter; `seq` must be larger than any queued before.
-    pub(crate) fn push(&mut self, waiter: Waiter<C>) {
+    pub(crate) fn push(&mut self, waiter: Waiter<K, C>) {
         self.slots.push_back(Slot {
             seq: waiter.seq,
             waiter: Some(waiter),
@@ -60,7 +63,7 @@ impl<C: Poolable> WaiterQueue<C> {
     }
 
     /// The oldest live waiter.
-    pub(crate) fn pop(&mut self) -> Option<Waiter<C>> {
+    pub(crate) fn pop(&mut self) -> Option<Waiter<K, C>> {
         while let Some(slot) = self.slots.pop_front() {
             if let Some(waiter) = slot.waiter {
                 self.live -= 1;
@@ -71,7 +74,7 @@ impl<C: Poolable> WaiterQueue<C> {
     }
 
     /// Take a waiter out by its sequence number, if it is still queued.
-    pub(crate) fn withdraw(&mut self, seq: u64) -> Option<Waiter<C>> {
+    pub(crate) fn withdraw(&mut self, seq: u64) -> Option<Waiter<K, C>> {
         let at = self.slots.binary_search_by_key(&seq, |s| s.seq).ok()?;
         let waiter = self.slots[at].waiter.take()?;
         self.live -= 1;
@@ -85,7 +88,7 @@ impl<C: Poolable> WaiterQueue<C> {
     }
 
     /// Every live waiter, oldest first (the queue is left empty).
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Waiter<C>> + '_ {
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Waiter<K, C>> + '_ {
         self.live = 0;
         self.slots.drain(..).filter_map(|s| s.waiter)
     }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pconn_core::{Key, Pool, PoolConfig};
+use pconn_core::{Client, Key, PoolConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -84,8 +84,8 @@ impl Server {
     }
 }
 
-pub fn pool(config: PoolConfig) -> Pool {
-    Pool::build(config, &tokio::runtime::Handle::current()).unwrap()
+pub fn pool(config: PoolConfig) -> Client {
+    Client::new(config, &tokio::runtime::Handle::current()).unwrap()
 }
 
 /// Poll `cond` for up to two seconds.

@@ -1,15 +1,6 @@
 //! One TCP, Unix-socket or TLS connection: two halves that work at the same time (a
 //! pending read never blocks a write), a read-ahead buffer, and what the
 //! pool asks of it (liveness, parking).
-//!
-//! Organization:
-//! - `socket`: the socket shared by the halves and the idle watcher;
-//! - `read_buffer`: bytes read and not yet consumed;
-//! - `watcher`: the task that watches a parked connection for a peer close.
-
-mod read_buffer;
-mod socket;
-mod watcher;
 
 use std::future::Future;
 use std::io;
@@ -24,9 +15,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, Rea
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_rustls::client::TlsStream;
 
+use super::io_error;
+use super::read_buffer::ReadBuffer;
+use super::socket::{SharedTcp, Socket};
+use super::watcher;
+use crate::error::Result;
+use crate::key::Key;
 use crate::pool::{IdleWatch, Liveness, Poolable};
-pub(crate) use read_buffer::ReadBuffer;
-pub(crate) use socket::{SharedTcp, Socket, Transport};
 
 /// Size of one `read()` chunk handed to users.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -90,7 +85,7 @@ impl Connection {
         remote_addr: Option<SocketAddr>,
         alpn: Option<Vec<u8>>,
         opened: OpenTimes,
-        watch: IdleWatch,
+        watch: IdleWatch<Key>,
     ) -> Connection {
         tokio::spawn(watcher::watch(socket.clone(), watch));
         let (read_tls, write_tls) = match stream {
@@ -174,12 +169,12 @@ impl Duplex {
     }
 
     /// Write all of `data` (waits for the write half).
-    pub async fn write_all(&self, data: &[u8]) -> io::Result<()> {
+    pub async fn write_all(&self, data: &[u8]) -> Result<()> {
         self.write_side().await.write_all(data).await
     }
 
     /// The next chunk received, or `None` at EOF (waits for the read half).
-    pub async fn read_chunk(&self) -> io::Result<Option<Vec<u8>>> {
+    pub async fn read_chunk(&self) -> Result<Option<Vec<u8>>> {
         self.read_side().await.read_chunk().await
     }
 
@@ -261,7 +256,7 @@ impl ReadSide<'_> {
 
     /// Read up to `want` more bytes into the buffer; returns how many
     /// (0 = EOF, after which the connection is marked broken).
-    pub async fn fill(&mut self, want: usize) -> io::Result<usize> {
+    pub async fn fill(&mut self, want: usize) -> Result<usize> {
         self.io.mark_used();
         let Reader { tls, buffered } = &mut *self.half;
         let into = buffered.appendable(want);
@@ -272,11 +267,11 @@ impl ReadSide<'_> {
         if matches!(result, Ok(0) | Err(_)) {
             self.io.mark_broken();
         }
-        result
+        result.map_err(io_error)
     }
 
     /// `fill` without waiting: `None` when nothing can be read right now.
-    pub fn fill_now(&mut self, want: usize) -> Option<io::Result<usize>> {
+    pub fn fill_now(&mut self, want: usize) -> Option<Result<usize>> {
         let mut cx = Context::from_waker(Waker::noop());
         match std::pin::pin!(self.fill(want)).poll(&mut cx) {
             Poll::Ready(result) => Some(result),
@@ -285,7 +280,7 @@ impl ReadSide<'_> {
     }
 
     /// The next chunk of bytes, or `None` at EOF.
-    pub async fn read_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+    pub async fn read_chunk(&mut self) -> Result<Option<Vec<u8>>> {
         if self.half.buffered.is_empty() && self.fill(READ_CHUNK).await? == 0 {
             return Ok(None);
         }
@@ -312,7 +307,7 @@ pub struct WriteSide<'a> {
 
 impl WriteSide<'_> {
     /// Write all of `data` and flush it to the socket.
-    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+    pub async fn write_all(&mut self, data: &[u8]) -> Result<()> {
         self.io.mark_used();
         let result = match self.half.tls.as_mut() {
             None => self.io.socket.write_all(data).await,
@@ -324,14 +319,14 @@ impl WriteSide<'_> {
         if result.is_err() {
             self.io.mark_broken();
         }
-        result
+        result.map_err(io_error)
     }
 
     /// Write as much of `data` as the socket takes right now, without
     /// waiting (from any thread). Returns how many bytes were taken and
     /// whether they are all on the socket (TLS may keep encrypted bytes
     /// buffered when the socket is full); finish with `write_all` of the rest.
-    pub fn try_write_now(&mut self, data: &[u8]) -> io::Result<(usize, bool)> {
+    pub fn try_write_now(&mut self, data: &[u8]) -> Result<(usize, bool)> {
         self.io.mark_used();
         let result = match self.half.tls.as_mut() {
             None => match self.io.socket.stream.try_write(data) {
@@ -354,7 +349,7 @@ impl WriteSide<'_> {
         if result.is_err() {
             self.io.mark_broken();
         }
-        result
+        result.map_err(io_error)
     }
 }
 

@@ -6,13 +6,17 @@
 //! one name never serves another, and a tunnel through a proxy never serves
 //! a direct request.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::{Arc, OnceLock};
 
+mod origin;
+mod proxy_route;
+
 use crate::error::{Error, Result};
-pub use crate::proxy::ProxyRoute;
+pub use origin::{bracket_if_v6, normalize_host};
+pub(crate) use origin::{parse_whatwg, socket_path};
+pub use proxy_route::ProxyRoute;
 
 /// The protocols a pool can connect for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,7 +96,7 @@ struct KeyParts {
     /// The Host header value, computed once (it goes into every request).
     host_header: String,
     /// A hash of the identity, computed once: maps keyed by `Key` hash
-    /// nothing per lookup (see [`KeyMap`]).
+    /// nothing per lookup (see [`DigestHasher`]).
     digest: u64,
 }
 
@@ -149,8 +153,9 @@ impl Hasher for KeyDigestHasher {
     }
 }
 
-/// A map keyed by [`Key`] that hashes nothing per lookup.
-pub type KeyMap<V> = HashMap<Key, V, BuildHasherDefault<KeyDigestHasher>>;
+/// How maps keyed by [`Key`] hash: they take its digest, hashing nothing
+/// per lookup.
+pub type DigestHasher = BuildHasherDefault<KeyDigestHasher>;
 
 /// A normalized, cheap-to-clone pool key.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -284,25 +289,7 @@ impl Key {
     /// Parse `scheme://host[:port][/path...]` (a WHATWG URL); only the
     /// origin is kept. `tcp` and `tls` URLs need a port.
     pub fn parse_url(url: &str) -> Result<Key> {
-        let (scheme, _) = url
-            .split_once("://")
-            .ok_or_else(|| bad_url(url, "expected scheme://host[:port]"))?;
-        let scheme = Scheme::parse(scheme)?;
-        let parsed = if scheme.is_http() {
-            parse_whatwg(url)?
-        } else {
-            // `tcp://` and `tls://` are not special schemes: a WHATWG parser
-            // would keep their host as opaque text. Parse the authority as an
-            // `http` one (host normalisation), the port from the URL as given
-            // (an explicit :80 is not a default here).
-            let rest = &url[scheme.as_str().len() + 3..];
-            let as_http = parse_whatwg(&format!("http://{rest}"))?;
-            let as_given = url::Url::parse(url).map_err(|e| bad_url(url, &e.to_string()))?;
-            let host = as_http.host_str().unwrap_or_default().to_string();
-            return Key::new(scheme, &host, as_given.port(), None);
-        };
-        let host = parsed.host_str().unwrap_or_default().to_string();
-        Key::new(scheme, &host, parsed.port(), None)
+        origin::parse_origin(url)
     }
 
     /// The same key with a TLS servername override.
@@ -374,95 +361,6 @@ impl fmt::Display for Key {
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Key({self})")
-    }
-}
-
-pub(crate) fn bracket_if_v6(host: &str) -> String {
-    if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    }
-}
-
-/// A Unix socket path: absolute or relative, no NUL, within the kernel's
-/// limit (107 bytes on Linux, 103 on macOS).
-fn socket_path(path: &str) -> Result<Arc<str>> {
-    if path.is_empty() || path.contains('\0') {
-        return Err(Error::InvalidArgument(
-            "a socket path must be non-empty and hold no NUL".into(),
-        ));
-    }
-    if path.len() > 103 {
-        return Err(Error::InvalidArgument(format!(
-            "socket path {path:?} is longer than 103 bytes (the limit of sockaddr_un)"
-        )));
-    }
-    Ok(Arc::from(path))
-}
-
-/// An invalid-URL error that shows the URL, with any credentials in it
-/// masked: error messages end up in logs.
-fn bad_url(url: &str, why: &str) -> Error {
-    let masked = match (url.find("://"), url.rfind('@')) {
-        (Some(start), Some(at)) if !url[start + 3..at].contains(['/', '?', '#']) => {
-            format!("{}***{}", &url[..start + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    };
-    let shown: String = masked.chars().take(80).collect();
-    Error::InvalidArgument(format!("invalid URL {shown:?}: {why}"))
-}
-
-/// Parse with the WHATWG rules, refusing what a request must not carry.
-/// CR, LF, tab and NUL are refused outright (a WHATWG parser would drop
-/// the first three silently); so are credentials (send an Authorization
-/// header instead).
-pub(crate) fn parse_whatwg(input: &str) -> Result<url::Url> {
-    if input
-        .bytes()
-        .any(|b| matches!(b, b'\r' | b'\n' | b'\t' | 0))
-    {
-        return Err(bad_url(input, "CR, LF, tab and NUL are not allowed"));
-    }
-    let url = url::Url::parse(input).map_err(|e| bad_url(input, &e.to_string()))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad_url(
-            input,
-            "credentials in the URL are not supported; send an Authorization header instead",
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(bad_url(input, "it has no host"));
-    }
-    Ok(url)
-}
-
-/// Lower-case and validate a host name or IP literal as a WHATWG URL
-/// parser does; IPv6 literals lose their brackets.
-/// A host name or address as keys hold it: lower-cased, IDNA, `127.1` is
-/// `127.0.0.1`, IPv6 without brackets.
-pub fn normalize_host(host: &str) -> Result<String> {
-    if host.is_empty() {
-        return Err(Error::InvalidArgument("host must not be empty".into()));
-    }
-    if host.len() > 253 + 2 {
-        return Err(Error::InvalidArgument(
-            "host is longer than 253 characters".into(),
-        ));
-    }
-    let bracketed = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    };
-    match url::Host::parse(&bracketed) {
-        Ok(url::Host::Domain(d)) => Ok(d),
-        Ok(url::Host::Ipv4(ip)) => Ok(ip.to_string()),
-        Ok(url::Host::Ipv6(ip)) => Ok(ip.to_string()),
-        Err(e) => Err(Error::InvalidArgument(format!(
-            "invalid host {host:?}: {e}"
-        ))),
     }
 }
 

@@ -7,10 +7,11 @@
 
 use std::sync::Arc;
 
-use super::Socket;
+use super::socket::Socket;
+use crate::key::Key;
 use crate::pool::IdleWatch;
 
-pub(crate) async fn watch(socket: Arc<Socket>, pool: IdleWatch) {
+pub(crate) async fn watch(socket: Arc<Socket>, pool: IdleWatch<Key>) {
     loop {
         if socket.is_closed() {
             return;

@@ -4,7 +4,6 @@
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
-use crate::key::Key;
 
 use super::response::decimal;
 
@@ -169,8 +168,9 @@ impl RequestHead {
         }
     }
 
-    /// The head as it goes on the wire, with Host and framing headers added.
-    pub fn encode(&self, key: &Key, framing: BodyFraming) -> Vec<u8> {
+    /// The head as it goes on the wire, with Host (`host_header`, unless
+    /// the request has one) and framing headers added.
+    pub fn encode(&self, host_header: &str, framing: BodyFraming) -> Vec<u8> {
         let mut out = Vec::with_capacity(128 + self.headers.len() * 32);
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
@@ -178,7 +178,7 @@ impl RequestHead {
         out.extend_from_slice(b" HTTP/1.1\r\n");
         if self.header("host").is_none() {
             out.extend_from_slice(b"host: ");
-            out.extend_from_slice(key.host_header().as_bytes());
+            out.extend_from_slice(host_header.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
         for (name, value) in &self.headers {
@@ -218,15 +218,13 @@ fn push_latin1(out: &mut Vec<u8>, value: &str) {
 mod tests {
     use super::*;
 
-    fn key() -> Key {
-        Key::parse_url("http://example.com:8080").unwrap()
-    }
+    const HOST: &str = "example.com:8080";
 
     #[test]
     fn encodes_host_and_content_length() {
         let head = RequestHead::new("POST", "/x?y=1", vec![("x-a".into(), "1".into())]).unwrap();
         let body = RequestBody::Bytes(Bytes::from_static(b"hi"));
-        let wire = head.encode(&key(), head.framing(&body).unwrap());
+        let wire = head.encode(HOST, head.framing(&body).unwrap());
         assert_eq!(
             String::from_utf8(wire).unwrap(),
             "POST /x?y=1 HTTP/1.1\r\nhost: example.com:8080\r\nx-a: 1\r\ncontent-length: 2\r\n\r\n"
@@ -284,7 +282,7 @@ mod tests {
     #[test]
     fn header_values_go_out_as_latin1_and_wider_characters_are_refused() {
         let head = RequestHead::new("GET", "/", vec![("x-a".into(), "caf\u{e9}".into())]).unwrap();
-        let wire = head.encode(&key(), BodyFraming::None);
+        let wire = head.encode(HOST, BodyFraming::None);
         assert!(wire.ends_with(b"x-a: caf\xe9\r\n\r\n"));
         for wide in ["\u{100}", "\u{20ac}", "\u{1f600}"] {
             let r = RequestHead::new("GET", "/", vec![("x-a".into(), wide.into())]);

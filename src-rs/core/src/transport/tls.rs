@@ -13,8 +13,37 @@ use rustls::{
     RootCertStore, SignatureScheme,
 };
 
-use crate::config::{TlsOptions, Trust};
 use crate::error::{Error, Result, TlsReason};
+
+/// Which certificates a pool trusts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Trust {
+    /// The Mozilla roots (webpki-roots), plus the certificates of the PEM
+    /// file named by `NODE_EXTRA_CA_CERTS`, as Node does.
+    #[default]
+    Default,
+    /// These PEM certificates only. A server certificate that is exactly
+    /// one of them is trusted even when it is a self-signed CA certificate
+    /// (as `openssl req -x509` makes); its name is still checked.
+    Pem(Vec<u8>),
+    /// The operating system's store.
+    System,
+}
+
+/// TLS settings shared by every TLS connection of a pool.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    pub ca: Trust,
+    /// PEM client certificate chain and its private key (mutual TLS).
+    pub cert_pem: Option<Vec<u8>>,
+    pub key_pem: Option<Vec<u8>>,
+    /// `false` disables certificate and hostname checks. Dangerous: only for tests.
+    pub reject_unauthorized: bool,
+    /// Name to send in SNI and verify, instead of the key's host.
+    pub servername: Option<String>,
+    /// ALPN protocols to offer, in order of preference.
+    pub alpn: Vec<Vec<u8>>,
+}
 
 fn config_error(detail: impl Into<String>) -> Error {
     Error::Tls {
@@ -159,7 +188,7 @@ pub(crate) fn handshake_error(e: io::Error) -> Error {
 /// The TLS failure inside an I/O error, if it is one: during the handshake,
 /// or after it (a TLS 1.3 server rejects a client certificate with an alert
 /// that arrives with the first read).
-pub(crate) fn tls_failure(e: &io::Error) -> Option<Error> {
+pub(super) fn tls_failure(e: &io::Error) -> Option<Error> {
     let err = e.get_ref()?.downcast_ref::<rustls::Error>()?;
     let reason = match err {
         rustls::Error::InvalidCertificate(cert) => match cert {

@@ -1,42 +1,51 @@
 //! Opening connections: DNS, TCP (happy eyeballs), socket options, Unix
 //! sockets, proxy tunnels, TLS.
-//!
-//! Organization:
-//! - `dns`: cached, coalesced name resolution;
-//! - `happy_eyeballs`: racing the resolved addresses;
-//! - `tls`: the rustls config and handshake error reasons.
-
-mod dns;
-mod happy_eyeballs;
-mod tls;
-
-pub(crate) use tls::tls_failure;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::{SockRef, TcpKeepalive};
-use tokio::runtime::Handle;
 use tokio_rustls::TlsConnector;
 
-use crate::config::PoolConfig;
-use crate::connection::{Connection, OpenTimes, SharedTcp, Socket, Stream, Transport};
+use super::connection::{Connection, OpenTimes, Stream};
+use super::socket::{SharedTcp, Socket, Transport};
+use super::tls::{self, TlsOptions};
+use super::{dns, happy_eyeballs, proxy};
 use crate::error::{Error, Result};
 use crate::key::{Key, Route};
-use crate::pool::{BoxFuture, Connect, IdleWatch, Pool};
-use crate::proxy;
+use crate::pool::{BoxFuture, Connect, IdleWatch};
 
-impl Pool<Connection> {
-    /// A pool of TCP and TLS connections opened by pconn's connector.
-    pub fn build(config: PoolConfig, runtime: &Handle) -> Result<Pool<Connection>> {
-        let connector = Connector::new(&config)?;
-        Ok(Pool::new(config, runtime, connector))
+/// How a pool's connections are opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Zero = no limit.
+    pub connect_timeout: Duration,
+    /// Zero = resolve on every connect.
+    pub dns_cache: Duration,
+    pub no_delay: bool,
+    /// Zero = TCP keep-alive off.
+    pub keep_alive_initial_delay: Duration,
+    pub tls: TlsOptions,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            connect_timeout: Duration::from_millis(10_000),
+            dns_cache: Duration::ZERO,
+            no_delay: true,
+            keep_alive_initial_delay: Duration::from_millis(1_000),
+            tls: TlsOptions {
+                reject_unauthorized: true,
+                ..TlsOptions::default()
+            },
+        }
     }
 }
 
 /// Opens TCP and TLS connections for keys, with one pool's settings.
-pub(crate) struct Connector {
+pub struct Connector {
     resolver: dns::Resolver,
     /// For `tls` keys: the ALPN protocols as configured.
     tls: TlsConnector,
@@ -49,7 +58,7 @@ pub(crate) struct Connector {
 }
 
 impl Connector {
-    pub(crate) fn new(config: &PoolConfig) -> Result<Connector> {
+    pub fn new(config: &ConnectOptions) -> Result<Connector> {
         // Built once (a 'system' store is read from disk, PEM is parsed).
         let tls = tls::client_config(&config.tls)?;
         let mut http1 = (*tls).clone();
@@ -66,7 +75,7 @@ impl Connector {
 
     /// Resolve, connect and (for TLS keys) handshake, within
     /// `connectTimeoutMs` (zero: no limit).
-    async fn connect_within(&self, key: &Key, watch: IdleWatch) -> Result<Connection> {
+    async fn connect_within(&self, key: &Key, watch: IdleWatch<Key>) -> Result<Connection> {
         if self.connect_timeout.is_zero() {
             return self.open(key, watch).await;
         }
@@ -77,7 +86,7 @@ impl Connector {
         }
     }
 
-    async fn open(&self, key: &Key, watch: IdleWatch) -> Result<Connection> {
+    async fn open(&self, key: &Key, watch: IdleWatch<Key>) -> Result<Connection> {
         let start = Instant::now();
         let (socket, remote_addr) = match key.route() {
             Route::Direct => self.tcp(key.host(), key.port()).await?,
@@ -151,8 +160,12 @@ impl Connector {
     }
 }
 
-impl Connect<Connection> for Connector {
-    fn connect<'a>(&'a self, key: &'a Key, watch: IdleWatch) -> BoxFuture<'a, Result<Connection>> {
+impl Connect<Key, Connection> for Connector {
+    fn connect<'a>(
+        &'a self,
+        key: &'a Key,
+        watch: IdleWatch<Key>,
+    ) -> BoxFuture<'a, Result<Connection>> {
         // Boxed: the connect future (DNS, happy eyeballs, TLS) is large and
         // only needed on a miss; acquire futures stay small.
         Box::pin(self.connect_within(key, watch))

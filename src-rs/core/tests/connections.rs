@@ -1,16 +1,24 @@
-//! The seed semantics of acquire / release / flushForHost / shutdown,
-//! checked against what a real server saw.
+//! The pool over real sockets: what a server on 127.0.0.1 sees when the
+//! pool reuses, closes, flushes and shuts down connections, and what the
+//! idle watcher notices. The pool's rules themselves are tested in
+//! `src/pool/tests.rs` with a fake connection and a paused clock.
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, pool, Cmd, Server};
-use pconn_core::{AcquireOptions, Cancel, PoolConfig, Scheduling};
+use pconn_core::{AcquireOptions, PoolConfig, PoolLimits};
 
 fn opts() -> AcquireOptions {
     AcquireOptions::default()
+}
+
+fn limits(limits: PoolLimits) -> PoolConfig {
+    PoolConfig {
+        limits,
+        ..PoolConfig::default()
+    }
 }
 
 #[tokio::test]
@@ -44,23 +52,6 @@ async fn released_connection_is_reused_lifo() {
         ),
         (2, 0, 2, 1)
     );
-}
-
-#[tokio::test]
-async fn fifo_hands_out_the_longest_parked() {
-    let server = Server::start().await;
-    let pool = pool(PoolConfig {
-        scheduling: Scheduling::Fifo,
-        ..PoolConfig::default()
-    });
-    let key = server.key();
-    let a = pool.acquire(&key, &opts()).await.unwrap();
-    let b = pool.acquire(&key, &opts()).await.unwrap();
-    let a_id = a.id();
-    a.release(true);
-    b.release(true);
-    let c = pool.acquire(&key, &opts()).await.unwrap();
-    assert_eq!(c.id(), a_id);
 }
 
 #[tokio::test]
@@ -125,53 +116,6 @@ async fn release_with_unread_bytes_closes() {
 }
 
 #[tokio::test]
-async fn idle_cap_closes_the_excess() {
-    let server = Server::start().await;
-    let pool = pool(PoolConfig {
-        max_idle_per_host: 1,
-        ..PoolConfig::default()
-    });
-    let key = server.key();
-    let a = pool.acquire(&key, &opts()).await.unwrap();
-    let b = pool.acquire(&key, &opts()).await.unwrap();
-    a.release(true);
-    b.release(true);
-    assert_eq!(pool.stats().idle, 1);
-    eventually("server sees one close", || server.closed() == 1).await;
-}
-
-#[tokio::test]
-async fn idle_timeout_closes_parked_connections() {
-    let server = Server::start().await;
-    let pool = pool(PoolConfig {
-        idle_timeout: Duration::from_millis(100),
-        ..PoolConfig::default()
-    });
-    pool.acquire(&server.key(), &opts())
-        .await
-        .unwrap()
-        .release(true);
-    eventually("idle timeout", || pool.stats().counters.closed_by.idle == 1).await;
-    eventually("server sees the close", || server.closed() == 1).await;
-}
-
-#[tokio::test]
-async fn max_uses_retires_a_connection() {
-    let server = Server::start().await;
-    let pool = pool(PoolConfig {
-        max_uses: 2,
-        ..PoolConfig::default()
-    });
-    let key = server.key();
-    pool.acquire(&key, &opts()).await.unwrap().release(true);
-    let second = pool.acquire(&key, &opts()).await.unwrap();
-    assert!(second.reused());
-    second.release(true);
-    assert_eq!(pool.stats().counters.closed_by.lifetime, 1);
-    assert!(!pool.acquire(&key, &opts()).await.unwrap().reused());
-}
-
-#[tokio::test]
 async fn flush_for_host_closes_idle_only() {
     let server = Server::start().await;
     let pool = pool(PoolConfig::default());
@@ -192,103 +136,13 @@ async fn flush_for_host_closes_idle_only() {
 }
 
 #[tokio::test]
-async fn waiters_are_served_fifo_at_the_per_host_limit() {
-    let server = Server::start().await;
-    let pool = pool(PoolConfig {
-        max_connections_per_host: Some(1),
-        ..PoolConfig::default()
-    });
-    let key = server.key();
-    let held = pool.acquire(&key, &opts()).await.unwrap();
-    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut tasks = Vec::new();
-    for i in 0..5 {
-        let (pool, key, order) = (pool.clone(), key.clone(), order.clone());
-        tasks.push(tokio::spawn(async move {
-            let c = pool
-                .acquire(&key, &AcquireOptions::default())
-                .await
-                .unwrap();
-            order.lock().unwrap().push(i);
-            tokio::task::yield_now().await;
-            c.release(true);
-        }));
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(pool.stats().pending, 5);
-    held.release(true);
-    for t in tasks {
-        t.await.unwrap();
-    }
-    assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
-    assert_eq!(server.accepted(), 1);
-    assert_eq!(pool.stats().pending, 0);
-}
-
-#[tokio::test]
-async fn acquire_timeout_and_cancel_remove_the_waiter() {
-    let server = Server::start().await;
-    let pool = pool(PoolConfig {
-        max_connections_per_host: Some(1),
-        ..PoolConfig::default()
-    });
-    let key = server.key();
-    let _held = pool.acquire(&key, &opts()).await.unwrap();
-    let timed = AcquireOptions {
-        timeout: Some(Duration::from_millis(30)),
-        ..AcquireOptions::default()
-    };
-    let err = pool.acquire(&key, &timed).await.unwrap_err();
-    assert_eq!(err.code(), "PCONN_ACQUIRE_TIMEOUT");
-    assert_eq!(pool.stats().counters.timed_out, 1);
-
-    let cancel = Arc::new(Cancel::new());
-    let cancelled = AcquireOptions {
-        cancel: Some(cancel.clone()),
-        ..AcquireOptions::default()
-    };
-    let (res, _) = tokio::join!(pool.acquire(&key, &cancelled), async {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        cancel.cancel();
-    });
-    assert_eq!(res.unwrap_err().code(), "ABORT_ERR");
-    assert_eq!(pool.stats().pending, 0);
-}
-
-#[tokio::test]
-async fn queue_full_is_refused() {
-    let server = Server::start().await;
-    let pool = pool(PoolConfig {
-        max_connections_per_host: Some(1),
-        max_pending: Some(1),
-        ..PoolConfig::default()
-    });
-    let key = server.key();
-    let held = pool.acquire(&key, &opts()).await.unwrap();
-    let p2 = pool.clone();
-    let k2 = key.clone();
-    let queued = tokio::spawn(async move {
-        p2.acquire(&k2, &AcquireOptions::default())
-            .await
-            .map(|c| c.release(true))
-    });
-    eventually("one waiter queued", || pool.stats().pending == 1).await;
-    assert_eq!(
-        pool.acquire(&key, &opts()).await.unwrap_err().code(),
-        "PCONN_QUEUE_FULL"
-    );
-    held.release(true);
-    queued.await.unwrap().unwrap();
-}
-
-#[tokio::test]
 async fn global_limit_evicts_idle_of_other_keys() {
     let a = Server::start().await;
     let b = Server::start().await;
-    let pool = pool(PoolConfig {
+    let pool = pool(limits(PoolLimits {
         max_connections: Some(1),
-        ..PoolConfig::default()
-    });
+        ..PoolLimits::default()
+    }));
     pool.acquire(&a.key(), &opts()).await.unwrap().release(true);
     let c = pool.acquire(&b.key(), &opts()).await.unwrap();
     assert_eq!(pool.stats().counters.closed_by.evicted, 1);
@@ -301,10 +155,10 @@ async fn connect_refused_frees_the_slot() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let pool = pool(PoolConfig {
+    let pool = pool(limits(PoolLimits {
         max_connections_per_host: Some(1),
-        ..PoolConfig::default()
-    });
+        ..PoolLimits::default()
+    }));
     let key = pconn_core::Key::parse_url(&format!("tcp://127.0.0.1:{port}")).unwrap();
     for _ in 0..3 {
         assert_eq!(
@@ -319,10 +173,10 @@ async fn connect_refused_frees_the_slot() {
 #[tokio::test]
 async fn shutdown_rejects_waiters_and_closes_on_release() {
     let server = Server::start().await;
-    let pool = pool(PoolConfig {
+    let pool = pool(limits(PoolLimits {
         max_connections_per_host: Some(1),
-        ..PoolConfig::default()
-    });
+        ..PoolLimits::default()
+    }));
     let key = server.key();
     let held = pool.acquire(&key, &opts()).await.unwrap();
     let p2 = pool.clone();
@@ -359,10 +213,10 @@ async fn shutdown_rejects_waiters_and_closes_on_release() {
 #[tokio::test]
 async fn dropped_without_release_closes_and_frees_capacity() {
     let server = Server::start().await;
-    let pool = pool(PoolConfig {
+    let pool = pool(limits(PoolLimits {
         max_connections_per_host: Some(1),
-        ..PoolConfig::default()
-    });
+        ..PoolLimits::default()
+    }));
     let key = server.key();
     drop(pool.acquire(&key, &opts()).await.unwrap());
     let c = pool.acquire(&key, &opts()).await.unwrap();

@@ -1,0 +1,14 @@
+//! HTTP/1.1 on the wire, as pure functions over bytes: nothing here owns a
+//! socket or waits.
+//!
+//! - `request`: validation (no CR, LF or NUL anywhere) and encoding;
+//! - `response`: head parsing, framing and keep-alive rules;
+//! - `body`: Content-Length, chunked and close-delimited decoding.
+
+mod body;
+mod request;
+mod response;
+
+pub use body::BodyDecoder;
+pub use request::{is_idempotent_method, BodyFraming, RequestBody, RequestHead};
+pub use response::{parse_head, Framing, ResponseHead, MAX_HEADERS, MAX_HEAD_BYTES};

@@ -1,0 +1,53 @@
+//! The pool's settings: limits, timeouts and order. The one home of their
+//! defaults (the JavaScript façade reads them from here).
+
+use std::time::Duration;
+
+/// Which idle connection `acquire` takes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scheduling {
+    /// Most recently released first: keeps few connections warm, lets the rest expire.
+    #[default]
+    Lifo,
+    /// Least recently released first: spreads load over every connection.
+    Fifo,
+}
+
+/// Every setting of the pool itself. `None` means "no limit" for limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolLimits {
+    /// Idle connections kept per key.
+    pub max_idle_per_host: usize,
+    /// Connections per key: idle, active, connecting (a multiplexed
+    /// connection counts once, whatever its streams).
+    pub max_connections_per_host: Option<usize>,
+    /// Connections over every key.
+    pub max_connections: Option<usize>,
+    /// Waiting acquires before `PCONN_QUEUE_FULL`.
+    pub max_pending: Option<usize>,
+    pub idle_timeout: Duration,
+    /// Zero = unlimited.
+    pub max_lifetime: Duration,
+    /// Loans per connection (requests, or streams of a multiplexed
+    /// connection); zero = unlimited.
+    pub max_uses: u64,
+    pub scheduling: Scheduling,
+    /// Zero = wait forever.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        PoolLimits {
+            max_idle_per_host: 256,
+            max_connections_per_host: None,
+            max_connections: None,
+            max_pending: None,
+            idle_timeout: Duration::from_millis(4_000),
+            max_lifetime: Duration::ZERO,
+            max_uses: 0,
+            scheduling: Scheduling::Lifo,
+            acquire_timeout: Duration::ZERO,
+        }
+    }
+}
