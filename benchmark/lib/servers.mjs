@@ -12,7 +12,6 @@ import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
-const benchServer = join(root, 'target', 'release', 'pconn-bench-server')
 const SMALL_BODY = 'hello, world\n' // 13 bytes, like the issue's nginx measurements
 
 /** Whether a command is on the PATH (nginx, wrk). */
@@ -20,13 +19,19 @@ export function installed(cmd) {
   return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
 }
 
-/** The bench server binary, built if it is missing (a release build, once). */
+/**
+ * The bench server binary: the release build, else the one `npm test`
+ * builds (profile `ci`); built in release if neither exists. Built for the
+ * host target, as the addon is, so both share one dependency build.
+ */
 export function ensureBenchServer(log) {
-  if (!existsSync(benchServer)) {
-    log('building the bench server (cargo build --release -p pconn-bench-server)…')
-    execFileSync('cargo', ['build', '--release', '-p', 'pconn-bench-server'], { cwd: root, stdio: 'inherit' })
-  }
-  return benchServer
+  const host = execFileSync('rustc', ['--print', 'host-tuple'], { encoding: 'utf8' }).trim()
+  const binary = (profile) => join(root, 'target', host, profile, 'pconn-bench-server')
+  const found = ['release', 'ci'].map(binary).find((path) => existsSync(path))
+  if (found !== undefined) return found
+  log('building the bench server (cargo build --release -p pconn-bench-server)…')
+  execFileSync('cargo', ['build', '--release', '-p', 'pconn-bench-server', '--target', host], { cwd: root, stdio: 'inherit' })
+  return binary('release')
 }
 
 /** A self-signed certificate for 127.0.0.1, as `openssl req -x509` makes it (CA:TRUE). */
@@ -75,7 +80,7 @@ async function startNginx(dir) {
 }
 
 async function startBenchServer(dir, log) {
-  ensureBenchServer(log)
+  const benchServer = ensureBenchServer(log)
   const one = async (tls) => {
     const args = ['--threads', '1']
     if (tls) args.push('--cert', join(dir, 'cert.pem'), '--key', join(dir, 'key.pem'))
