@@ -5,14 +5,14 @@
  * runs this module once and gets its own channel: native operations are
  * started with an id from this thread's counter and complete here, in
  * batches (one call carries every completion that was ready; see
- * src-rs/node/src/batch.rs for the layout). This module turns them into
+ * src-rs/node/src/record.rs for the layout). This module turns them into
  * Promises and keeps the event loop alive exactly while some operation is
  * pending (an idle pool never holds the process open).
  */
 import { fromInfo, fromNative, PconnError } from './errors.js'
 import { closeChannel, publishClose } from './diagnostics.js'
 import type * as Binding from '../native/index.js'
-import { Completion } from '../native/index.js'
+import { ClosedField, Completion, DetailsOffset, EndField, Field, ResponseField } from '../native/index.js'
 
 /**
  * Load the prebuilt binary for this platform (a local build in ./native,
@@ -60,22 +60,23 @@ export interface ExchangeDetails {
   remotePort: number | undefined
 }
 
-/** A detailed response's numbers, from the slab (see src-rs/node/src/batch.rs, `DETAILS_BYTES`). */
+/** A detailed response's numbers, from the slab (laid out as `DetailsOffset` says). */
 function readDetails(slab: Buffer, at: number): ExchangeDetails {
-  const port = slab.readDoubleLE(at + 40)
-  const length = slab.readDoubleLE(at + 48)
+  const port = slab.readDoubleLE(at + DetailsOffset.Port)
+  const length = slab.readDoubleLE(at + DetailsOffset.AddressLength)
+  const address = at + DetailsOffset.Address
   return {
-    queuedMs: slab.readDoubleLE(at),
-    connectMs: slab.readDoubleLE(at + 8),
-    tlsMs: slab.readDoubleLE(at + 16),
-    ttfbMs: slab.readDoubleLE(at + 24),
-    retried: slab.readDoubleLE(at + 32) === 1,
+    queuedMs: slab.readDoubleLE(at + DetailsOffset.QueuedMs),
+    connectMs: slab.readDoubleLE(at + DetailsOffset.ConnectMs),
+    tlsMs: slab.readDoubleLE(at + DetailsOffset.TlsMs),
+    ttfbMs: slab.readDoubleLE(at + DetailsOffset.HeadMs),
+    retried: slab.readDoubleLE(at + DetailsOffset.Retried) === 1,
     remotePort: port < 0 ? undefined : port,
-    remoteAddress: length === 0 ? undefined : slab.toString('latin1', at + 56, at + 56 + length),
+    remoteAddress: length === 0 ? undefined : slab.toString('latin1', address, address + length),
   }
 }
 
-/** An HTTP response as the bridge delivers it (see src-rs/node/src/batch.rs). */
+/** An HTTP response as the bridge delivers it (see `ResponseField` in src-rs/node/src/record.rs). */
 export interface ResponseParts {
   /** Status code and flags: `RESPONSE_STATUS_BITS`, `RESPONSE_HTTP11`, `RESPONSE_REUSED`. */
   statusFlags: number
@@ -132,38 +133,39 @@ function onBatch(meta: Float64Array, slab: Buffer, objects: unknown[], count: nu
     try {
       deliver(meta, at, slab, objects)
     } catch (err) {
-      undeliverable(meta[at]!, err)
+      undeliverable(meta[at + Field.Id]!, err)
     }
   }
 }
 
+/** Settle the operation of the record at `at` (fields as `src-rs/node/src/record.rs` lays them out). */
 function deliver(meta: Float64Array, at: number, slab: Buffer, objects: unknown[]): void {
-  const id = meta[at]!
-  const a = meta[at + 2]!
-  switch (meta[at + 1] as Completion) {
+  const id = meta[at + Field.Id]!
+  const object = meta[at + Field.Object]!
+  switch (meta[at + Field.Kind] as Completion) {
     case Completion.Done:
       settle(id, undefined, false)
       break
     case Completion.Failed:
-      settle(id, objects[a], true)
+      settle(id, objects[object], true)
       break
     case Completion.Connection:
-      settle(id, objects[a], false)
+      settle(id, objects[object], false)
       break
     case Completion.Bytes:
-      settle(id, a < 0 ? null : objects[a], false)
+      settle(id, object < 0 ? null : objects[object], false)
       break
     case Completion.Response: {
-      const bodyObject = meta[at + 7]!
-      const rest = meta[at + 8]!
-      const details = meta[at + 9]!
+      const bodyObject = meta[at + ResponseField.BodyObject]!
+      const rest = meta[at + ResponseField.Rest]!
+      const details = meta[at + ResponseField.Details]!
       const parts: ResponseParts = {
-        statusFlags: a,
-        connectionId: meta[at + 3]!,
+        statusFlags: meta[at + ResponseField.Flags]!,
+        connectionId: meta[at + ResponseField.ConnectionId]!,
         slab,
-        headStart: meta[at + 4]!,
-        headEnd: meta[at + 5]!,
-        bodyEnd: meta[at + 6]!,
+        headStart: meta[at + ResponseField.HeadStart]!,
+        headEnd: meta[at + ResponseField.HeadEnd]!,
+        bodyEnd: meta[at + ResponseField.BodyEnd]!,
         body: bodyObject < 0 ? undefined : (objects[bodyObject] as Buffer),
         stream: rest < 0 ? undefined : (objects[rest] as NativeBody),
         details: details < 0 ? undefined : readDetails(slab, details),
@@ -172,17 +174,18 @@ function deliver(meta: Float64Array, at: number, slab: Buffer, objects: unknown[
       break
     }
     case Completion.End:
-      settle(id, slab.toString('latin1', a, meta[at + 3]!), false)
+      settle(id, slab.toString('latin1', meta[at + EndField.TrailersStart]!, meta[at + EndField.TrailersEnd]!), false)
       break
     case Completion.Closed:
       if (closeChannel.hasSubscribers) {
-        publishClose(a, slab.toString('latin1', meta[at + 3]!, meta[at + 4]!), slab.toString('latin1', meta[at + 5]!, meta[at + 6]!))
+        const text = (start: ClosedField, end: ClosedField): string => slab.toString('latin1', meta[at + start]!, meta[at + end]!)
+        publishClose(meta[at + ClosedField.ConnectionId]!, text(ClosedField.KeyStart, ClosedField.KeyEnd), text(ClosedField.ReasonStart, ClosedField.ReasonEnd))
       }
       break
     case Completion.Lost:
       throw new Error('no error could be created for it natively')
     default:
-      throw new Error(`unknown completion kind ${String(meta[at + 1])}`)
+      throw new Error(`unknown completion kind ${String(meta[at + Field.Kind])}`)
   }
 }
 

@@ -1,9 +1,8 @@
 //! One batch of completions as the JavaScript side receives it:
 //! `onBatch(meta, slab, objects, count)`.
 //!
-//! - `meta` (a `Float64Array`) holds `count` records of
-//!   [`COMPLETION_STRIDE`] numbers: `[id, kind, ...]`, the rest laid out per
-//!   [`Completion`] kind; `-1` marks an absent value.
+//! - `meta` (a `Float64Array`) holds `count` records, laid out as
+//!   `record` says (`[id, kind, ...]`, the rest per kind).
 //! - `slab` (one `Buffer`) holds every response head and small body of the
 //!   batch, back to back; `meta` gives their ranges. The façade decodes a
 //!   head (latin1) or a body (`text()`: UTF-8) only when asked.
@@ -19,79 +18,26 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::ToNapiValue;
 use napi::sys;
-use napi_derive::napi;
 use pconn_core::http1::Response;
 
-use crate::bridge::{Fault, Outcome, Queued};
+use crate::bridge::{Completed, Fault, Outcome};
 use crate::connection::NativeConnection;
 use crate::errors::{error_info, panicked, undeliverable};
 use crate::http::NativeBody;
+use crate::record::{
+    ClosedField, Completion, DetailsOffset, EndField, Field, Record, ResponseField, DETAILS_BYTES,
+    RESPONSE_HTTP11, RESPONSE_REUSED, RESPONSE_STATUS_BITS, STRIDE,
+};
 use crate::runtime::panic_message;
 use crate::scope::Scope;
 
-/// Room for a detailed request's numbers in the slab: seven little-endian
-/// f64 (queued, connect, TLS and head milliseconds, retried 0/1, the
-/// peer's port or -1, the address's length) and the peer's address (latin1,
-/// at most 39 bytes for IPv6). Numbers in the slab, not an object: building
-/// a JavaScript object per response costs a property write per field.
-const DETAILS_BYTES: usize = 7 * 8 + 39;
-
-fn ms(d: std::time::Duration) -> f64 {
+fn millis(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
-
-/// Numbers per completion in `meta`.
-#[napi]
-pub const COMPLETION_STRIDE: u32 = 10;
-
-/// A response record's first number: the status code in these bits ...
-#[napi]
-pub const RESPONSE_STATUS_BITS: u32 = 0x3ff;
-/// ... this bit set for HTTP/1.1 ...
-#[napi]
-pub const RESPONSE_HTTP11: u32 = 1 << 10;
-/// ... and this one when the connection served an earlier request.
-#[napi]
-pub const RESPONSE_REUSED: u32 = 1 << 11;
-const STRIDE: usize = COMPLETION_STRIDE as usize;
 
 /// Bodies up to this size travel in the slab; larger ones in their own
 /// Buffer (so a kept body does not keep a whole batch alive).
 const SLAB_BODY_LIMIT: usize = 16 * 1024;
-
-/// What each completion's record holds after its id and kind.
-#[napi]
-pub enum Completion {
-    /// Nothing.
-    Done,
-    /// `objects[a]`: an `ErrorInfo`.
-    Failed,
-    /// `objects[a]`: a `NativeConnection`.
-    Connection,
-    /// `objects[a]`: a Buffer, or `a` is -1 at the end of the stream.
-    Bytes,
-    /// Status and flags (`RESPONSE_STATUS_BITS`, `RESPONSE_HTTP11`,
-    /// `RESPONSE_REUSED`),
-    /// connection id, head start and end in the slab (reason, CRLF, then
-    /// `name: value` lines; for a complete chunked body an empty line and
-    /// the trailers), body end in the slab (the body starts where the head
-    /// ends) or -1, `objects` index of the body Buffer or -1, `objects`
-    /// index of the `NativeBody` with the rest or -1, slab offset of the
-    /// exchange's details (detailed requests only; see `DETAILS_BYTES`) or -1.
-    Response,
-    /// The end of a streamed body: its trailer lines' start and end in the
-    /// slab.
-    End,
-    /// A connection closed (id 0): its id, its key's start and end, the
-    /// reason's start and end, in the slab.
-    Closed,
-    /// The operation failed because its result could not be delivered and
-    /// no error object could be made either: the façade makes the error.
-    Lost,
-}
-
-/// A record's numbers after `[id, kind]`.
-type Values = [f64; STRIDE - 2];
 
 /// The kind `Fault::UnknownKind` writes: no `Completion` has it.
 const UNKNOWN_KIND: u32 = 0xffff;
@@ -109,15 +55,15 @@ pub(crate) unsafe fn deliver(
     env: sys::napi_env,
     js_cb: sys::napi_value,
     scope: &Arc<Scope>,
-    batch: Vec<Queued>,
+    batch: Vec<Completed>,
 ) {
     let mut slab_len = 0;
-    let batch: Vec<Queued> = batch
+    let batch: Vec<Completed> = batch
         .into_iter()
-        .map(|Queued { id, outcome }| {
+        .map(|Completed { id, outcome }| {
             let (outcome, bytes) = sized(outcome);
             slab_len += bytes;
-            Queued { id, outcome }
+            Completed { id, outcome }
         })
         .collect();
     let count = batch.len();
@@ -125,12 +71,10 @@ pub(crate) unsafe fn deliver(
     let Some(mut out) = (unsafe { Out::new(env, count, slab_len) }) else {
         return;
     };
-    for (i, Queued { id, outcome }) in batch.into_iter().enumerate() {
-        let (kind, values) = out.encode_alone(outcome, scope);
-        let record = &mut out.meta[i * STRIDE..(i + 1) * STRIDE];
-        record[0] = id;
-        record[1] = f64::from(kind);
-        record[2..].copy_from_slice(&values);
+    for (i, Completed { id, outcome }) in batch.into_iter().enumerate() {
+        let mut record = out.encode_alone(outcome, scope);
+        record.set(Field::Id as usize, id);
+        out.meta[i * STRIDE..(i + 1) * STRIDE].copy_from_slice(&record.0);
     }
     // SAFETY: forwarded from the caller.
     unsafe { out.call(js_cb, count) };
@@ -320,23 +264,24 @@ impl Out<'_> {
     /// `encode`, isolated: a panic or a value that cannot be created fails
     /// this completion's operation, with the reason, and leaves the rest of
     /// the batch alone.
-    fn encode_alone(&mut self, outcome: Outcome, scope: &Arc<Scope>) -> (u32, Values) {
+    fn encode_alone(&mut self, outcome: Outcome, scope: &Arc<Scope>) -> Record {
         self.ok = true;
         let why = match std::panic::catch_unwind(AssertUnwindSafe(|| self.encode(outcome, scope))) {
-            Ok(encoded) if self.ok => return encoded,
+            Ok(record) if self.ok => return record,
             Ok(_) => "a JavaScript value for it could not be created".to_string(),
             Err(payload) => format!("Rust panic: {}", panic_message(payload.as_ref())),
         };
         self.clear_exception();
         self.ok = true;
-        let mut values = [-1.0; STRIDE - 2];
-        values[0] = self.object(error_info(&undeliverable(&why).into()));
+        let error = self.object(error_info(&undeliverable(&why).into()));
         if self.ok {
-            return (Completion::Failed as u32, values);
+            let mut record = Record::of(Completion::Failed);
+            record.set(Field::Object as usize, error);
+            return record;
         }
         // Not even the error could be made: the façade makes its own.
         self.clear_exception();
-        (Completion::Lost as u32, [-1.0; STRIDE - 2])
+        Record::of(Completion::Lost)
     }
 
     /// Clear an exception a failed napi call left pending, so the next
@@ -352,51 +297,61 @@ impl Out<'_> {
         }
     }
 
-    /// An outcome's kind and the record's numbers after `[id, kind]`.
-    fn encode(&mut self, outcome: Outcome, scope: &Arc<Scope>) -> (u32, Values) {
-        let mut values = [-1.0; STRIDE - 2];
-        let kind = match outcome {
-            Outcome::Done => Completion::Done,
+    /// An outcome's record (but its id).
+    fn encode(&mut self, outcome: Outcome, scope: &Arc<Scope>) -> Record {
+        const OBJECT: usize = Field::Object as usize;
+        match outcome {
+            Outcome::Done => Record::of(Completion::Done),
             Outcome::Failed(failure) => {
-                values[0] = self.object(error_info(&failure));
-                Completion::Failed
+                let error = self.object(error_info(&failure));
+                let mut record = Record::of(Completion::Failed);
+                record.set(OBJECT, error);
+                record
             }
             Outcome::Connection(pooled) => {
-                values[0] = self.object(NativeConnection::new(pooled, scope));
-                Completion::Connection
+                let conn = self.object(NativeConnection::new(pooled, scope));
+                let mut record = Record::of(Completion::Connection);
+                record.set(OBJECT, conn);
+                record
             }
-            Outcome::Bytes(Some(bytes)) => {
-                values[0] = self.buffer(&bytes);
-                Completion::Bytes
+            Outcome::Bytes(bytes) => {
+                let buffer = bytes.map_or(-1.0, |b| self.buffer(&b));
+                let mut record = Record::of(Completion::Bytes);
+                record.set(OBJECT, buffer);
+                record
             }
-            Outcome::Bytes(None) => Completion::Bytes,
-            Outcome::Response(response) => {
-                values = self.response(*response, scope);
-                Completion::Response
-            }
+            Outcome::Response(response) => self.response(*response, scope),
             Outcome::End(trailers) => {
                 let start = self.at as f64;
                 for (name, value) in &trailers {
                     self.header_line(name.as_bytes(), value.as_bytes());
                 }
-                (values[0], values[1]) = (start, self.at as f64);
-                Completion::End
+                let mut record = Record::of(Completion::End);
+                record
+                    .set(EndField::TrailersStart as usize, start)
+                    .set(EndField::TrailersEnd as usize, self.at as f64);
+                record
             }
             Outcome::Closed { id, key, reason } => {
-                values[0] = id as f64;
-                (values[1], values[2]) = self.put(key.as_bytes());
-                (values[3], values[4]) = self.put(reason.as_bytes());
-                Completion::Closed
+                let key = self.put(key.as_bytes());
+                let reason = self.put(reason.as_bytes());
+                let mut record = Record::of(Completion::Closed);
+                record
+                    .set(ClosedField::ConnectionId as usize, id as f64)
+                    .set(ClosedField::KeyStart as usize, key.0)
+                    .set(ClosedField::KeyEnd as usize, key.1)
+                    .set(ClosedField::ReasonStart as usize, reason.0)
+                    .set(ClosedField::ReasonEnd as usize, reason.1);
+                record
             }
             Outcome::Fault(Fault::Panic) => panic!("a completion that panics, made by a test"),
-            Outcome::Fault(Fault::UnknownKind) => return (UNKNOWN_KIND, values),
-        };
-        (kind as u32, values)
+            Outcome::Fault(Fault::UnknownKind) => Record::of_kind(UNKNOWN_KIND),
+        }
     }
 
     /// Lay a response out: head (and trailers) then a small body in the
     /// slab, the rest in `objects`.
-    fn response(&mut self, mut r: Response, scope: &Arc<Scope>) -> Values {
+    fn response(&mut self, mut r: Response, scope: &Arc<Scope>) -> Record {
         let body = r.body.next_chunk_ready();
         let complete = r.body.is_complete();
         let h = &r.head;
@@ -432,35 +387,40 @@ impl Out<'_> {
         };
         let details = match r.timings {
             Some(t) => {
-                let at = self.at as f64;
+                let at = self.at;
                 let address = r.peer.map(|a| a.ip().to_string()).unwrap_or_default();
                 let numbers = [
-                    ms(t.queued),
-                    ms(t.connect),
-                    ms(t.tls),
-                    ms(t.head),
-                    f64::from(u8::from(t.retried)),
-                    r.peer.map_or(-1.0, |a| f64::from(a.port())),
-                    address.len() as f64,
+                    (DetailsOffset::QueuedMs, millis(t.queued)),
+                    (DetailsOffset::ConnectMs, millis(t.connect)),
+                    (DetailsOffset::TlsMs, millis(t.tls)),
+                    (DetailsOffset::HeadMs, millis(t.head)),
+                    (DetailsOffset::Retried, f64::from(u8::from(t.retried))),
+                    (
+                        DetailsOffset::Port,
+                        r.peer.map_or(-1.0, |a| f64::from(a.port())),
+                    ),
+                    (DetailsOffset::AddressLength, address.len() as f64),
                 ];
-                for n in numbers {
+                for (offset, n) in numbers {
+                    debug_assert_eq!(self.at, at + offset as usize);
                     self.put(&n.to_le_bytes());
                 }
                 self.put(address.as_bytes());
-                at
+                at as f64
             }
             None => -1.0,
         };
-        [
-            f64::from(flags),
-            r.connection_id as f64,
-            head_start as f64,
-            head_end as f64,
-            body_end,
-            body_object,
-            rest,
-            details,
-        ]
+        let mut record = Record::of(Completion::Response);
+        record
+            .set(ResponseField::Flags as usize, f64::from(flags))
+            .set(ResponseField::ConnectionId as usize, r.connection_id as f64)
+            .set(ResponseField::HeadStart as usize, head_start as f64)
+            .set(ResponseField::HeadEnd as usize, head_end as f64)
+            .set(ResponseField::BodyEnd as usize, body_end)
+            .set(ResponseField::BodyObject as usize, body_object)
+            .set(ResponseField::Rest as usize, rest)
+            .set(ResponseField::Details as usize, details);
+        record
     }
 
     /// # Safety

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, Mutex};
 
 use crate::bridge::{Failure, Outcome};
 use crate::errors::{internal, throw, Code};
-use crate::options::ms;
+use crate::options::from_millis;
 use crate::pool::NativePool;
 use crate::scope::Scope;
 
@@ -254,8 +254,10 @@ impl NativePool {
         };
         let (mut streamed, mut cancellable) = (false, false);
         if let Some(o) = options {
-            opts.headers_timeout = o.headers_timeout_ms.map_or(defaults.headers_timeout, ms);
-            opts.body_timeout = o.body_timeout_ms.map_or(defaults.body_timeout, ms);
+            opts.headers_timeout = o
+                .headers_timeout_ms
+                .map_or(defaults.headers_timeout, from_millis);
+            opts.body_timeout = o.body_timeout_ms.map_or(defaults.body_timeout, from_millis);
             opts.idempotent = o.idempotent.unwrap_or(defaults.idempotent);
             streamed = o.stream_body.unwrap_or(false);
             cancellable = o.cancellable.unwrap_or(false);

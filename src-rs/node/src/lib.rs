@@ -4,9 +4,11 @@
 //! - `runtime`: the process-wide Tokio runtime, and panic-safe spawning;
 //! - `scope`: what one JavaScript environment (main thread or worker) owns
 //!   natively, installed when it loads the addon and torn down with it;
-//! - `bridge`: the environment's completion channel (one wake-up and one
-//!   JavaScript call per batch of completions);
-//! - `batch`: how a batch is encoded (numbers, a byte slab, a few objects);
+//! - `bridge`: a completion channel (one JavaScript call per batch of
+//!   completions); `wakeup`: how it wakes its thread (the raw threadsafe
+//!   function, and wake-ups deferred on I/O threads);
+//! - `batch`: how a batch is encoded (numbers, a byte slab, a few objects),
+//!   and `record`: the layout of its records, shared with the façade;
 //! - `errors`: core errors as JavaScript errors with the contract's codes;
 //! - `options`, `stats`: plain conversions;
 //! - `pool`, `connection`, `http`: the classes the TypeScript façade wraps.
@@ -18,9 +20,11 @@ mod errors;
 mod http;
 mod options;
 mod pool;
+mod record;
 mod runtime;
 mod scope;
 mod stats;
+mod wakeup;
 
 use napi::bindgen_prelude::Object;
 use napi::Env;

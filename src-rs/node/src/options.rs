@@ -49,7 +49,7 @@ pub struct NativePoolOptions {
 }
 
 /// Milliseconds from JavaScript (negative as zero) as a Duration.
-pub(crate) fn ms(v: f64) -> Duration {
+pub(crate) fn from_millis(v: f64) -> Duration {
     Duration::from_millis(v.max(0.0) as u64)
 }
 
@@ -71,21 +71,21 @@ impl TryFrom<NativePoolOptions> for PoolConfig {
                 max_connections_per_host: o.max_connections_per_host.map(|v| v as usize),
                 max_connections: o.max_connections.map(|v| v as usize),
                 max_pending: o.max_pending.map(|v| v as usize),
-                idle_timeout: ms(o.idle_timeout_ms),
-                max_lifetime: ms(o.max_lifetime_ms),
+                idle_timeout: from_millis(o.idle_timeout_ms),
+                max_lifetime: from_millis(o.max_lifetime_ms),
                 max_uses: o.max_uses.max(0.0) as u64,
                 scheduling: if o.fifo {
                     Scheduling::Fifo
                 } else {
                     Scheduling::Lifo
                 },
-                acquire_timeout: ms(o.acquire_timeout_ms),
+                acquire_timeout: from_millis(o.acquire_timeout_ms),
             },
             connect: ConnectOptions {
-                connect_timeout: ms(o.connect_timeout_ms),
-                dns_cache: ms(o.dns_cache_ms),
+                connect_timeout: from_millis(o.connect_timeout_ms),
+                dns_cache: from_millis(o.dns_cache_ms),
                 no_delay: o.no_delay,
-                keep_alive_initial_delay: ms(o.keep_alive_initial_delay_ms),
+                keep_alive_initial_delay: from_millis(o.keep_alive_initial_delay_ms),
                 tls: TlsOptions {
                     ca: match (o.tls.ca, o.tls.ca_system) {
                         (Some(pem), _) => Trust::Pem(pem.to_vec()),

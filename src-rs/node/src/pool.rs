@@ -13,7 +13,7 @@ use pconn_core::{
 use crate::bridge::{Failure, Fault, OpId, Outcome};
 use crate::connection::NativeConnection;
 use crate::errors::{internal, throw, Code};
-use crate::options::{ms, NativePoolOptions};
+use crate::options::{from_millis, NativePoolOptions};
 use crate::runtime;
 use crate::scope::{self, Scope};
 use crate::stats::StatsJs;
@@ -153,7 +153,7 @@ impl NativePool {
         cancel: Option<&NativeCancel>,
     ) -> napi::Result<Option<NativeConnection>, Code> {
         let opts = AcquireOptions {
-            timeout: timeout_ms.map(ms),
+            timeout: timeout_ms.map(from_millis),
             cancel: cancel.map(|c| c.cancel.clone()),
             ..AcquireOptions::default()
         };

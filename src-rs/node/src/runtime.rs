@@ -31,8 +31,8 @@ pub(crate) fn handle() -> napi::Result<&'static Handle> {
         Builder::new_multi_thread()
             .worker_threads(worker_threads())
             .thread_name("pconn-io")
-            .on_thread_start(|| IO_THREAD.with(|t| t.set(true)))
-            .on_thread_park(flush_wakes)
+            .on_thread_start(crate::wakeup::on_io_thread_start)
+            .on_thread_park(crate::wakeup::flush)
             .enable_all()
             .build()
     });
@@ -86,61 +86,4 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into())
-}
-
-/// Longest a completion waits for its thread's wake-up while the I/O
-/// thread stays busy (it normally flushes when it is about to park).
-const MAX_DEFERRAL: std::time::Duration = std::time::Duration::from_micros(100);
-
-thread_local! {
-    static IO_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    static DEFERRED: std::cell::RefCell<Deferred> = const { std::cell::RefCell::new(Deferred { bridges: Vec::new(), since: None }) };
-}
-
-/// Wake-ups of JavaScript threads held back on an I/O thread.
-struct Deferred {
-    bridges: Vec<std::sync::Arc<crate::bridge::Bridge>>,
-    since: Option<std::time::Instant>,
-}
-
-/// On an I/O thread, hold `bridge`'s wake-up back until the thread is about
-/// to park, so that everything completed in one busy period reaches its
-/// JavaScript thread in one call; a thread that stays busy completing more
-/// operations wakes it at the first completion after `MAX_DEFERRAL`.
-/// Elsewhere (a completion on a JavaScript thread), false: wake at once.
-pub(crate) fn defer_wake(bridge: &std::sync::Arc<crate::bridge::Bridge>) -> bool {
-    if !IO_THREAD.with(|t| t.get()) {
-        return false;
-    }
-    DEFERRED.with(|d| {
-        let mut d = d.borrow_mut();
-        d.bridges.push(bridge.clone());
-        d.since.get_or_insert_with(std::time::Instant::now);
-    });
-    true
-}
-
-/// Called with every completion made on this thread: wake what has waited
-/// longer than `MAX_DEFERRAL` (the thread has not parked meanwhile).
-pub(crate) fn flush_overdue() {
-    let overdue = DEFERRED.with(|d| {
-        d.borrow()
-            .since
-            .is_some_and(|since| since.elapsed() > MAX_DEFERRAL)
-    });
-    if overdue {
-        flush_wakes();
-    }
-}
-
-/// Wake every JavaScript thread whose completions were held back.
-fn flush_wakes() {
-    let bridges = DEFERRED.with(|d| {
-        let mut d = d.borrow_mut();
-        d.since = None;
-        std::mem::take(&mut d.bridges)
-    });
-    for bridge in bridges {
-        bridge.wake_now();
-    }
 }

@@ -115,11 +115,6 @@ pub(crate) trait IdleCheck<K>: Send + Sync {
 }
 
 impl<K> IdleWatch<K> {
-    /// The connection this watch belongs to.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
     /// Something happened on the connection: if it is parked, the pool
     /// checks it (outside its lock) and closes it when it is dead. Returns
     /// false once the pool is gone (the watcher can stop).

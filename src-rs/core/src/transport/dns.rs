@@ -25,7 +25,8 @@ pub(crate) type LookupFn =
 /// Most names kept; past it, expired answers go, then the oldest.
 const CACHE_LIMIT: usize = 1024;
 
-enum Entry {
+/// What the resolver holds for one name.
+enum Name {
     Resolved {
         addrs: Arc<[IpAddr]>,
         expires: Instant,
@@ -41,7 +42,7 @@ enum Entry {
 pub(crate) struct Resolver {
     ttl: Duration,
     lookup: LookupFn,
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<HashMap<String, Name>>,
 }
 
 enum Role {
@@ -62,7 +63,7 @@ impl Resolver {
         }
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Name>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -74,13 +75,13 @@ impl Resolver {
             let role = {
                 let mut entries = self.entries();
                 match entries.get(host) {
-                    Some(Entry::Resolved { addrs, expires }) if *expires > Instant::now() => {
+                    Some(Name::Resolved { addrs, expires }) if *expires > Instant::now() => {
                         return Ok(addrs.clone())
                     }
-                    Some(Entry::InFlight { done, .. }) => Role::Follow(done.clone()),
+                    Some(Name::InFlight { done, .. }) => Role::Follow(done.clone()),
                     _ => {
                         let (tx, rx) = watch::channel(None);
-                        entries.insert(host.to_string(), Entry::InFlight { done: rx });
+                        entries.insert(host.to_string(), Name::InFlight { done: rx });
                         Role::Lead(tx)
                     }
                 }
@@ -129,7 +130,7 @@ impl Resolver {
                     let expires = Instant::now() + self.ttl;
                     entries.insert(
                         host.to_string(),
-                        Entry::Resolved {
+                        Name::Resolved {
                             addrs: addrs.clone(),
                             expires,
                         },
@@ -154,12 +155,12 @@ impl Resolver {
 /// Keep the cache under `CACHE_LIMIT`: expired answers first, then the
 /// answers that expire soonest, down to three quarters of the limit (so the
 /// work is amortised over many inserts).
-fn prune(entries: &mut HashMap<String, Entry>) {
+fn prune(entries: &mut HashMap<String, Name>) {
     if entries.len() <= CACHE_LIMIT {
         return;
     }
     let now = Instant::now();
-    entries.retain(|_, e| !matches!(e, Entry::Resolved { expires, .. } if *expires <= now));
+    entries.retain(|_, e| !matches!(e, Name::Resolved { expires, .. } if *expires <= now));
     let keep = CACHE_LIMIT * 3 / 4;
     if entries.len() <= keep {
         return;
@@ -167,18 +168,18 @@ fn prune(entries: &mut HashMap<String, Entry>) {
     let mut expiries: Vec<Instant> = entries
         .values()
         .filter_map(|e| match e {
-            Entry::Resolved { expires, .. } => Some(*expires),
-            Entry::InFlight { .. } => None,
+            Name::Resolved { expires, .. } => Some(*expires),
+            Name::InFlight { .. } => None,
         })
         .collect();
     let drop_count = entries.len() - keep;
     if drop_count >= expiries.len() {
-        entries.retain(|_, e| matches!(e, Entry::InFlight { .. }));
+        entries.retain(|_, e| matches!(e, Name::InFlight { .. }));
         return;
     }
     let (_, cut, _) = expiries.select_nth_unstable(drop_count);
     let cut = *cut;
-    entries.retain(|_, e| !matches!(e, Entry::Resolved { expires, .. } if *expires <= cut));
+    entries.retain(|_, e| !matches!(e, Name::Resolved { expires, .. } if *expires <= cut));
 }
 
 /// getaddrinfo on the blocking pool.

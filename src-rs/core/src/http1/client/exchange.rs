@@ -107,14 +107,14 @@ impl From<Error> for ExchangeError {
 }
 
 /// Why an attempt failed, and whether the server had started answering.
-struct Failure {
+struct AttemptError {
     error: Error,
     answered: bool,
 }
 
-impl From<Error> for Failure {
-    fn from(error: Error) -> Failure {
-        Failure {
+impl From<Error> for AttemptError {
+    fn from(error: Error) -> AttemptError {
+        AttemptError {
             error,
             answered: false,
         }
@@ -122,9 +122,9 @@ impl From<Error> for Failure {
 }
 
 /// A failed write: the server cannot have answered yet.
-impl From<std::io::Error> for Failure {
-    fn from(e: std::io::Error) -> Failure {
-        Failure {
+impl From<std::io::Error> for AttemptError {
+    fn from(e: std::io::Error) -> AttemptError {
+        AttemptError {
             error: e.into(),
             answered: false,
         }
@@ -261,7 +261,7 @@ pub async fn send_prepared(
             let work = attempt(&mut pooled, &mut prepared, written, opts);
             tokio::select! {
                 biased;
-                _ = cancel::fired(opts.cancel.as_deref()) => Err(Failure { error: Error::Aborted, answered: true }),
+                _ = cancel::fired(opts.cancel.as_deref()) => Err(AttemptError { error: Error::Aborted, answered: true }),
                 r = work => r,
             }
         };
@@ -291,7 +291,7 @@ pub async fn send_prepared(
                 response.timings = timings;
                 return Ok(response);
             }
-            Err(Failure { error, answered }) => {
+            Err(AttemptError { error, answered }) => {
                 // The exchange was interrupted: the connection's state is unknown.
                 pooled.release(false);
                 let stale = reused && !answered && error.is_stale_connection();
@@ -326,7 +326,7 @@ struct Answer {
 
 /// The request going out, as a task of its own once an early answer lets it
 /// outlive the attempt.
-type Sending = Pin<Box<dyn Future<Output = std::result::Result<(), Failure>> + Send>>;
+type Sending = Pin<Box<dyn Future<Output = std::result::Result<(), AttemptError>> + Send>>;
 
 /// Send the request while reading the response head.
 async fn attempt(
@@ -334,7 +334,7 @@ async fn attempt(
     prepared: &mut Prepared,
     written: usize,
     opts: &RequestOptions,
-) -> std::result::Result<Answer, Failure> {
+) -> std::result::Result<Answer, AttemptError> {
     let conn = pooled.connection();
     let io = conn.io().clone();
     let mut reader = io.read_side().await;
@@ -381,7 +381,7 @@ async fn attempt(
     } else {
         match tokio::time::timeout(opts.headers_timeout, read).await {
             Ok(answer) => answer,
-            Err(_) => Err(Failure {
+            Err(_) => Err(AttemptError {
                 error: Error::HeadersTimeout {
                     timeout_ms: opts.headers_timeout.as_millis() as u64,
                 },
@@ -409,7 +409,7 @@ async fn send_request(
     mut body: RequestBody,
     framing: BodyFraming,
     stall: Duration,
-) -> std::result::Result<(), Failure> {
+) -> std::result::Result<(), AttemptError> {
     let mut writer = io.write_side().await;
     let mut out = Upload {
         writer: &mut writer,
@@ -461,7 +461,7 @@ struct Upload<'w, 'c> {
 }
 
 impl Upload<'_, '_> {
-    async fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), Failure> {
+    async fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), AttemptError> {
         for piece in bytes.chunks(UPLOAD_PIECE) {
             if self.stall.is_zero() {
                 self.writer.write_all(piece).await?;
@@ -470,7 +470,7 @@ impl Upload<'_, '_> {
             match tokio::time::timeout(self.stall, self.writer.write_all(piece)).await {
                 Ok(written) => written?,
                 Err(_) => {
-                    return Err(Failure {
+                    return Err(AttemptError {
                         error: Error::BodyTimeout {
                             timeout_ms: self.stall.as_millis() as u64,
                         },
@@ -484,8 +484,8 @@ impl Upload<'_, '_> {
     }
 }
 
-fn length_mismatch(declared: u64, sent: u64, what: &str) -> Failure {
-    Failure {
+fn length_mismatch(declared: u64, sent: u64, what: &str) -> AttemptError {
+    AttemptError {
         error: Error::InvalidArgument(format!(
             "the request body stream gave {what} bytes than its content-length ({sent} vs {declared})"
         )),
@@ -499,8 +499,8 @@ async fn read_head(
     reader: &mut ReadSide<'_>,
     method: &str,
     max_head: usize,
-) -> std::result::Result<Answer, Failure> {
-    let answered = |error| Failure {
+) -> std::result::Result<Answer, AttemptError> {
+    let answered = |error| AttemptError {
         error,
         answered: true,
     };
@@ -536,14 +536,14 @@ async fn read_head(
                             "the server closed the connection before a complete response head"
                                 .into(),
                         );
-                        return Err(Failure {
+                        return Err(AttemptError {
                             error,
                             answered: started,
                         });
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        return Err(Failure {
+                        return Err(AttemptError {
                             error: e,
                             answered: started,
                         })
