@@ -9,10 +9,10 @@ import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse } from 'yaml'
+import { packLocal } from '../npm/pack-local.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
-const platformDir = join(root, 'npm', 'linux-x64-gnu')
 const binary = join(root, 'native', 'pconn.linux-x64-gnu.node')
 
 /** PATH without any directory that holds cargo or rustc. */
@@ -137,21 +137,7 @@ test.serial('npm install of the packed tarballs works without Rust: require, imp
   const work = mkdtempSync(join(tmpdir(), 'pconn-pack-'))
   t.teardown(() => rmSync(work, { recursive: true, force: true }))
 
-  const staged = join(work, 'platform')
-  mkdirSync(staged)
-  for (const f of ['package.json', 'README.md']) copyFileSync(join(platformDir, f), join(staged, f))
-  copyFileSync(binary, join(staged, 'pconn.linux-x64-gnu.node'))
-  await run('npm', ['pack', '--silent', '--pack-destination', work], { cwd: staged })
-  // The main package as `napi prepublish` leaves it at release time: the
-  // platform packages wired in as optionalDependencies.
-  const main = join(work, 'main')
-  mkdirSync(main)
-  for (const entry of ['dist', 'esm', 'native', 'README.md', 'CHANGELOG.md', 'LICENSE']) {
-    await run('cp', ['-r', join(root, entry), main])
-  }
-  const published = { ...pkg, optionalDependencies: { [`${pkg.napi.packageName}-linux-x64-gnu`]: pkg.version } }
-  writeFileSync(join(main, 'package.json'), JSON.stringify(published, null, 2))
-  await run('npm', ['pack', '--silent', '--pack-destination', work], { cwd: main })
+  packLocal(work)
   const tarballs = readdirSync(work).filter((f) => f.endsWith('.tgz'))
   t.deepEqual(tarballs.sort(), [`pconn-${pkg.version}.tgz`, `pconn-linux-x64-gnu-${pkg.version}.tgz`])
 
@@ -249,7 +235,7 @@ test('the release workflow builds with the shared workflow, tests, then publishe
   t.regex(publish, /napi artifacts/)
   t.deepEqual(release.jobs.publish.needs, ['build', 'test'])
   t.is(release.env.NODE_VERSION, '20')
-  const platform = JSON.parse(readFileSync(join(platformDir, 'package.json'), 'utf8'))
+  const platform = JSON.parse(readFileSync(join(root, 'npm', 'linux-x64-gnu', 'package.json'), 'utf8'))
   t.is(platform.version, pkg.version)
   t.is(platform.name, `${pkg.napi.packageName}-linux-x64-gnu`)
   t.is(platform.main, `${pkg.napi.binaryName}.linux-x64-gnu.node`)

@@ -25,7 +25,8 @@ function load(): typeof Binding {
     const target = `${process.platform}-${process.arch}${libcSuffix()}`
     throw new Error(
       `pconn: no native binding could be loaded for ${target}. Tried ./native/pconn.${target}.node ` +
-        `and the optional package pconn-${target}. Reinstall without --no-optional (or --omit=optional), ` +
+        `and the optional package pconn-${target}. Reinstall without --no-optional (or --omit=optional); ` +
+        `for a local build, install the platform tarball too (\`npm run pack:local\` in the pconn clone makes both); ` +
         `or build from source in a clone: \`npm ci && npm run build\` (needs a Rust toolchain). Cause: ${(err as Error).message}`,
       { cause: err },
     )
