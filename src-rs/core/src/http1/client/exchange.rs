@@ -62,6 +62,8 @@ pub struct RequestOptions {
     pub cancel: Option<Arc<Cancel>>,
     /// Measure the stages (see [`Timings`]); off, no clock is read.
     pub timed: bool,
+    /// Undo the body's `Content-Encoding` (gzip, deflate, br), as fetch does.
+    pub decompress: bool,
 }
 
 impl Default for RequestOptions {
@@ -74,6 +76,7 @@ impl Default for RequestOptions {
             max_header_size: MAX_HEAD_BYTES,
             cancel: None,
             timed: false,
+            decompress: false,
         }
     }
 }

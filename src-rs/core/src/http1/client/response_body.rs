@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::exchange::{RequestOptions, Timings};
 use crate::error::{Error, Result};
-use crate::http1::codec::{BodyDecoder, Framing, ResponseHead};
+use crate::http1::codec::{BodyDecoder, ContentDecoder, Framing, ResponseHead};
 use crate::key::Key;
 use crate::pool::{cancel, Cancel, Poolable};
 use crate::Pooled;
@@ -60,6 +60,8 @@ struct BodyStream {
     reusable: bool,
     /// The rest of the request body, still going out after an early answer.
     upload: Option<JoinHandle<Result<()>>>,
+    /// Undoes the body's content coding (`RequestOptions::decompress`).
+    content: Option<ContentDecoder>,
 }
 
 /// Build the response with the part of the body already in hand: all of
@@ -77,11 +79,17 @@ pub(super) fn finish(
     let connection_id = pooled.id();
     let key = pooled.key().clone();
     let peer = pooled.connection_ref().remote_addr();
+    let content = match framing {
+        Framing::None => None,
+        _ if opts.decompress => content_decoder(&head),
+        _ => None,
+    };
     let mut stream = BodyStream {
         pooled,
         decoder: BodyDecoder::new(framing),
         reusable,
         upload,
+        content,
     };
     let eager = matches!(framing, Framing::None)
         || matches!(framing, Framing::Length(n) if n <= EAGER_BODY_LIMIT);
@@ -111,7 +119,46 @@ pub(super) fn finish(
     })
 }
 
+/// A decoder for the response's `Content-Encoding` (every line of it, in
+/// order), if it names codings pconn decodes.
+fn content_decoder(head: &ResponseHead) -> Option<ContentDecoder> {
+    let mut codings = Vec::new();
+    for (name, value) in head.headers() {
+        if name == b"content-encoding" {
+            if !codings.is_empty() {
+                codings.push(b',');
+            }
+            codings.extend_from_slice(value);
+        }
+    }
+    ContentDecoder::for_header(&codings)
+}
+
 impl BodyStream {
+    /// Undo the framing (and the content coding) of `input` into `out`;
+    /// the input bytes used.
+    fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize> {
+        let Some(content) = self.content.as_mut() else {
+            return self.decoder.decode(input, out);
+        };
+        let mut framed = Vec::new();
+        let used = self.decoder.decode(input, &mut framed)?;
+        content.decode(&framed, out)?;
+        if self.decoder.is_done() {
+            content.finish(out)?;
+        }
+        Ok(used)
+    }
+
+    /// The peer closed: the end of a close-delimited body, an error for others.
+    fn eof(&mut self, out: &mut Vec<u8>) -> Result<()> {
+        self.decoder.on_eof()?;
+        match self.content.as_mut() {
+            Some(content) if self.decoder.is_done() => content.finish(out),
+            _ => Ok(()),
+        }
+    }
+
     /// Decode what has arrived into `out` without waiting: what is
     /// buffered and, with `read_more`, what the socket holds right now.
     /// True once the body is complete.
@@ -122,7 +169,7 @@ impl BodyStream {
         };
         loop {
             if !reader.buffered().is_empty() {
-                let used = self.decoder.decode(reader.buffered(), out)?;
+                let used = self.decode(reader.buffered(), out)?;
                 reader.consume(used);
             }
             if self.decoder.is_done() {
@@ -133,7 +180,7 @@ impl BodyStream {
             }
             match reader.fill_now(BODY_READ_SIZE) {
                 None => return Ok(false),
-                Some(Ok(0)) => self.decoder.on_eof()?,
+                Some(Ok(0)) => self.eof(out)?,
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e),
             }
@@ -242,7 +289,7 @@ impl ResponseBody {
         let mut out = Vec::new();
         loop {
             if !reader.buffered().is_empty() {
-                let used = stream.decoder.decode(reader.buffered(), &mut out)?;
+                let used = stream.decode(reader.buffered(), &mut out)?;
                 reader.consume(used);
             }
             if stream.decoder.is_done() {
@@ -257,7 +304,7 @@ impl ResponseBody {
                 return Ok(Some(out));
             }
             if reader.fill(BODY_READ_SIZE).await? == 0 {
-                stream.decoder.on_eof()?;
+                stream.eof(&mut out)?;
             }
         }
     }

@@ -3,12 +3,15 @@
 //!
 //! - `request`: validation (no CR, LF or NUL anywhere) and encoding;
 //! - `response`: head parsing, framing and keep-alive rules;
-//! - `body`: Content-Length, chunked and close-delimited decoding.
+//! - `body`: Content-Length, chunked and close-delimited decoding;
+//! - `content_coding`: gzip, deflate and br bodies decoded as they arrive.
 
 mod body;
+mod content_coding;
 mod request;
 mod response;
 
 pub use body::BodyDecoder;
+pub use content_coding::ContentDecoder;
 pub use request::{is_idempotent_method, BodyFraming, RequestBody, RequestHead};
 pub use response::{parse_head, Framing, ResponseHead, MAX_HEADERS, MAX_HEAD_BYTES};
