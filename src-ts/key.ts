@@ -1,6 +1,6 @@
 /** Turning what users pass as a destination into native pool keys. */
 import { invalidArgType, fromNative } from './errors.js'
-import type { NativeKey, NativePool, NativeTarget } from './native.js'
+import type { NativeKey, NativePool } from './native.js'
 
 /** Where to connect: `'https://host:port/any/path'` or an object. */
 export type KeyInput = string | URL | KeyObject
@@ -25,11 +25,15 @@ export interface UnixKeyObject {
   path: string
 }
 
-/** A parsed request URL: the native handle and, read once, its key and path. */
-export interface Target {
-  readonly native: NativeTarget
+/** The pool key of an origin (over a route): the native handle and its name. */
+export interface OriginKey {
+  readonly native: NativeKey
   /** The pool key, e.g. `'https://api.example.com:443'`. */
   readonly key: string
+}
+
+/** A parsed request URL: its origin's key and its request target. */
+export interface Target extends OriginKey {
   /** Path and query, percent-encoded, as sent. */
   readonly path: string
 }
@@ -61,6 +65,7 @@ export class KeyResolver {
   readonly #pool: NativePool
   readonly #byUrl = new BoundedCache<NativeKey>()
   readonly #targets = new BoundedCache<Target>()
+  readonly #origins = new BoundedCache<OriginKey>()
 
   constructor(pool: NativePool) {
     this.#pool = pool
@@ -96,13 +101,31 @@ export class KeyResolver {
     }
   }
 
-  /** The origin and request target of an http(s) URL, over `route`. */
+  /**
+   * The origin and request target of an http(s) URL, over `route`. A URL
+   * already seen costs a map lookup; a new path on a known origin, when
+   * the URL needs no WHATWG normalisation, a split.
+   */
   target(url: string, route?: Route): Target {
     const id = route === undefined ? url : `${url}\n${route.servername ?? ''}\n${route.socketPath ?? ''}`
     const cached = this.#targets.get(id)
     if (cached !== undefined) return cached
-    const native = this.#native(() => this.#pool.target(url, route?.servername, route?.socketPath))
-    return this.#targets.remember(id, { native, key: native.key, path: native.path })
+    const split = splitPlainUrl(url)
+    if (split !== undefined) {
+      const origin = this.origin(split.origin, route)
+      return this.#targets.remember(id, { native: origin.native, key: origin.key, path: split.path })
+    }
+    const parsed = this.#native(() => this.#pool.target(url, route?.servername, route?.socketPath))
+    return this.#targets.remember(id, { native: parsed.key, key: parsed.key.display, path: parsed.path })
+  }
+
+  /** The key of `origin` (`scheme://host[:port]`), over `route`. */
+  origin(origin: string, route?: Route): OriginKey {
+    const id = route === undefined ? origin : `${origin}\n${route.servername ?? ''}\n${route.socketPath ?? ''}`
+    const cached = this.#origins.get(id)
+    if (cached !== undefined) return cached
+    const parsed = this.#native(() => this.#pool.target(`${origin}/`, route?.servername, route?.socketPath))
+    return this.#origins.remember(id, { native: parsed.key, key: parsed.key.display })
   }
 
   #fromUrl(url: string): NativeKey {
@@ -110,4 +133,29 @@ export class KeyResolver {
     if (cached !== undefined) return cached
     return this.#byUrl.remember(url, this.#native(() => this.#pool.keyFromUrl(url)))
   }
+}
+
+/**
+ * Characters a WHATWG parser leaves as they are in an http(s) path and
+ * query (no percent-encoding, no normalisation); `'` is encoded in the
+ * query of special URLs, so it is not here.
+ */
+const PLAIN_TARGET = /^[A-Za-z0-9\-._~!$&()*+,;=:@/%?]*$/
+
+/**
+ * Split `http(s)://authority/path?query` into origin and target when the
+ * URL is already what a WHATWG parser would make of its target (lower-case
+ * scheme, a path that starts with `/`, no dot segment, no fragment, no
+ * character to encode). Anything else is left to the native parser.
+ */
+function splitPlainUrl(url: string): { origin: string; path: string } | undefined {
+  const start = url.startsWith('http://') ? 7 : url.startsWith('https://') ? 8 : -1
+  if (start < 0) return undefined
+  const slash = url.indexOf('/', start)
+  if (slash < 0) return undefined
+  const path = url.slice(slash)
+  const authority = url.slice(start, slash)
+  if (authority === '' || /[?#@\\]/.test(authority)) return undefined
+  if (!PLAIN_TARGET.test(path) || path.includes('/.') || /%2e/i.test(path)) return undefined
+  return { origin: url.slice(0, slash), path }
 }

@@ -47,7 +47,6 @@ export type NativeConnection = Binding.NativeConnection
 export type NativeBody = Binding.NativeBody
 export type NativeTarget = Binding.NativeTarget
 export type NativeRequest = Binding.NativeRequest
-export type NativeRequestOptions = Binding.NativeRequestOptions
 export type NativeErrorInfo = Binding.ErrorInfo
 /** How an exchange went: its stages' times (ms) and its peer. */
 export interface ExchangeDetails {
@@ -96,7 +95,8 @@ export interface ResponseParts {
   details: ExchangeDetails | undefined
 }
 
-interface Pending {
+/** What receives an operation's result: a Promise's two functions, or an object that settles itself (no Promise). */
+export interface Pending {
   resolve(value: unknown): void
   reject(error: Error): void
 }
@@ -224,10 +224,13 @@ export function debugSkipOperationIds(next: number): void {
  * never arrive synchronously, so registering after the start is safe.
  */
 export function completionOf<T>(id: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    pending.set(id, { resolve: resolve as (v: unknown) => void, reject })
-    if (pending.size === 1) keepAlive.ref()
-  })
+  return new Promise<T>((resolve, reject) => expect(id, { resolve: resolve as (v: unknown) => void, reject }))
+}
+
+/** Have operation `id`, already started, settle `receiver` (called once, asynchronously). */
+export function expect(id: number, receiver: Pending): void {
+  pending.set(id, receiver)
+  if (pending.size === 1) keepAlive.ref()
 }
 
 /**

@@ -2,7 +2,7 @@
 import { Connection, loanOf, type Loan } from './connection.js'
 import { connectChannel, reuseChannel } from './diagnostics.js'
 import { abortError, fromNative, invalidArgType, invalidArgValue, withCallerStack } from './errors.js'
-import { KeyResolver, type KeyInput, type Route, type Target } from './key.js'
+import { KeyResolver, type KeyInput, type OriginKey, type Route, type Target } from './key.js'
 import { watchLoan } from './leak-detector.js'
 import { channel, completionOf, native, nextOperationId, run, type NativeConnection, type NativeKey, type NativePool } from './native.js'
 import { checkNumber, resolveOptions, toNative, type PoolOptions, type ResolvedOptions } from './options.js'
@@ -89,6 +89,11 @@ export class Pool {
   /** @internal Parse a request URL (cached; throws on bad input). */
   target(url: string, route?: Route): Target {
     return this.#keys.target(url, route)
+  }
+
+  /** @internal The key of an origin (`scheme://host[:port]`, cached; throws on bad input). */
+  origin(origin: string, route?: Route): OriginKey {
+    return this.#keys.origin(origin, route)
   }
 
   /** @internal Acquire by resolved key. */

@@ -71,3 +71,24 @@ export function parseHeaderBlock(block: string, start = 0): IncomingHeaders {
   }
   return out
 }
+
+/**
+ * Where the `name: value` lines of a head block lie in `slab`, from `start`
+ * up to an empty line or `end` (the block's layout: see the native
+ * `ResponseField::HeadStart`). `lines` holds `[nameStart, colon, end]`
+ * triples; `next` is where the block continues after an empty line (the
+ * trailers), or `end`.
+ */
+export function headerLines(slab: Buffer, start: number, end: number): { lines: number[]; next: number } {
+  const lines: number[] = []
+  let at = start
+  while (at < end) {
+    // Buffer#indexOf searches natively: twice as fast as a loop over the bytes.
+    let eol = slab.indexOf(0x0d, at)
+    if (eol < 0 || eol > end) eol = end
+    if (eol === at) return { lines, next: at + 2 }
+    lines.push(at, slab.indexOf(0x3a, at), eol)
+    at = eol + 2
+  }
+  return { lines, next: end }
+}

@@ -2,11 +2,12 @@
 import { connectChannel, requestsObserved, reuseChannel } from '../diagnostics.js'
 import { abortError, invalidArgType, withCallerStack } from '../errors.js'
 import type { Target } from '../key.js'
-import type { NativeRequestOptions, ResponseParts } from '../native.js'
+import { RequestFlag } from '../../native/index.js'
+import type { ResponseParts } from '../native.js'
 import { checkNumber } from '../options.js'
 import type { Pool } from '../pool.js'
 import { toOutgoingBody, type OutgoingBody, type RequestBodyInit } from './body.js'
-import { startExchange, type Exchange } from './exchange.js'
+import { exchangeResponse } from './exchange.js'
 import { flattenHeaders, type OutgoingHeaders } from './headers.js'
 import { RequestObservation } from './observe.js'
 import { Response } from './response.js'
@@ -57,7 +58,10 @@ interface Checked {
   method: string
   headers: string[] | undefined
   signal: AbortSignal | undefined
-  native: NativeRequestOptions | undefined
+  /** `RequestFlag` bits. */
+  flags: number
+  headersTimeoutMs: number
+  bodyTimeoutMs: number
   /** Someone listens to `pconn:request:*`: measure this request. */
   observed: boolean
 }
@@ -75,18 +79,21 @@ function check(pool: Pool, url: unknown, options: RequestOptions): Checked {
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an AbortSignal', signal)
   if (idempotent !== undefined && typeof idempotent !== 'boolean') throw invalidArgType('options.idempotent', 'of type boolean', idempotent)
   const observed = requestsObserved()
-  // Absent options stay absent: their defaults live in the native core.
-  let native: NativeRequestOptions | undefined
-  if (signal !== undefined || idempotent !== undefined || headersTimeoutMs !== undefined || bodyTimeoutMs !== undefined || observed) {
-    native = {
-      headersTimeoutMs: headersTimeoutMs === undefined ? undefined : checkNumber('options.headersTimeoutMs', headersTimeoutMs, 'ms'),
-      bodyTimeoutMs: bodyTimeoutMs === undefined ? undefined : checkNumber('options.bodyTimeoutMs', bodyTimeoutMs, 'ms'),
-      idempotent,
-      cancellable: signal !== undefined,
-      detailed: observed,
-    }
+  let flags = 0
+  if (signal !== undefined) flags |= RequestFlag.Cancellable
+  if (idempotent === true) flags |= RequestFlag.Idempotent
+  if (observed) flags |= RequestFlag.Detailed
+  return {
+    target,
+    method: method.toUpperCase(),
+    headers: flattenHeaders(options.headers),
+    signal,
+    flags,
+    // Absent timeouts stay absent (-1): their defaults live in the native core.
+    headersTimeoutMs: headersTimeoutMs === undefined ? -1 : checkNumber('options.headersTimeoutMs', headersTimeoutMs, 'ms'),
+    bodyTimeoutMs: bodyTimeoutMs === undefined ? -1 : checkNumber('options.bodyTimeoutMs', bodyTimeoutMs, 'ms'),
+    observed,
   }
-  return { target, method: method.toUpperCase(), headers: flattenHeaders(options.headers), signal, native, observed }
 }
 
 /** @internal The body of `Pool.request`: bad arguments reject, never throw. */
@@ -109,13 +116,22 @@ function start(pool: Pool, req: Checked, body: OutgoingBody): Promise<Response> 
     return Promise.reject(err)
   }
   if (signal?.aborted) return fail(abortError(signal))
-  let exchange: Exchange
+  let exchange: { id: number; response: Promise<ResponseParts> }
   try {
-    exchange = startExchange(pool, { target, method: req.method, headers: req.headers, body, options: req.native })
+    exchange = exchangeResponse(pool, {
+      key: target,
+      path: target.path,
+      method: req.method,
+      headers: req.headers,
+      body,
+      flags: req.flags,
+      headersTimeoutMs: req.headersTimeoutMs,
+      bodyTimeoutMs: req.bodyTimeoutMs,
+    })
   } catch (err) {
     return fail(err)
   }
-  const onAbort = signal === undefined ? undefined : () => exchange.cancel()
+  const onAbort = signal === undefined ? undefined : () => pool.native.cancel(exchange.id)
   if (onAbort !== undefined) signal?.addEventListener('abort', onAbort, { once: true })
   return exchange.response.then(
     (parts) => {

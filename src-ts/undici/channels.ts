@@ -28,6 +28,11 @@
  * when the origin's host is an IP address.
  */
 import diagnostics from 'node:diagnostics_channel'
+import { isIPv6 } from 'node:net'
+import type { ExchangeDetails } from '../native.js'
+import type { SocketInfo } from './errors.js'
+import { errors } from './peer.js'
+import type { DispatchRequest, ParsedOrigin } from './request-options.js'
 
 export const channels = {
   create: diagnostics.channel('undici:request:create'),
@@ -54,4 +59,76 @@ export interface ConnectParams {
   version: 'h1'
   servername: string | null
   localAddress: string | null
+}
+
+/** What the channels need of the Agent a request goes through. */
+export interface ChannelHost {
+  readonly socketPath: string | undefined
+  readonly servername: string | undefined
+}
+
+/** The connect stub the connect channels carry: pconn connects natively. */
+function connector(_options: unknown, callback: (err: Error | null, socket: null) => void): void {
+  callback(new errors.NotSupportedError('pconn connects in its native core; this connector is a stand-in'), null)
+}
+
+/**
+ * The channels' `socket`: the peer as the connection reported it once the
+ * response came (`details`), else as far as the origin tells (an IP host).
+ */
+export function socketInfo(target: ParsedOrigin, host: ChannelHost, details?: ExchangeDetails): SocketInfo {
+  const overSocket = host.socketPath !== undefined
+  const address = details?.remoteAddress ?? (!overSocket && target.ipFamily !== 0 ? target.hostname : undefined)
+  return {
+    localAddress: undefined,
+    localPort: undefined,
+    remoteAddress: address,
+    remotePort: details?.remotePort ?? (overSocket ? undefined : target.portNumber),
+    remoteFamily: address === undefined ? undefined : isIPv6(address) ? 'IPv6' : 'IPv4',
+    timeout: undefined,
+    bytesWritten: undefined,
+    bytesRead: undefined,
+    alpnProtocol: false,
+  }
+}
+
+/**
+ * The connect channels, after the fact: a new connection carried the
+ * request (`error` undefined) or connecting failed.
+ */
+export function publishConnect(
+  target: ParsedOrigin,
+  request: DispatchRequest,
+  host: ChannelHost,
+  error: Error | undefined,
+  details?: ExchangeDetails,
+): void {
+  const after = error === undefined ? channels.connected : channels.connectError
+  if (!channels.beforeConnect.hasSubscribers && !after.hasSubscribers) return
+  const connectParams: ConnectParams = {
+    host: target.host,
+    hostname: target.hostname,
+    protocol: target.protocol,
+    port: target.port,
+    version: 'h1',
+    servername: request.servername || host.servername || null,
+    localAddress: null,
+  }
+  if (channels.beforeConnect.hasSubscribers) channels.beforeConnect.publish({ connectParams, connector })
+  if (error === undefined) {
+    if (channels.connected.hasSubscribers) channels.connected.publish({ connectParams, connector, socket: socketInfo(target, host, details) })
+  } else if (channels.connectError.hasSubscribers) {
+    channels.connectError.publish({ connectParams, connector, error })
+  }
+}
+
+/** The request head as undici's `sendHeaders` message has it. */
+export function sendHeadersText(request: DispatchRequest, target: ParsedOrigin): string {
+  let text = `${request.method} ${request.path} HTTP/1.1\r\nhost: ${request.host ?? target.host}\r\nconnection: ${request.reset === true ? 'close' : 'keep-alive'}\r\n`
+  const list = request.headers
+  for (let i = 0; i < list.length; i += 2) {
+    const value = list[i + 1]
+    for (const v of Array.isArray(value) ? value : [value]) text += `${String(list[i])}: ${String(v)}\r\n`
+  }
+  return text
 }

@@ -2,16 +2,23 @@
  * One dispatched request, driven over pconn's native exchange: the old-style
  * handler callbacks in undici's order, backpressure through the native
  * body (nothing is read from the socket while the handler is paused), the
- * abort function, and undici's diagnostics channels.
+ * abort function, and undici's diagnostics channels (published by
+ * channels.ts, only when watched).
+ *
+ * Built for the hot path: the Flight itself receives its exchange's result
+ * (no Promise), an abort cancels the native operation by id (no handle
+ * object), and the response's raw headers and small body are views of the
+ * batch's bytes (no copy, no decoding to strings).
  */
-import { isIPv6 } from 'node:net'
+import { RequestFlag } from '../../native/index.js'
 import { PconnError } from '../errors.js'
 import { chunkBytes, type OutgoingBody } from '../http/body.js'
-import { startExchange, type Exchange } from '../http/exchange.js'
-import { RESPONSE_REUSED, RESPONSE_STATUS_BITS, run, type ExchangeDetails, type NativeBody, type NativeRequestOptions, type ResponseParts } from '../native.js'
+import { startExchange } from '../http/exchange.js'
+import { headerLines } from '../http/headers.js'
+import { expect, nextOperationId, RESPONSE_REUSED, RESPONSE_STATUS_BITS, type NativeBody, type Pending, type ResponseParts } from '../native.js'
 import type { Pool } from '../pool.js'
-import { channels, type ConnectParams } from './channels.js'
-import { isConnectFailure, toUndiciError, type SocketInfo } from './errors.js'
+import { channels, publishConnect, sendHeadersText, socketInfo } from './channels.js'
+import { isConnectFailure, toUndiciError } from './errors.js'
 import type { RawHandler } from './handler.js'
 import { errors, undici } from './peer.js'
 import { expectsPayload, type CheckedDispatch, type DispatchRequest, type ParsedOrigin } from './request-options.js'
@@ -32,27 +39,22 @@ export interface FlightHost {
   settled(): void
 }
 
-/** The connect stub the connect channels carry: pconn connects natively. */
-function connector(_options: unknown, callback: (err: Error | null, socket: null) => void): void {
-  callback(new errors.NotSupportedError('pconn connects in its native core; this connector is a stand-in'), null)
+/** Bytes of a head block in a batch's slab. */
+interface Block {
+  slab: Buffer
+  start: number
+  end: number
 }
 
-/** Header lines (`name: value` CRLF ...) from `start` to an empty line or the end, as flat latin1 Buffers. */
-function rawLines(block: string, start: number): { raw: Buffer[]; next: number } {
-  const raw: Buffer[] = []
-  let at = start
-  while (at < block.length) {
-    let end = block.indexOf('\r\n', at)
-    if (end < 0) end = block.length
-    if (end === at) return { raw, next: end + 2 }
-    const colon = block.indexOf(':', at)
-    if (colon > at && colon < end) {
-      const valueStart = block.charCodeAt(colon + 1) === 0x20 ? colon + 2 : colon + 1
-      raw.push(Buffer.from(block.slice(at, colon), 'latin1'), Buffer.from(block.slice(valueStart, end), 'latin1'))
-    }
-    at = end + 2
+/** The raw header Buffers of the lines `headerLines` found: views of the slab. */
+function rawOf(slab: Buffer, lines: number[]): Buffer[] {
+  const raw = new Array<Buffer>((lines.length / 3) * 2)
+  for (let i = 0, j = 0; i < lines.length; i += 3) {
+    const colon = lines[i + 1]!
+    raw[j++] = slab.subarray(lines[i]!, colon)
+    raw[j++] = slab.subarray(colon + 2, lines[i + 2]!)
   }
-  return { raw, next: block.length }
+  return raw
 }
 
 function asError(value: unknown): Error {
@@ -73,7 +75,7 @@ function rethrowLater(err: unknown): void {
   })
 }
 
-export class Flight {
+export class Flight implements Pending {
   readonly #host: FlightHost
   readonly #target: ParsedOrigin
   readonly #request: DispatchRequest
@@ -85,13 +87,16 @@ export class Flight {
   #pumping = false
   #reading = false
   #bodyReported = false
-  #exchange: Exchange | undefined
+  /** The exchange's operation id while its head is awaited, else 0. */
+  #exchange = 0
   /** The next body chunk to deliver. */
   #next: Buffer | undefined
   /** The rest of the body, in the native core. */
   #rest: NativeBody | undefined
+  /** Receives the body's reads. */
+  #reader: Pending | undefined
   /** The trailer lines, once known. */
-  #trailers = ''
+  #trailers: Block | undefined
 
   readonly #abort = (reason?: Error): void => {
     this.fail(reason ?? new errors.RequestAbortedError())
@@ -221,25 +226,41 @@ export class Flight {
       if (req.reset === true) headers.push('connection', 'close')
       const headersTimeout = req.headersTimeout ?? host.headersTimeout
       const bodyTimeout = req.bodyTimeout ?? host.bodyTimeout
-      const options: NativeRequestOptions = {
-        headersTimeoutMs: headersTimeout === undefined ? undefined : Math.ceil(headersTimeout),
-        bodyTimeoutMs: bodyTimeout === undefined ? undefined : Math.ceil(bodyTimeout),
-        cancellable: true,
-        // The peer's address for the channels' socket, only when they are watched.
-        detailed: channels.sendHeaders.hasSubscribers || channels.connected.hasSubscribers,
-      }
+      let flags = RequestFlag.Cancellable
+      // The peer's address for the channels' socket, only when they are watched.
+      if (channels.sendHeaders.hasSubscribers || channels.connected.hasSubscribers) flags |= RequestFlag.Detailed
       const servername = req.servername || host.servername
       const route = servername || host.socketPath !== undefined ? { servername: servername || undefined, socketPath: host.socketPath } : undefined
-      const target = host.pool.target(this.#target.origin + req.path, route)
-      const exchange = startExchange(host.pool, { target, method: req.method, headers, body, options })
-      this.#exchange = exchange
-      exchange.response.then(
-        (parts) => this.#onResponse(parts),
-        (err: unknown) => this.#onFailure(err),
+      const key = host.pool.origin(this.#target.origin, route)
+      this.#exchange = startExchange(
+        host.pool,
+        {
+          key,
+          path: req.path,
+          method: req.method,
+          headers,
+          body,
+          flags,
+          headersTimeoutMs: headersTimeout === undefined ? -1 : Math.ceil(headersTimeout),
+          bodyTimeoutMs: bodyTimeout === undefined ? -1 : Math.ceil(bodyTimeout),
+        },
+        this,
       )
     } catch (err) {
       this.#onFailure(err)
     }
+  }
+
+  /** @internal The response head arrived (the exchange's result). */
+  resolve(parts: unknown): void {
+    this.#exchange = 0
+    this.#onResponse(parts as ResponseParts)
+  }
+
+  /** @internal The exchange failed. */
+  reject(err: Error): void {
+    this.#exchange = 0
+    this.#onFailure(err)
   }
 
   #onFailure(err: unknown): void {
@@ -248,89 +269,31 @@ export class Flight {
       this.fail(asError(err))
       return
     }
-    if (isConnectFailure(err)) this.#publishConnect(err as Error)
-    this.fail(toUndiciError(err, () => this.#socketInfo()))
-  }
-
-  /**
-   * The peer: as the connection reported it once the response came
-   * (`details`), else as far as the origin tells (an IP host).
-   */
-  #socketInfo(details?: ExchangeDetails): SocketInfo {
-    const t = this.#target
-    const overSocket = this.#host.socketPath !== undefined
-    const address = details?.remoteAddress ?? (!overSocket && t.ipFamily !== 0 ? t.hostname : undefined)
-    return {
-      localAddress: undefined,
-      localPort: undefined,
-      remoteAddress: address,
-      remotePort: details?.remotePort ?? (overSocket ? undefined : t.portNumber),
-      remoteFamily: address === undefined ? undefined : isIPv6(address) ? 'IPv6' : 'IPv4',
-      timeout: undefined,
-      bytesWritten: undefined,
-      bytesRead: undefined,
-      alpnProtocol: false,
-    }
-  }
-
-  #connectParams(): ConnectParams {
-    const t = this.#target
-    return {
-      host: t.host,
-      hostname: t.hostname,
-      protocol: t.protocol,
-      port: t.port,
-      version: 'h1',
-      servername: this.#request.servername || this.#host.servername || null,
-      localAddress: null,
-    }
-  }
-
-  /** The connect channels, after the fact: a new connection carried the request (`error` undefined) or connecting failed. */
-  #publishConnect(error: Error | undefined, details?: ExchangeDetails): void {
-    const { beforeConnect, connected, connectError } = channels
-    const after = error === undefined ? connected : connectError
-    if (!beforeConnect.hasSubscribers && !after.hasSubscribers) return
-    const connectParams = this.#connectParams()
-    if (beforeConnect.hasSubscribers) beforeConnect.publish({ connectParams, connector })
-    if (error === undefined) {
-      if (connected.hasSubscribers) connected.publish({ connectParams, connector, socket: this.#socketInfo(details) })
-    } else if (connectError.hasSubscribers) {
-      connectError.publish({ connectParams, connector, error })
-    }
-  }
-
-  #sendHeadersText(): string {
-    const req = this.#request
-    let text = `${req.method} ${req.path} HTTP/1.1\r\nhost: ${req.host ?? this.#target.host}\r\nconnection: ${req.reset === true ? 'close' : 'keep-alive'}\r\n`
-    const list = req.headers
-    for (let i = 0; i < list.length; i += 2) {
-      const value = list[i + 1]
-      for (const v of Array.isArray(value) ? value : [value]) text += `${String(list[i])}: ${String(v)}\r\n`
-    }
-    return text
+    if (isConnectFailure(err)) publishConnect(this.#target, this.#request, this.#host, err as Error)
+    this.fail(toUndiciError(err, () => socketInfo(this.#target, this.#host)))
   }
 
   #onResponse(parts: ResponseParts): void {
-    this.#exchange = undefined
     if (this.#done) {
       parts.stream?.destroy()
       return
     }
     const flags = parts.statusFlags
     const statusCode = flags & RESPONSE_STATUS_BITS
-    const reused = (flags & RESPONSE_REUSED) !== 0
-    const head = parts.slab.toString('latin1', parts.headStart, parts.headEnd)
-    const lineEnd = head.indexOf('\r\n')
-    const statusText = lineEnd < 0 ? head : head.slice(0, lineEnd)
-    const { raw, next } = rawLines(head, lineEnd < 0 ? head.length : lineEnd + 2)
-    if (next < head.length) this.#trailers = head.slice(next)
-    this.#next = parts.body ?? (parts.bodyEnd > parts.headEnd ? Buffer.from(parts.slab.subarray(parts.headEnd, parts.bodyEnd)) : undefined)
+    const { slab, headEnd } = parts
+    let reasonEnd = parts.headStart
+    while (reasonEnd < headEnd && slab[reasonEnd] !== 0x0d) reasonEnd++
+    const statusText = slab.toString('latin1', parts.headStart, reasonEnd)
+    const { lines, next } = headerLines(slab, reasonEnd + 2, headEnd)
+    const raw = rawOf(slab, lines)
+    if (next < headEnd) this.#trailers = { slab, start: next, end: headEnd }
+    this.#next = parts.body ?? (parts.bodyEnd > headEnd ? slab.subarray(headEnd, parts.bodyEnd) : undefined)
     this.#rest = parts.stream
     const req = this.#request
-    if (!reused) this.#publishConnect(undefined, parts.details)
+    const host = this.#host
+    if ((flags & RESPONSE_REUSED) === 0) publishConnect(this.#target, req, host, undefined, parts.details)
     if (channels.sendHeaders.hasSubscribers) {
-      channels.sendHeaders.publish({ request: req, headers: this.#sendHeadersText(), socket: this.#socketInfo(parts.details) })
+      channels.sendHeaders.publish({ request: req, headers: sendHeadersText(req, this.#target), socket: socketInfo(this.#target, host, parts.details) })
     }
     if (this.#source.kind !== 'stream' && !this.#bodyReported) {
       const sent = this.#source.kind === 'bytes' ? this.#source.bytes : undefined
@@ -387,34 +350,45 @@ export class Flight {
     }
   }
 
+  /** Read the next chunk of the body (one read in flight at a time). */
   #read(rest: NativeBody): void {
     if (this.#reading) return
     this.#reading = true
-    run<Buffer | string>((id) => rest.read(id)).then(
-      (value) => {
+    this.#reader ??= {
+      resolve: (value: unknown) => {
         this.#reading = false
         if (this.#done) return
         if (Buffer.isBuffer(value)) {
           this.#next = value
         } else {
           this.#rest = undefined
-          this.#trailers = value
+          const block = Buffer.from(value as string, 'latin1')
+          this.#trailers = { slab: block, start: 0, end: block.length }
         }
         this.#pump()
       },
-      (err: unknown) => {
+      reject: (err: Error) => {
         this.#reading = false
         this.#rest = undefined
         this.#onFailure(err)
       },
-    )
+    }
+    const id = nextOperationId()
+    try {
+      rest.read(id)
+    } catch (err) {
+      this.#reader.reject(asError(err))
+      return
+    }
+    expect(id, this.#reader)
   }
 
   #complete(): void {
     this.#done = true
     this.#host.inflight.delete(this)
     const req = this.#request
-    const trailers = this.#trailers === '' ? [] : rawLines(this.#trailers, 0).raw
+    const block = this.#trailers
+    const trailers = block === undefined ? [] : rawOf(block.slab, headerLines(block.slab, block.start, block.end).lines)
     req.completed = true
     if (channels.trailers.hasSubscribers) channels.trailers.publish({ request: req, trailers })
     try {
@@ -439,8 +413,8 @@ export class Flight {
     this.#host.inflight.delete(this)
     const req = this.#request
     req.aborted = true
-    this.#exchange?.cancel()
-    this.#exchange = undefined
+    if (this.#exchange !== 0) this.#host.pool.native.cancel(this.#exchange)
+    this.#exchange = 0
     // Dropping the native body mid-way closes its connection.
     this.#rest?.destroy()
     this.#rest = undefined

@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use napi::bindgen_prelude::Buffer;
+use napi::bindgen_prelude::{Buffer, ClassInstance, JavaScriptClassExt};
+use napi::Env;
 use napi_derive::napi;
 use std::sync::atomic::Ordering;
 
@@ -17,7 +18,7 @@ use tokio::sync::{mpsc, Mutex};
 use crate::bridge::{Failure, Outcome};
 use crate::errors::{internal, throw, Code};
 use crate::options::from_millis;
-use crate::pool::NativePool;
+use crate::pool::{NativeKey, NativePool};
 use crate::scope::Scope;
 
 /// The remainder of a response body, read on demand.
@@ -60,7 +61,9 @@ impl NativeBody {
             .spawn(id, async move {
                 let mut guard = body.lock().await;
                 let Some(b) = guard.as_mut() else {
-                    return Outcome::End(Vec::new());
+                    // Destroyed: what was not read is lost, so a read must
+                    // not look like the end of the body.
+                    return Outcome::Failed(Error::Aborted.into());
                 };
                 let chunk = tokio::select! {
                     biased;
@@ -90,58 +93,39 @@ impl NativeBody {
     }
 }
 
-/// A request URL parsed once: its pool key (with this pool's TLS
-/// settings applied) and its request target. The façade caches these per
-/// URL string, so a repeated URL costs no parse.
-#[napi]
-pub struct NativeTarget {
-    key: Key,
-    path: String,
-}
-
-#[napi]
-impl NativeTarget {
-    /// The key, `scheme://host:port`.
-    #[napi(getter)]
-    pub fn key(&self) -> String {
-        self.key.to_string()
-    }
-    /// Path and query, percent-encoded.
-    #[napi(getter)]
-    pub fn path(&self) -> String {
-        self.path.clone()
-    }
-}
-
-/// The per-request settings; every field is optional (absent: default).
-/// Omitted altogether on the common path, so a plain request reads no
-/// object properties.
+/// A request URL, split: the pool key of its origin (with this pool's TLS
+/// settings and routing applied) and the request target. The façade
+/// caches these per URL string (and keys per origin), so a repeated URL,
+/// or a new path on a known origin, costs no parse.
 #[napi(object)]
-pub struct NativeRequestOptions {
-    /// Milliseconds allowed for the response head once the request is
-    /// sent; 0 turns the limit off. Default 300 000.
-    pub headers_timeout_ms: Option<f64>,
-    /// Milliseconds allowed between two pieces of either body; 0 turns the
-    /// limit off. Default 300 000.
-    pub body_timeout_ms: Option<f64>,
-    /// Safe to retry whatever the method. Default false.
-    pub idempotent: Option<bool>,
-    /// The body comes through the returned handle's `write` and `end`.
-    pub stream_body: Option<bool>,
-    /// Return a handle whose `cancel` aborts the request.
-    pub cancellable: Option<bool>,
-    /// Measure the stages and note the peer: the response then carries
-    /// them (for diagnostics channels; off, no clock is read).
-    pub detailed: Option<bool>,
+pub struct NativeTarget<'env> {
+    pub key: ClassInstance<'env, NativeKey>,
+    /// Path and query, percent-encoded.
+    pub path: String,
 }
 
-/// A request in flight, returned when its body streams or it can be
-/// cancelled.
+/// What a request asks for besides the defaults: bits of `request`'s `flags`.
+#[napi]
+pub enum RequestFlag {
+    /// The body comes through the returned handle's `write` and `end`.
+    StreamBody = 1,
+    /// `NativePool.cancel(id)` aborts the request (until its head arrives;
+    /// then the body's `destroy` does).
+    Cancellable = 2,
+    /// Measure the stages and note the peer: the response then carries them
+    /// (for diagnostics channels; off, no clock is read).
+    Detailed = 4,
+    /// Safe to retry whatever the method.
+    Idempotent = 8,
+    /// Undo the body's `Content-Encoding` (gzip, deflate, br), as fetch does.
+    Decompress = 16,
+}
+
+/// A request whose body streams: its chunks go through `write`.
 #[napi]
 pub struct NativeRequest {
     /// Feeds a streamed body (at most one chunk waits in memory).
     body: std::sync::Mutex<Option<mpsc::Sender<Vec<u8>>>>,
-    cancel: Arc<Cancel>,
     scope: Arc<Scope>,
 }
 
@@ -179,12 +163,6 @@ impl NativeRequest {
             s.take();
         }
     }
-
-    /// Abort the request at whatever stage it is (`ABORT_ERR`).
-    #[napi(catch_unwind)]
-    pub fn cancel(&self) {
-        self.cancel.cancel();
-    }
 }
 
 /// Counts an environment's requests waiting for their response head.
@@ -210,12 +188,13 @@ impl NativePool {
     /// `servername` overrides the TLS name, `socket_path` connects to a
     /// Unix socket instead of the URL's host (both are part of the key).
     #[napi(catch_unwind)]
-    pub fn target(
+    pub fn target<'env>(
         &self,
+        env: &'env Env,
         url: String,
         servername: Option<String>,
         socket_path: Option<String>,
-    ) -> napi::Result<NativeTarget, Code> {
+    ) -> napi::Result<NativeTarget<'env>, Code> {
         let Target { mut key, path } = Target::parse(&url).map_err(throw)?;
         // A TLS name means nothing to a plain-HTTP key (undici's dns
         // interceptor sets one for every origin): ignored there.
@@ -226,43 +205,49 @@ impl NativePool {
             key = key.with_socket_path(&path).map_err(throw)?;
         }
         let key = self.pool.effective_key(key).map_err(throw)?;
+        let key = NativeKey { key }.into_instance(env).map_err(internal)?;
         Ok(NativeTarget { key, path })
     }
 
-    /// Start an HTTP request; the response completes `id`. Bad input throws
-    /// before anything is sent. `headers` is `[name, value, ...]`.
+    /// Start an HTTP request to `key` for `path` (a request target as it
+    /// goes on the wire); the response completes `id`. Bad input throws
+    /// before anything is sent. `headers` is `[name, value, ...]`; `flags`
+    /// are `RequestFlag` bits; a timeout below 0 takes the default (300 s),
+    /// 0 means none. Returns the body's handle when it streams.
     #[napi(catch_unwind)]
+    #[allow(clippy::too_many_arguments)]
     pub fn request(
         &self,
         id: f64,
-        target: &NativeTarget,
+        key: &NativeKey,
+        path: String,
         method: String,
         headers: Option<Vec<String>>,
         body: Option<Buffer>,
-        options: Option<NativeRequestOptions>,
+        flags: u32,
+        headers_timeout_ms: f64,
+        body_timeout_ms: f64,
     ) -> napi::Result<Option<NativeRequest>, Code> {
         let mut pairs = Vec::new();
         let mut it = headers.unwrap_or_default().into_iter();
         while let (Some(n), Some(v)) = (it.next(), it.next()) {
             pairs.push((n, v));
         }
-        let head = RequestHead::new(&method, &target.path, pairs).map_err(throw)?;
+        let head = RequestHead::new(&method, &path, pairs).map_err(throw)?;
         let defaults = RequestOptions::default();
+        let timeout = |ms: f64, default| if ms < 0.0 { default } else { from_millis(ms) };
+        let flag = |f: RequestFlag| flags & f as u32 != 0;
         let mut opts = RequestOptions {
             max_header_size: self.pool.config().max_header_size,
-            ..defaults.clone()
+            headers_timeout: timeout(headers_timeout_ms, defaults.headers_timeout),
+            body_timeout: timeout(body_timeout_ms, defaults.body_timeout),
+            idempotent: flag(RequestFlag::Idempotent),
+            timed: flag(RequestFlag::Detailed),
+            decompress: flag(RequestFlag::Decompress),
+            cancel: None,
         };
-        let (mut streamed, mut cancellable) = (false, false);
-        if let Some(o) = options {
-            opts.headers_timeout = o
-                .headers_timeout_ms
-                .map_or(defaults.headers_timeout, from_millis);
-            opts.body_timeout = o.body_timeout_ms.map_or(defaults.body_timeout, from_millis);
-            opts.idempotent = o.idempotent.unwrap_or(defaults.idempotent);
-            streamed = o.stream_body.unwrap_or(false);
-            cancellable = o.cancellable.unwrap_or(false);
-            opts.timed = o.detailed.unwrap_or(false);
-        }
+        let streamed = flag(RequestFlag::StreamBody);
+        let cancellable = flag(RequestFlag::Cancellable);
         let (body, sender) = match (body, streamed) {
             (_, true) => {
                 let (tx, rx) = mpsc::channel(1);
@@ -271,16 +256,16 @@ impl NativePool {
             (Some(b), false) => (RequestBody::Bytes(b.to_vec().into()), None),
             (None, false) => (RequestBody::Empty, None),
         };
-        let handle = (streamed || cancellable).then(|| {
-            let cancel = Arc::new(Cancel::new());
-            opts.cancel = Some(cancel.clone());
-            NativeRequest {
-                body: std::sync::Mutex::new(sender),
-                cancel,
-                scope: self.scope.clone(),
-            }
+        let registration = cancellable.then(|| {
+            let (cancel, registration) = self.scope.cancel_for(id);
+            opts.cancel = Some(cancel);
+            registration
         });
-        let key = target.key.clone();
+        let handle = sender.map(|sender| NativeRequest {
+            body: std::sync::Mutex::new(Some(sender)),
+            scope: self.scope.clone(),
+        });
+        let key = key.key.clone();
         let prepared = Prepared::new(&key, head, body, &opts).map_err(throw)?;
         // Alone in flight on this thread, the request is written here at
         // once if an idle connection waits: lower latency for sequential
@@ -293,20 +278,26 @@ impl NativePool {
             None
         };
         let pool = self.pool.clone();
-        self.scope
-            .spawn(id, async move {
-                // Built here, on the I/O thread: the exchange's future is
-                // kilobytes; the task spawned from JavaScript only holds its
-                // arguments.
-                let exchange = Box::pin(http1::send_prepared(&pool, &key, prepared, first, &opts));
-                let outcome = match exchange.await {
-                    Ok(response) => Outcome::Response(Box::new(response)),
-                    Err(failed) => Outcome::Failed(Failure::on(&key, failed.peer, failed.error)),
-                };
-                drop(waiting);
-                outcome
-            })
-            .map_err(internal)?;
+        let spawned = self.scope.spawn(id, async move {
+            // Built here, on the I/O thread: the exchange's future is
+            // kilobytes; the task spawned from JavaScript only holds its
+            // arguments.
+            let exchange = Box::pin(http1::send_prepared(&pool, &key, prepared, first, &opts));
+            let outcome = match exchange.await {
+                Ok(response) => Outcome::Response(Box::new(response)),
+                Err(failed) => Outcome::Failed(Failure::on(&key, failed.peer, failed.error)),
+            };
+            drop((waiting, registration));
+            outcome
+        });
+        spawned.map_err(internal)?;
         Ok(handle)
+    }
+
+    /// Abort request `id` (made `Cancellable`) at whatever stage it is
+    /// (`ABORT_ERR`); nothing once its head has arrived or it failed.
+    #[napi(catch_unwind)]
+    pub fn cancel(&self, id: f64) {
+        self.scope.cancel(id);
     }
 }

@@ -11,6 +11,7 @@
 //! scope they were made in, so their completions go to that thread and
 //! that module instance only.
 
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::future::Future;
 use std::sync::atomic::AtomicUsize;
@@ -40,6 +41,7 @@ impl Environment {
         let scope = Arc::new(Scope {
             bridge,
             env: self.clone(),
+            cancels: Mutex::default(),
         });
         let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
         scopes.push(scope.clone());
@@ -65,9 +67,33 @@ impl Environment {
 pub(crate) struct Scope {
     pub(crate) bridge: Arc<Bridge>,
     pub(crate) env: Arc<Environment>,
+    /// The cancels of this channel's operations that can be cancelled by
+    /// id, while they run (no JavaScript object per operation).
+    cancels: Mutex<HashMap<u64, Arc<Cancel>>>,
 }
 
 impl Scope {
+    /// A cancel for operation `id`, found by `cancel(id)` while the
+    /// returned registration lives (hold it in the operation's future: it
+    /// ends with the operation, however it ends).
+    pub(crate) fn cancel_for(self: &Arc<Self>, id: OpId) -> (Arc<Cancel>, Registration) {
+        let cancel = Arc::new(Cancel::new());
+        let mut cancels = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
+        cancels.insert(id as u64, cancel.clone());
+        (cancel, Registration(self.clone(), id))
+    }
+
+    /// Cancel operation `id`, if it still runs.
+    pub(crate) fn cancel(&self, id: OpId) {
+        let cancel = {
+            let cancels = self.cancels.lock().unwrap_or_else(|p| p.into_inner());
+            cancels.get(&(id as u64)).cloned()
+        };
+        if let Some(cancel) = cancel {
+            cancel.cancel();
+        }
+    }
+
     /// Queue `outcome` for operation `id` on this scope's channel; when the
     /// environment is gone the outcome drops here (a connection goes back
     /// or closes), off the JavaScript thread.
@@ -129,6 +155,16 @@ impl Scope {
     /// Complete `id` with the failure a Rust panic becomes.
     pub(crate) fn complete_panicked(&self, id: OpId, message: &str) {
         self.complete(id, Outcome::Failed(panicked(message).into()));
+    }
+}
+
+/// Keeps an operation's cancel findable by its id; dropped, it forgets it.
+pub(crate) struct Registration(Arc<Scope>, OpId);
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut cancels = self.0.cancels.lock().unwrap_or_else(|p| p.into_inner());
+        cancels.remove(&(self.1 as u64));
     }
 }
 
