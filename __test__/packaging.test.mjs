@@ -254,3 +254,15 @@ test('package.json says where the project lives; shipped JavaScript has its sour
   t.false(/\bnative\b|resolveKey|acquireKey|debugPanic/.test(types), '@internal members are stripped from the types')
   t.false(/DESIGN\.md/.test(types))
 })
+
+test('the ES module entries name every export of the CommonJS builds', async (t) => {
+  for (const [esmPath, cjsPath] of [
+    ['../esm/index.mjs', '../dist/index.js'],
+    ['../esm/undici.mjs', '../dist/undici/index.js'],
+  ]) {
+    const esm = await import(esmPath)
+    const cjs = (await import(cjsPath)).default
+    const missing = Object.keys(cjs).filter((name) => name !== '__esModule' && esm[name] !== cjs[name])
+    t.deepEqual(missing, [], `${esmPath} lacks these`)
+  }
+})

@@ -13,6 +13,7 @@ export const {
   shutdownAll,
   stats,
   request,
+  fetch,
   getDefaultPool,
 } = pconn
 export default pconn

@@ -8,6 +8,7 @@ import { Pool, type AcquireOptions } from './pool.js'
 import type { PoolStats } from './stats.js'
 import type { RequestOptions } from './http/request.js'
 import type { Response } from './http/response.js'
+import { fetchWith, type FetchInit } from './fetch/fetch.js'
 
 let defaultPool: Pool | undefined
 
@@ -50,4 +51,15 @@ export function stats(): PoolStats {
 
 export function request(url: string | URL, options?: RequestOptions): Promise<Response> {
   return getDefaultPool().request(url, options)
+}
+
+/**
+ * WHATWG `fetch` on pconn: the standard signature, Node's global `Response`,
+ * redirects, gzip/deflate/br decoding, `TypeError('fetch failed')` with
+ * pconn's error as `cause` on a network error. `init.pool` picks the Pool
+ * (default: the default pool). It never replaces `globalThis.fetch` by
+ * itself: `globalThis.fetch = fetch` does, if you want it to.
+ */
+export function fetch(input: string | URL | Request, init?: FetchInit): Promise<globalThis.Response> {
+  return fetchWith(init?.pool ?? getDefaultPool(), input, init)
 }

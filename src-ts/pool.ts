@@ -8,6 +8,7 @@ import { channel, completionOf, native, nextOperationId, run, type NativeConnect
 import { checkNumber, resolveOptions, toNative, type PoolOptions, type ResolvedOptions } from './options.js'
 import { toPoolStats, type PoolStats } from './stats.js'
 import { sendRequest, type RequestOptions } from './http/request.js'
+import { fetchWith, type FetchInit } from './fetch/fetch.js'
 import type { Response } from './http/response.js'
 
 /** Options of one `acquire`. */
@@ -190,6 +191,14 @@ export class Pool {
    */
   request(url: string | URL, options?: RequestOptions): Promise<Response> {
     return sendRequest(this, url, options)
+  }
+  /**
+   * WHATWG `fetch` over this pool: resolves with a `Response` (Node's global
+   * class), follows redirects, decodes gzip, deflate and br bodies. See
+   * `fetch` for what differs from Node's.
+   */
+  fetch(input: string | URL | Request, init?: Omit<FetchInit, 'pool'>): Promise<globalThis.Response> {
+    return fetchWith(this, input, init)
   }
 
   /** Close every idle connection to `host` (all schemes and ports). Returns how many. */
