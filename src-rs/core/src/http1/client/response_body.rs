@@ -81,7 +81,7 @@ pub(super) fn finish(
     let peer = pooled.connection_ref().remote_addr();
     let content = match framing {
         Framing::None => None,
-        _ if opts.decompress => content_decoder(&head),
+        _ if opts.decompress => content_decoder(&head)?,
         _ => None,
     };
     let mut stream = BodyStream {
@@ -121,7 +121,7 @@ pub(super) fn finish(
 
 /// A decoder for the response's `Content-Encoding` (every line of it, in
 /// order), if it names codings pconn decodes.
-fn content_decoder(head: &ResponseHead) -> Option<ContentDecoder> {
+fn content_decoder(head: &ResponseHead) -> Result<Option<ContentDecoder>> {
     let mut codings = Vec::new();
     for (name, value) in head.headers() {
         if name == b"content-encoding" {

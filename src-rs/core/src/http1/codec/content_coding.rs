@@ -9,7 +9,8 @@ use flate2::write::{DeflateDecoder, GzDecoder, ZlibDecoder};
 
 use crate::error::{Error, Result};
 
-/// Most codings applied to one body (undici's fetch allows 5, too).
+/// Most codings one body may list (as undici's fetch: a longer chain is a
+/// way to make the client burn memory and CPU, so it fails the response).
 const MAX_CODINGS: usize = 5;
 
 /// One coding being undone; each writes what it decoded into a `Vec`.
@@ -91,11 +92,23 @@ pub struct ContentDecoder {
 impl ContentDecoder {
     /// A decoder for a `Content-Encoding` header value; `None` when there
     /// is nothing to undo or a coding is not one pconn decodes (then the
-    /// body is handed over as it came, as fetch does).
-    pub fn for_header(value: &[u8]) -> Option<ContentDecoder> {
+    /// body is handed over as it came, as fetch does). More than five
+    /// codings (`identity` counts) is `PCONN_HTTP_PARSE`.
+    pub fn for_header(value: &[u8]) -> Result<Option<ContentDecoder>> {
+        let codings: Vec<&[u8]> = value
+            .split(|&b| b == b',')
+            .map(<[u8]>::trim_ascii)
+            .filter(|c| !c.is_empty())
+            .collect();
+        if codings.len() > MAX_CODINGS {
+            return Err(Error::HttpParse(format!(
+                "the response lists {} content-encodings; at most {MAX_CODINGS} are accepted",
+                codings.len()
+            )));
+        }
         let mut stages = Vec::new();
-        for coding in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-            if coding.is_empty() || coding.eq_ignore_ascii_case(b"identity") {
+        for coding in codings {
+            if coding.eq_ignore_ascii_case(b"identity") {
                 continue;
             }
             let stage =
@@ -106,16 +119,16 @@ impl ContentDecoder {
                 } else if coding.eq_ignore_ascii_case(b"br") {
                     Stage::Brotli(Box::new(DecompressorWriter::new(Vec::new(), 4096)))
                 } else {
-                    return None;
+                    return Ok(None);
                 };
             stages.push(stage);
         }
-        if stages.is_empty() || stages.len() > MAX_CODINGS {
-            return None;
+        if stages.is_empty() {
+            return Ok(None);
         }
         // Applied in the order listed: undone from the last.
         stages.reverse();
-        Some(ContentDecoder { stages })
+        Ok(Some(ContentDecoder { stages }))
     }
 
     /// Decode `input`, appending what it gives to `out`.
@@ -171,7 +184,7 @@ mod tests {
 
     /// Decode `wire` fed in pieces of `piece` bytes.
     fn decode(header: &str, wire: &[u8], piece: usize) -> Result<Vec<u8>> {
-        let mut d = ContentDecoder::for_header(header.as_bytes()).expect("a decoder");
+        let mut d = ContentDecoder::for_header(header.as_bytes())?.expect("a decoder");
         let mut out = Vec::new();
         for part in wire.chunks(piece.max(1)) {
             d.decode(part, &mut out)?;
@@ -226,9 +239,32 @@ mod tests {
 
     #[test]
     fn unknown_or_identity_codings_are_left_alone() {
-        assert!(ContentDecoder::for_header(b"identity").is_none());
-        assert!(ContentDecoder::for_header(b"zstd").is_none());
-        assert!(ContentDecoder::for_header(b"gzip, compress").is_none());
-        assert!(ContentDecoder::for_header(b"gzip,gzip,gzip,gzip,gzip,gzip").is_none());
+        for header in [
+            "identity",
+            "zstd",
+            "gzip, compress",
+            "identity, identity, , identity",
+        ] {
+            assert!(ContentDecoder::for_header(header.as_bytes())
+                .unwrap()
+                .is_none());
+        }
+    }
+
+    #[test]
+    fn more_than_five_codings_fail_even_identity() {
+        assert!(ContentDecoder::for_header(b"gzip,gzip,gzip,gzip,gzip")
+            .unwrap()
+            .is_some());
+        for header in [
+            "gzip,gzip,gzip,gzip,gzip,gzip",
+            "identity, identity, identity, identity, identity, identity",
+        ] {
+            let err = ContentDecoder::for_header(header.as_bytes())
+                .err()
+                .expect("refused");
+            assert_eq!(err.code(), "PCONN_HTTP_PARSE");
+            assert!(err.to_string().contains("content-encodings"));
+        }
     }
 }
