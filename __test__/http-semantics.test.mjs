@@ -6,6 +6,8 @@ import test from 'ava'
 import net from 'node:net'
 import tls from 'node:tls'
 import vm from 'node:vm'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import { once } from 'node:events'
 import { Pool, PconnError } from '../dist/index.js'
 import { makeCa, makeLeaf } from './helpers/certs.mjs'
@@ -129,6 +131,21 @@ test('maxHeaderSize bounds the response head: over it is PCONN_HTTP_PARSE and th
   for (const bad of [0, -1, 1.5, '16k']) {
     t.throws(() => new Pool({ maxHeaderSize: bad }), { code: typeof bad === 'string' ? 'ERR_INVALID_ARG_TYPE' : 'ERR_INVALID_ARG_VALUE' })
   }
+})
+
+test('the default maxHeaderSize is node’s, so --max-http-header-size applies as it does to node:http', async (t) => {
+  const server = await useServer(t, httpServer, (req, s) => s.write(ok('ok', `x-pad: ${'v'.repeat(200)}\r\n`)))
+  const script = `
+    const { Pool } = require(${JSON.stringify(new URL('../dist/index.js', import.meta.url).pathname)})
+    const pool = new Pool()
+    pool.request(${JSON.stringify(server.url())}).then(
+      (res) => console.log(pool.options.maxHeaderSize, res.statusCode),
+      (err) => console.log(pool.options.maxHeaderSize, err.code),
+    ).finally(() => pool.shutdownAll())`
+  // Asynchronously: the server runs in this process.
+  const run = async (...flags) => (await promisify(execFile)(process.execPath, [...flags, '-e', script])).stdout.trim()
+  t.is(await run('--max-http-header-size=100'), '100 PCONN_HTTP_PARSE')
+  t.is(await run(), '16384 200')
 })
 
 test('request headers may be a Headers, a Map, an array or any iterable of pairs', async (t) => {

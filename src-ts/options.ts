@@ -3,6 +3,7 @@
  * The defaults come from the native core (its `PoolConfig::default()`), so
  * they have one home; only `leakDetectionMs` is the façade's own.
  */
+import http from 'node:http'
 import { invalidArgType, invalidArgValue } from './errors.js'
 import { native } from './native.js'
 
@@ -72,7 +73,8 @@ export interface PoolOptions {
   /**
    * Largest response head `request()` accepts, in bytes (status line,
    * headers and the blank line), as node's `maxHeaderSize`. A larger head
-   * fails with `PCONN_HTTP_PARSE`. Default 16384.
+   * fails with `PCONN_HTTP_PARSE`. Default: node's `http.maxHeaderSize`
+   * (16384 unless node runs with `--max-http-header-size`).
    */
   maxHeaderSize?: number
   /**
@@ -139,7 +141,7 @@ export const DEFAULTS: Readonly<Omit<ResolvedOptions, 'tls'>> = Object.freeze({
   dnsCacheMs: core.dnsCacheMs,
   noDelay: core.noDelay,
   keepAliveInitialDelayMs: core.keepAliveInitialDelayMs,
-  maxHeaderSize: core.maxHeaderSize,
+  maxHeaderSize: http.maxHeaderSize,
   proxy: undefined,
   shared: undefined,
 })
