@@ -8,7 +8,8 @@ import { Pool, type AcquireOptions } from './pool.js'
 import type { PoolStats } from './stats.js'
 import type { RequestOptions } from './http/request.js'
 import type { Response } from './http/response.js'
-import { fetchWith, type FetchInit } from './fetch/fetch.js'
+import { fetchWith } from './fetch/fetch.js'
+import type { FetchInit } from './fetch/request.js'
 
 let defaultPool: Pool | undefined
 
@@ -60,6 +61,6 @@ export function request(url: string | URL, options?: RequestOptions): Promise<Re
  * (default: the default pool). It never replaces `globalThis.fetch` by
  * itself: `globalThis.fetch = fetch` does, if you want it to.
  */
-export function fetch(input: string | URL | Request, init?: FetchInit): Promise<globalThis.Response> {
+export function fetch(input: string | URL | Request, init: FetchInit | undefined = undefined): Promise<globalThis.Response> {
   return fetchWith(init?.pool ?? getDefaultPool(), input, init)
 }

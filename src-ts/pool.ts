@@ -8,7 +8,8 @@ import { channel, completionOf, native, nextOperationId, run, type NativeConnect
 import { checkNumber, resolveOptions, toNative, type PoolOptions, type ResolvedOptions } from './options.js'
 import { toPoolStats, type PoolStats } from './stats.js'
 import { sendRequest, type RequestOptions } from './http/request.js'
-import { fetchWith, type FetchInit } from './fetch/fetch.js'
+import { fetchWith } from './fetch/fetch.js'
+import type { FetchInit } from './fetch/request.js'
 import type { Response } from './http/response.js'
 
 /** Options of one `acquire`. */

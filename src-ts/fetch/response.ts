@@ -6,11 +6,20 @@
  * (a view of the batch, then the native body) until it is consumed, and a
  * web `ReadableStream` is made only if `body` is read.
  */
+import { defaultMaxListeners, getMaxListeners, setMaxListeners } from 'node:events'
 import * as nodeStream from 'node:stream'
 import { expect, nextOperationId, type NativeBody, type Pending, type ResponseParts } from '../native.js'
 import { headerLines } from '../http/headers.js'
 
 const utf8 = new TextDecoder()
+
+/** What one signal may carry before Node warns of a leak (undici's fetch sets the same). */
+const LISTENERS_PER_SIGNAL = 1500
+
+/** Removes a body's abort listener once its response is garbage-collected unread. */
+const unwatchWhenCollected = new FinalizationRegistry<{ signal: AbortSignal; onAbort: () => void }>(({ signal, onAbort }) => {
+  signal.removeEventListener('abort', onAbort)
+})
 
 /** Whether a web stream has been read from or cancelled (Node has it; its types do not). */
 const isDisturbed = (nodeStream as unknown as { isDisturbed(stream: unknown): boolean }).isDisturbed
@@ -81,6 +90,8 @@ function readAll(rest: NativeBody, first: Buffer | undefined): Promise<Buffer> {
 
 /** What a body stream reports back to its response. */
 interface StreamHooks {
+  /** The abort's reason, once the request's signal fired. */
+  aborted(): unknown
   /** The error to show for a failed read (an abort's reason wins). */
   failure(err: Error): unknown
   /** The body ended, failed or was cancelled. */
@@ -96,10 +107,20 @@ function streamOf(source: BodySource, hooks: StreamHooks): ReadableStream<Uint8A
       return source.stream
     case 'bytes': {
       const { bytes } = source
+      // Handed over on the first read, so an abort before it still fails
+      // the body, as it would a body still on the network.
       return new ReadableStream<Uint8Array>({
-        start(controller) {
-          if (bytes.length > 0) controller.enqueue(new Uint8Array(bytes))
-          controller.close()
+        pull(controller) {
+          const reason = hooks.aborted()
+          if (reason !== undefined) {
+            controller.error(reason)
+          } else {
+            if (bytes.length > 0) controller.enqueue(new Uint8Array(bytes))
+            controller.close()
+          }
+          hooks.settled()
+        },
+        cancel() {
           hooks.settled()
         },
       })
@@ -159,15 +180,17 @@ export class FetchResponse extends ResponseBase {
   #headers: Headers | undefined
   readonly #url: FetchResponseInit['url']
   readonly #redirected: boolean
-  /** Why the body was aborted (the request's signal fired), if it was. */
-  #aborted: unknown
-  #onSettled: (() => void) | undefined
+  /** The request's signal, which covers the body until it is read. */
+  #signal: AbortSignal | undefined
+  /** Stops listening to the signal (a body still on the network only). */
+  #unwatch: (() => void) | undefined
   readonly #hooks: StreamHooks = {
-    failure: (err) => this.#aborted ?? err,
+    aborted: () => this.#abortReason(),
+    failure: (err) => this.#abortReason() ?? err,
     settled: () => {
-      const done = this.#onSettled
-      this.#onSettled = undefined
-      done?.()
+      const unwatch = this.#unwatch
+      this.#unwatch = undefined
+      unwatch?.()
     },
   }
 
@@ -185,18 +208,19 @@ export class FetchResponse extends ResponseBase {
 
   /**
    * @internal A response of `fetch` from the parts the bridge delivered
-   * (`headStart`: where the header lines begin). A status text `Response`
-   * refuses is dropped; a status outside 200-599 throws (a RangeError).
+   * (`headStart`: where the header lines begin); `nullBody` for a HEAD
+   * request. A status text `Response` refuses is dropped; a status outside
+   * 200-599 throws (a RangeError).
    */
-  static from(parts: ResponseParts, status: number, statusText: string, headStart: number, url: FetchResponseInit['url'], redirected: boolean): FetchResponse {
+  static from(parts: ResponseParts, status: number, statusText: string, headStart: number, url: FetchResponseInit['url'], redirected: boolean, nullBody: boolean): FetchResponse {
     const { slab, headEnd } = parts
     const first = parts.body ?? (parts.bodyEnd > headEnd ? slab.subarray(headEnd, parts.bodyEnd) : undefined)
-    const source: BodySource =
-      parts.stream !== undefined
+    // An empty body is still a body (an empty stream), as in Node's fetch.
+    const source: BodySource = nullBody
+      ? { kind: 'none' }
+      : parts.stream !== undefined
         ? { kind: 'native', first, rest: parts.stream }
-        : first === undefined
-          ? { kind: 'none' }
-          : { kind: 'bytes', bytes: first }
+        : { kind: 'bytes', bytes: first ?? Buffer.alloc(0) }
     const init: FetchResponseInit = { status, statusText, head: { slab, start: headStart, end: headEnd }, url, redirected }
     try {
       return new FetchResponse(init, source)
@@ -206,17 +230,32 @@ export class FetchResponse extends ResponseBase {
     }
   }
 
-  /** @internal The request's signal fired: the body fails with `reason`. */
-  abort(reason: unknown): void {
-    if (this.#aborted !== undefined) return
-    this.#aborted = reason
-    // Also interrupts a read in flight (the source is taken once reading starts).
-    this.#native?.destroy()
+  /**
+   * @internal Let the request's `signal` fail the body until it is read, as
+   * in Node's fetch. A body already here is checked when read; one still on
+   * the network is destroyed at the abort, through a listener that holds
+   * this response weakly and goes when the body ends or the response is
+   * collected (unread responses must not pile listeners on a reused signal).
+   */
+  watch(signal: AbortSignal): void {
+    this.#signal = signal
+    const native = this.#native
+    if (native === undefined) return
+    const onAbort = (): void => native.destroy()
+    if (getMaxListeners(signal) === defaultMaxListeners) setMaxListeners(LISTENERS_PER_SIGNAL, signal)
+    signal.addEventListener('abort', onAbort, { once: true })
+    const token = {}
+    unwatchWhenCollected.register(this, { signal, onAbort }, token)
+    this.#unwatch = () => {
+      signal.removeEventListener('abort', onAbort)
+      unwatchWhenCollected.unregister(token)
+    }
   }
 
-  /** @internal Run `done` once the body ended, failed or was cancelled. */
-  onSettled(done: () => void): void {
-    this.#onSettled = done
+  /** The abort's reason, once the signal fired. */
+  #abortReason(): unknown {
+    const signal = this.#signal
+    return signal?.aborted === true ? signal.reason : undefined
   }
 
   get headers(): Headers {
@@ -264,7 +303,7 @@ export class FetchResponse extends ResponseBase {
   async #consume(): Promise<Buffer> {
     if (this.bodyUsed || this.#stream?.locked === true) throw new TypeError('Body is unusable: Body has already been read')
     this.#used = true
-    if (this.#aborted !== undefined) throw this.#aborted
+    if (this.#abortReason() !== undefined) throw this.#abortReason()
     try {
       const stream = this.#stream
       if (stream !== undefined && stream !== null) return Buffer.from(await new Response(stream).arrayBuffer())
@@ -274,6 +313,10 @@ export class FetchResponse extends ResponseBase {
         case 'none':
           return Buffer.alloc(0)
         case 'bytes':
+          // One turn of the microtask queue, as reading a body stream takes:
+          // an abort made right after the call still fails it, as in Node's fetch.
+          await Promise.resolve()
+          if (this.#abortReason() !== undefined) throw this.#abortReason()
           return source.bytes
         case 'native':
           return await readAll(source.rest, source.first)
@@ -285,6 +328,21 @@ export class FetchResponse extends ResponseBase {
     } finally {
       this.#hooks.settled()
     }
+  }
+
+  /** @internal The whole body, read now (what `integrity` checks). */
+  whole(): Promise<Buffer> {
+    return this.#consume()
+  }
+
+  /** @internal This response with `bytes` as its body (after `whole`). */
+  withBody(bytes: Buffer): FetchResponse {
+    return new FetchResponse(this.#init(), { kind: 'bytes', bytes })
+  }
+
+  /** What a copy of this response starts from. */
+  #init(): FetchResponseInit {
+    return { status: this.status, statusText: this.statusText, head: this.headers, url: this.#url, redirected: this.#redirected }
   }
 
   async text(): Promise<string> {
@@ -319,13 +377,7 @@ export class FetchResponse extends ResponseBase {
 
   clone(): FetchResponse {
     if (this.bodyUsed) throw new TypeError('Response.clone: Body has already been consumed.')
-    const init: FetchResponseInit = {
-      status: this.status,
-      statusText: this.statusText,
-      head: this.headers,
-      url: this.#url,
-      redirected: this.#redirected,
-    }
+    const init = this.#init()
     const stream = this.body
     if (stream === null) return new FetchResponse(init, { kind: 'none' })
     const [mine, theirs] = stream.tee()
