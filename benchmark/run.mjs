@@ -13,17 +13,18 @@
 // --quick: one short round of a few scenarios (the smoke test uses it).
 // --only: run the scenarios whose name contains TEXT.
 // --baseline: another build of pconn (the path of its dist/index.js, e.g. a
-//   `git worktree` of an older commit, built) runs as one more contestant,
-//   "pconn request (DIR)" after the directory that holds its dist/, so a
-//   change is measured before/after in the same run. Give it more than once
+//   `git worktree` of an older commit, built) runs as more contestants,
+//   "pconn request (DIR)" and, if it has the Agent, "undici request via
+//   pconn Agent (DIR)", named after the directory that holds its dist/, so
+//   a change is measured before/after in the same run. Give it more than once
 //   to compare several builds.
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { createRequire } from 'node:module'
-import { contestants, freshContestants, pconnRequest } from './lib/contestants.mjs'
+import { agentRequest, contestants, freshContestants, pconnRequest } from './lib/contestants.mjs'
 import { measure, median, sequential } from './lib/measure.mjs'
 import { printTable, svgChart } from './lib/report.mjs'
 import { installed, startServers } from './lib/servers.mjs'
@@ -60,14 +61,21 @@ function wrkRps(url, concurrency, ms) {
   return Number(/Requests\/sec:\s+([\d.]+)/.exec(run.stdout)?.[1])
 }
 
-/** A `--baseline` build as a contestant, made the way `pconn request` is. */
-async function baselineContestant(path) {
+/** A `--baseline` build's contestants: `pconn request`, and its Agent's `undici request` if it has one. */
+async function baselineContestants(path) {
+  const name = basename(dirname(dirname(resolve(path))))
   const { Pool } = await import(pathToFileURL(resolve(path)).href)
-  return pconnRequest(`pconn request (${basename(dirname(dirname(resolve(path))))})`, Pool)
+  const agentPath = join(dirname(resolve(path)), 'undici', 'index.js')
+  const built = [pconnRequest(`pconn request (${name})`, Pool)]
+  if (existsSync(agentPath)) {
+    const { Agent } = await import(pathToFileURL(agentPath).href)
+    built.push(agentRequest(`undici request via pconn Agent (${name})`, Agent))
+  }
+  return built
 }
 
 async function main() {
-  const everyone = [...contestants, ...(await Promise.all(baselinePaths.map(baselineContestant)))]
+  const everyone = [...contestants, ...(await Promise.all(baselinePaths.map(baselineContestants))).flat()]
   const servers = await startServers(serverKind, log)
   const require = createRequire(import.meta.url)
   const versions = {
@@ -85,10 +93,9 @@ async function main() {
   try {
     for (const scenario of scenarios) {
       const url = scenario.tls ? `https://127.0.0.1:${servers.https}${scenario.path}` : `http://127.0.0.1:${servers.http}${scenario.path}`
-      const entrants = everyone.filter((c) => !(scenario.tls && c.plainOnly))
-      const runs = new Map(entrants.map((c) => [c.name, []]))
+      const runs = new Map(everyone.map((c) => [c.name, []]))
       for (let round = 1; round <= rounds; round++) {
-        for (const c of entrants) {
+        for (const c of everyone) {
           const client = c.make({ url, connections: scenario.concurrency, ca: scenario.tls ? servers.ca : undefined })
           await measure(client.request, { concurrency: scenario.concurrency, durationMs: warmupMs })
           const r = await measure(client.request, { concurrency: scenario.concurrency, durationMs })

@@ -5,7 +5,7 @@
 import diagnostics from 'node:diagnostics_channel'
 import http from 'node:http'
 import https from 'node:https'
-import { Pool as UndiciPool } from 'undici'
+import { Agent as UndiciAgent, Pool as UndiciPool } from 'undici'
 import { Pool } from '../../dist/index.js'
 import { Agent } from '../../dist/undici/index.js'
 
@@ -38,6 +38,28 @@ async function rawGet(pool, origin, requestBytes) {
   pool.release(conn)
 }
 
+/** A GET through `dispatcher.dispatch` with a bare handler, resolving with the body as text. */
+function dispatchGet(dispatcher, opts) {
+  return () =>
+    new Promise((resolve, reject) => {
+      const chunks = []
+      dispatcher.dispatch(opts, {
+        onConnect() {},
+        onHeaders() {
+          return true
+        },
+        onData(chunk) {
+          chunks.push(chunk)
+          return true
+        },
+        onComplete() {
+          resolve(Buffer.concat(chunks).toString())
+        },
+        onError: reject,
+      })
+    })
+}
+
 /** `pool.request(url)` then the body as text, with the `Pool` of any pconn build (`--baseline` runs older ones). */
 export function pconnRequest(name, PoolClass) {
   return {
@@ -45,6 +67,19 @@ export function pconnRequest(name, PoolClass) {
     make({ url, connections, ca }) {
       const pool = new PoolClass({ maxConnectionsPerHost: connections, tls: ca ? { ca } : undefined })
       return { request: () => pool.request(url).then((r) => r.body.text()), close: () => pool.shutdownAll() }
+    },
+  }
+}
+
+/** `undici.request` semantics (`Dispatcher.request`) on the `Agent` of any pconn build: the drop-in door. */
+export function agentRequest(name, AgentClass) {
+  return {
+    name,
+    make({ url, connections, ca }) {
+      const u = new URL(url)
+      const agent = new AgentClass({ maxConnectionsPerHost: connections, tls: ca ? { ca } : undefined })
+      const opts = { origin: u.origin, path: u.pathname, method: 'GET' }
+      return { request: () => agent.request(opts).then((r) => r.body.text()), close: () => agent.close() }
     },
   }
 }
@@ -94,26 +129,7 @@ export const contestants = [
     make({ url, connections, ca }) {
       const u = new URL(url)
       const pool = new UndiciPool(u.origin, { connections, connect: ca ? { ca } : undefined })
-      const opts = { path: u.pathname, method: 'GET', origin: u.origin }
-      const request = () =>
-        new Promise((resolve, reject) => {
-          const chunks = []
-          pool.dispatch(opts, {
-            onConnect() {},
-            onHeaders() {
-              return true
-            },
-            onData(chunk) {
-              chunks.push(chunk)
-              return true
-            },
-            onComplete() {
-              resolve(Buffer.concat(chunks).toString())
-            },
-            onError: reject,
-          })
-        })
-      return { request, close: () => pool.close() }
+      return { request: dispatchGet(pool, { path: u.pathname, method: 'GET', origin: u.origin }), close: () => pool.close() }
     },
   },
   {
@@ -125,20 +141,38 @@ export const contestants = [
       return { request: () => nodeGet(mod, agent, url, ca), close: async () => agent.destroy() }
     },
   },
+  agentRequest('undici request via pconn Agent', Agent),
   {
+    name: 'undici dispatch via pconn Agent',
+    make({ url, connections, ca }) {
+      const u = new URL(url)
+      const agent = new Agent({ maxConnectionsPerHost: connections, tls: ca ? { ca } : undefined })
+      return { request: dispatchGet(agent, { path: u.pathname, method: 'GET', origin: u.origin }), close: () => agent.close() }
+    },
+  },
+  {
+    // Node's global fetch. Over HTTPS it needs a dispatcher that pins the
+    // certificate: undici's Agent (the kind Node's fetch uses by default).
     name: 'fetch',
-    plainOnly: true,
-    make({ url }) {
-      return { request: () => fetch(url).then((r) => r.text()), close: async () => {} }
+    make({ url, connections, ca }) {
+      const dispatcher = ca ? new UndiciAgent({ connections, connect: { ca } }) : undefined
+      return { request: () => fetch(url, { dispatcher }).then((r) => r.text()), close: async () => dispatcher?.close() }
     },
   },
   {
     // Node's global fetch with pconn's undici Agent as its dispatcher.
-    name: 'fetch + pconn Agent',
-    plainOnly: true,
-    make({ url, connections }) {
-      const dispatcher = new Agent({ maxConnectionsPerHost: connections })
+    name: 'fetch via pconn Agent',
+    make({ url, connections, ca }) {
+      const dispatcher = new Agent({ maxConnectionsPerHost: connections, tls: ca ? { ca } : undefined })
       return { request: () => fetch(url, { dispatcher }).then((r) => r.text()), close: () => dispatcher.close() }
+    },
+  },
+  {
+    // pconn's own fetch: WHATWG fetch on the native exchange.
+    name: 'pconn fetch',
+    make({ url, connections, ca }) {
+      const pool = new Pool({ maxConnectionsPerHost: connections, tls: ca ? { ca } : undefined })
+      return { request: () => pool.fetch(url).then((r) => r.text()), close: () => pool.shutdownAll() }
     },
   },
 ]
