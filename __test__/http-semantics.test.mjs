@@ -286,7 +286,7 @@ test('URLs with credentials, a signed port or no host are refused, as strings an
   t.is(server.opened, 0)
 })
 
-test('request() never negotiates HTTP/2: h2 in tls.alpn is not offered to an HTTP server', async (t) => {
+test('with allowH2: false, request() never offers HTTP/2, even when tls.alpn (for raw TLS keys) lists h2', async (t) => {
   const ca = makeCa()
   const leaf = makeLeaf(ca, ['localhost'])
   const offered = []
@@ -297,7 +297,7 @@ test('request() never negotiates HTTP/2: h2 in tls.alpn is not offered to an HTT
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   t.teardown(() => server.close())
-  const pool = usePool(t, Pool, { tls: { ca: ca.cert, alpn: ['h2', 'http/1.1'] } })
+  const pool = usePool(t, Pool, { tls: { ca: ca.cert, alpn: ['h2', 'http/1.1'] }, allowH2: false })
   const res = await pool.request(`https://localhost:${server.address().port}/`)
   t.is(res.statusCode, 200)
   t.is(await res.body.text(), 'ok')

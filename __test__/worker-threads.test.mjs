@@ -10,8 +10,8 @@ import { Worker } from 'node:worker_threads'
 import { promisify } from 'node:util'
 import { Pool } from '../dist/index.js'
 import { eventually, silentServer, useServer, usePool } from './helpers/servers.mjs'
+import { startWorker } from './helpers/worker-driver.mjs'
 
-const workerScript = new URL('./helpers/worker.mjs', import.meta.url)
 const openFds = () => readdirSync('/proc/self/fd').length
 
 /**
@@ -59,30 +59,6 @@ async function taggingServer() {
       await once(server, 'close')
     },
   })
-}
-
-/** A worker running helpers/worker.mjs, driven by `call(op, args)`. */
-function startWorker(t) {
-  const worker = new Worker(workerScript)
-  const waiting = new Map()
-  let next = 0
-  worker.on('message', ({ id, ok, value, error }) => {
-    const w = waiting.get(id)
-    waiting.delete(id)
-    if (ok) w.resolve(value)
-    else w.reject(Object.assign(new Error(error.message), { code: error.code }))
-  })
-  worker.on('error', (err) => {
-    for (const w of waiting.values()) w.reject(err)
-  })
-  t.teardown(() => worker.terminate())
-  const call = (op, args = {}) =>
-    new Promise((resolve, reject) => {
-      const id = next++
-      waiting.set(id, { resolve, reject })
-      worker.postMessage({ id, op, ...args })
-    })
-  return { worker, call }
 }
 
 const tagged = (server, who, n) => Array.from({ length: n }, (_, i) => server.url(`/echo/${who}-${i}?delay=${(i * 7) % 40}`))

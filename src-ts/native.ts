@@ -78,7 +78,7 @@ function readDetails(slab: Buffer, at: number): ExchangeDetails {
 
 /** An HTTP response as the bridge delivers it (see `ResponseField` in src-rs/node/src/record.rs). */
 export interface ResponseParts {
-  /** Status code and flags: `RESPONSE_STATUS_BITS`, `RESPONSE_HTTP11`, `RESPONSE_REUSED`. */
+  /** Status code and flags: `RESPONSE_STATUS_BITS`, `RESPONSE_HTTP11`, `RESPONSE_HTTP2`, `RESPONSE_REUSED`. */
   statusFlags: number
   /** The connection that carried the exchange. */
   connectionId: number
@@ -119,7 +119,7 @@ function settle(id: number, value: unknown, failed: boolean): void {
 
 const STRIDE = native.COMPLETION_STRIDE
 /** How a response record's `statusFlags` pack the status code and flags. */
-export const { RESPONSE_STATUS_BITS, RESPONSE_HTTP11, RESPONSE_REUSED } = native
+export const { RESPONSE_STATUS_BITS, RESPONSE_HTTP11, RESPONSE_HTTP2, RESPONSE_REUSED } = native
 
 /**
  * Every completion that was ready: `count` records of `STRIDE` numbers in

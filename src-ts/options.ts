@@ -78,6 +78,15 @@ export interface PoolOptions {
    */
   maxHeaderSize?: number
   /**
+   * HTTPS requests (`request()`, `fetch`, the Agent) offer HTTP/2 by ALPN
+   * (`h2`, then `http/1.1`) and the server chooses; an HTTP/2 connection
+   * carries many requests at once, up to the server's limit of concurrent
+   * streams. `false` offers only HTTP/1.1. Raw `acquire()` of an `https`
+   * key always gets HTTP/1.1 (its bytes are the caller's). Default true,
+   * as undici 8's `allowH2`.
+   */
+  allowH2?: boolean
+  /**
    * Send connections through an HTTP proxy: `'http://[user:pass@]host:port'`
    * (every key: HTTP, HTTPS and raw TCP/TLS, through a `CONNECT` tunnel),
    * or `'env'` for `HTTP_PROXY` / `HTTPS_PROXY` / `NO_PROXY` (and their
@@ -118,6 +127,7 @@ export interface ResolvedOptions {
   noDelay: boolean
   keepAliveInitialDelayMs: number
   maxHeaderSize: number
+  allowH2: boolean
   proxy: string | undefined
   shared: string | undefined
 }
@@ -142,6 +152,7 @@ export const DEFAULTS: Readonly<Omit<ResolvedOptions, 'tls'>> = Object.freeze({
   noDelay: core.noDelay,
   keepAliveInitialDelayMs: core.keepAliveInitialDelayMs,
   maxHeaderSize: http.maxHeaderSize,
+  allowH2: core.allowH2,
   proxy: undefined,
   shared: undefined,
 })
@@ -166,7 +177,8 @@ const NUMERIC: Record<string, Limit> = {
   keepAliveInitialDelayMs: 'ms',
   maxHeaderSize: 'size',
 }
-const KNOWN = new Set([...Object.keys(NUMERIC), 'scheduling', 'tls', 'noDelay', 'proxy', 'shared'])
+const BOOLEAN = ['noDelay', 'allowH2'] as const
+const KNOWN = new Set([...Object.keys(NUMERIC), ...BOOLEAN, 'scheduling', 'tls', 'proxy', 'shared'])
 
 /**
  * Check a number option: a non-negative integer; `cap`s and `limit`s may be
@@ -240,9 +252,10 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     }
     out.scheduling = given.scheduling
   }
-  if (given.noDelay !== undefined) {
-    if (typeof given.noDelay !== 'boolean') throw invalidArgType('options.noDelay', 'of type boolean', given.noDelay)
-    out.noDelay = given.noDelay
+  for (const name of BOOLEAN) {
+    if (given[name] === undefined) continue
+    if (typeof given[name] !== 'boolean') throw invalidArgType(`options.${name}`, 'of type boolean', given[name])
+    out[name] = given[name]
   }
   if (given.proxy !== undefined) {
     // The URL itself is checked natively, where it is parsed.
@@ -277,6 +290,7 @@ export function toNative(o: ResolvedOptions) {
     noDelay: o.noDelay,
     keepAliveInitialDelayMs: o.keepAliveInitialDelayMs,
     maxHeaderSize: o.maxHeaderSize,
+    allowH2: o.allowH2,
     proxy: o.proxy,
     // This thread's view: a worker's process.env is its own copy.
     proxyEnv: o.proxy === 'env' ? definedOnly(process.env) : undefined,

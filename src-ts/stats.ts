@@ -15,6 +15,10 @@ export interface HostStats {
   connecting: number
   /** Acquires waiting at a limit. */
   pending: number
+  /** Of the open connections, those speaking HTTP/2 (each carries many requests at once). */
+  http2: number
+  /** Requests in flight on HTTP/2 connections, one stream each (counted in `active` as their connections are). */
+  streams: number
   /** Connections opened. */
   created: number
   /** Acquires served by an existing connection. */
@@ -39,8 +43,8 @@ interface NativeStats extends HostStats {
 }
 
 function host(s: HostStats): HostStats {
-  const { connections, idle, active, connecting, pending, created, reused, closed, waited, timedOut, closedBy } = s
-  return { connections, idle, active, connecting, pending, created, reused, closed, waited, timedOut, closedBy: { ...closedBy } }
+  const { connections, idle, active, connecting, pending, http2, streams, created, reused, closed, waited, timedOut, closedBy } = s
+  return { connections, idle, active, connecting, pending, http2, streams, created, reused, closed, waited, timedOut, closedBy: { ...closedBy } }
 }
 
 export function toPoolStats(s: NativeStats): PoolStats {

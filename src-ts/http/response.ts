@@ -1,7 +1,7 @@
 /** Responses of `request()`: status, headers and a streaming body. */
 import { Readable } from 'node:stream'
 import { fromNative } from '../errors.js'
-import { RESPONSE_HTTP11, RESPONSE_REUSED, RESPONSE_STATUS_BITS, run, type NativeBody, type ResponseParts } from '../native.js'
+import { RESPONSE_HTTP11, RESPONSE_HTTP2, RESPONSE_REUSED, RESPONSE_STATUS_BITS, run, type NativeBody, type ResponseParts } from '../native.js'
 import { parseHeaderBlock, type IncomingHeaders } from './headers.js'
 
 /** The part of a body that arrived with the head, until someone reads it. */
@@ -136,7 +136,7 @@ export class ResponseBody extends Readable {
 export class Response {
   /** The status code, e.g. 200. */
   readonly statusCode: number
-  /** `'1.1'` or `'1.0'`. */
+  /** `'2.0'` (HTTP/2), `'1.1'` or `'1.0'`. */
   readonly httpVersion: string
   /** Whether the request went over a connection that served an earlier one. */
   readonly reused: boolean
@@ -152,7 +152,7 @@ export class Response {
   constructor(parts: ResponseParts) {
     const flags = parts.statusFlags
     this.statusCode = flags & RESPONSE_STATUS_BITS
-    this.httpVersion = flags & RESPONSE_HTTP11 ? '1.1' : '1.0'
+    this.httpVersion = flags & RESPONSE_HTTP2 ? '2.0' : flags & RESPONSE_HTTP11 ? '1.1' : '1.0'
     this.reused = (flags & RESPONSE_REUSED) !== 0
     this.#raw = { slab: parts.slab, start: parts.headStart, end: parts.headEnd }
     this.body = new ResponseBody(parts, (block) => {

@@ -126,8 +126,8 @@ function makePool(poolOptions: PoolOptions, connect: AgentConnectOptions): Pool 
 }
 
 /**
- * An undici Dispatcher whose requests run on pconn's native HTTP/1.1
- * client: one line makes fetch, undici's APIs and everything built on them
+ * An undici Dispatcher whose requests run on pconn's native HTTP/1.1 and
+ * HTTP/2 client: one line makes fetch, undici's APIs and everything built on them
  * use pconn's pool.
  *
  * ```ts
@@ -152,8 +152,9 @@ function makePool(poolOptions: PoolOptions, connect: AgentConnectOptions): Pool 
  * - Response header names arrive lower-cased (pconn's parser does not keep
  *   the wire case); order and repeated headers are kept.
  * - `upgrade`, `CONNECT` (so WebSocket and `undici.connect`) and the
- *   `expect` header are refused with `NotSupportedError`; HTTP/2 is not
- *   offered; a path that is an absolute URL is refused.
+ *   `expect` header are refused with `NotSupportedError`; a path that is
+ *   an absolute URL is refused. HTTP/2 is offered to https origins unless
+ *   `allowH2: false` (undici's option, a Pool option here).
  * - `maxRedirections` other than 0 is refused, as in undici 7: use
  *   `interceptors.redirect()`.
  * - Connections are pconn's: keyed and limited by the Pool's options.

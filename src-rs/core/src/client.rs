@@ -106,6 +106,13 @@ impl Client {
         )
     }
 
+    /// The key an HTTP request goes under: `effective_key`, offering
+    /// HTTP/2 on `https` when the pool allows it. (Raw acquires use
+    /// `effective_key` alone: their connections carry the caller's bytes.)
+    pub fn request_key(&self, key: Key) -> Result<Key> {
+        Ok(self.effective_key(key)?.with_http2(self.config.allow_h2))
+    }
+
     /// Close every idle connection whose host is `host` (any scheme or
     /// port), normalised as keys' hosts are; returns how many.
     pub fn flush_for_host(&self, host: &str) -> Result<usize> {

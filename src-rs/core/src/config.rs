@@ -17,6 +17,9 @@ pub struct PoolConfig {
     /// Largest HTTP response head `request()` accepts (status line, headers
     /// and blank line), as node's `maxHeaderSize`.
     pub max_header_size: usize,
+    /// HTTPS requests offer HTTP/2 (ALPN `h2`, then `http/1.1`); the server
+    /// chooses. undici 8's `allowH2`, and its default.
+    pub allow_h2: bool,
 }
 
 impl Default for PoolConfig {
@@ -26,6 +29,7 @@ impl Default for PoolConfig {
             connect: ConnectOptions::default(),
             proxy: None,
             max_header_size: MAX_HEAD_BYTES,
+            allow_h2: true,
         }
     }
 }

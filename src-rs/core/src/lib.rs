@@ -7,9 +7,10 @@
 //!   capacity, reaper, stats, generic over key and connection;
 //! - [`http1::codec`]: HTTP/1.1 bytes: encoding, parsing, body decoding;
 //! - [`transport`]: DNS, TCP (happy eyeballs), proxies, TLS, and the
-//!   connection the pool keeps;
+//!   connection the pool keeps (HTTP/2 connections through the h2 crate);
 //! - [`config`]: a pool's whole configuration;
-//! - [`http1::client`]: one exchange over a pooled connection;
+//! - [`exchange`]: one HTTP exchange over a pooled connection (HTTP/1.1, or
+//!   a stream of an HTTP/2 one);
 //! - [`client`]: a pool with its connector and routing, and shared pools.
 //!
 //! ```no_run
@@ -26,6 +27,7 @@
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod exchange;
 pub mod http1;
 pub mod key;
 pub mod pool;

@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pconn_core::http1::{self, Prepared, RequestBody, RequestHead, RequestOptions};
+use pconn_core::exchange::{self, Prepared, RequestOptions};
+use pconn_core::http1::{RequestBody, RequestHead};
 use pconn_core::{AcquireOptions, Client, Key, PoolConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -60,10 +61,10 @@ async fn a_response_waiting_after_a_request_written_ahead_keeps_the_connection()
     for _ in 0..20 {
         let prepared = get(&key);
         let first =
-            http1::start_now(&pool, &key, &prepared).expect("an idle connection to write on");
+            exchange::start_now(&pool, &key, &prepared).expect("an idle connection to write on");
         // Let the answer arrive before the exchange looks for it.
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let mut response = http1::send_prepared(
+        let mut response = exchange::send_prepared(
             &pool,
             &key,
             prepared,

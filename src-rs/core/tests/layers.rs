@@ -14,7 +14,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("transport", &["error", "key", "pool", "http1::codec"]),
     ("config", &["error", "pool", "transport", "http1::codec"]),
     (
-        "http1::client",
+        "exchange",
         &[
             "error",
             "key",
@@ -33,7 +33,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "http1::codec",
             "transport",
             "config",
-            "http1::client",
+            "exchange",
         ],
     ),
 ];
@@ -108,7 +108,7 @@ fn referred(line: &str) -> Vec<String> {
             let first = segments.next().unwrap_or_default();
             let target = match first {
                 "http1" => match segments.next() {
-                    Some(sub @ ("codec" | "client")) => format!("http1::{sub}"),
+                    Some("codec") => "http1::codec".to_string(),
                     _ => "http1".to_string(),
                 },
                 _ => ROOT_ALIASES

@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::ToNapiValue;
 use napi::sys;
-use pconn_core::http1::Response;
+use pconn_core::exchange::Response;
+use pconn_core::http1::HttpVersion;
 
 use crate::bridge::{Completed, Fault, Outcome};
 use crate::connection::NativeConnection;
@@ -26,7 +27,7 @@ use crate::errors::{error_info, panicked, undeliverable};
 use crate::http::NativeBody;
 use crate::record::{
     ClosedField, Completion, DetailsOffset, EndField, Field, Record, ResponseField, DETAILS_BYTES,
-    RESPONSE_HTTP11, RESPONSE_REUSED, RESPONSE_STATUS_BITS, STRIDE,
+    RESPONSE_HTTP11, RESPONSE_HTTP2, RESPONSE_REUSED, RESPONSE_STATUS_BITS, STRIDE,
 };
 use crate::runtime::panic_message;
 use crate::scope::Scope;
@@ -356,8 +357,10 @@ impl Out<'_> {
         let complete = r.body.is_complete();
         let h = &r.head;
         let mut flags = u32::from(h.status) & RESPONSE_STATUS_BITS;
-        if h.version == 1 {
-            flags |= RESPONSE_HTTP11;
+        match h.version {
+            HttpVersion::Http11 => flags |= RESPONSE_HTTP11,
+            HttpVersion::Http2 => flags |= RESPONSE_HTTP2,
+            HttpVersion::Http10 => {}
         }
         if r.reused {
             flags |= RESPONSE_REUSED;

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use napi::bindgen_prelude::Function;
 use napi::{sys, Env, JsValue};
 use napi_derive::napi;
-use pconn_core::http1::Response;
+use pconn_core::exchange::Response;
 use pconn_core::{Error, Grant, Key, Pooled};
 
 use crate::batch;

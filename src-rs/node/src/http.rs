@@ -9,9 +9,8 @@ use napi::Env;
 use napi_derive::napi;
 use std::sync::atomic::Ordering;
 
-use pconn_core::http1::{
-    self, Prepared, RequestBody, RequestHead, RequestOptions, ResponseBody, Target,
-};
+use pconn_core::exchange::{self, Prepared, RequestOptions, ResponseBody, Target};
+use pconn_core::http1::{RequestBody, RequestHead};
 use pconn_core::{Cancel, Error, Key};
 use tokio::sync::{mpsc, Mutex};
 
@@ -204,7 +203,7 @@ impl NativePool {
         if let Some(path) = socket_path {
             key = key.with_socket_path(&path).map_err(throw)?;
         }
-        let key = self.pool.effective_key(key).map_err(throw)?;
+        let key = self.pool.request_key(key).map_err(throw)?;
         let key = NativeKey { key }.into_instance(env).map_err(internal)?;
         Ok(NativeTarget { key, path })
     }
@@ -273,7 +272,7 @@ impl NativePool {
         // JavaScript thread free.
         let (waiting, alone) = Waiting::start(&self.scope);
         let first = if alone {
-            http1::start_now(&self.pool, &key, &prepared)
+            exchange::start_now(&self.pool, &key, &prepared)
         } else {
             None
         };
@@ -282,7 +281,7 @@ impl NativePool {
             // Built here, on the I/O thread: the exchange's future is
             // kilobytes; the task spawned from JavaScript only holds its
             // arguments.
-            let exchange = Box::pin(http1::send_prepared(&pool, &key, prepared, first, &opts));
+            let exchange = Box::pin(exchange::send_prepared(&pool, &key, prepared, first, &opts));
             let outcome = match exchange.await {
                 Ok(response) => Outcome::Response(Box::new(response)),
                 Err(failed) => Outcome::Failed(Failure::on(&key, failed.peer, failed.error)),

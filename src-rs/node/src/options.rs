@@ -40,6 +40,8 @@ pub struct NativePoolOptions {
     pub no_delay: bool,
     pub keep_alive_initial_delay_ms: f64,
     pub max_header_size: u32,
+    /// HTTPS requests offer HTTP/2.
+    pub allow_h2: bool,
     /// An `http://` proxy URL, or `env` for the `HTTP_PROXY` variables.
     pub proxy: Option<String>,
     /// With `env`: the calling thread's `process.env` (a worker's can
@@ -105,6 +107,7 @@ impl TryFrom<NativePoolOptions> for PoolConfig {
                 },
             },
             max_header_size: o.max_header_size as usize,
+            allow_h2: o.allow_h2,
             proxy,
         })
     }
@@ -121,6 +124,7 @@ pub fn default_pool_options() -> NativePoolOptions {
         limits: l,
         connect: c,
         max_header_size,
+        allow_h2,
         ..
     } = PoolConfig::default();
     NativePoolOptions {
@@ -138,6 +142,7 @@ pub fn default_pool_options() -> NativePoolOptions {
         no_delay: c.no_delay,
         keep_alive_initial_delay_ms: c.keep_alive_initial_delay.as_millis() as f64,
         max_header_size: u32::try_from(max_header_size).unwrap_or(u32::MAX),
+        allow_h2,
         proxy: None,
         proxy_env: None,
         tls: NativeTlsOptions {

@@ -113,9 +113,12 @@ pub const RESPONSE_STATUS_BITS: u32 = 0x3ff;
 /// ... this bit set for HTTP/1.1 ...
 #[napi]
 pub const RESPONSE_HTTP11: u32 = 1 << 10;
-/// ... and this one when the connection served an earlier request.
+/// ... this one when the connection served an earlier request ...
 #[napi]
 pub const RESPONSE_REUSED: u32 = 1 << 11;
+/// ... and this one for HTTP/2.
+#[napi]
+pub const RESPONSE_HTTP2: u32 = 1 << 12;
 
 /// One record, filled by name.
 pub(crate) struct Record(pub(crate) [f64; STRIDE]);

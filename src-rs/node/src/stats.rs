@@ -24,6 +24,10 @@ pub struct StatsJs {
     pub active: u32,
     pub connecting: u32,
     pub pending: u32,
+    /// Of the open connections, those speaking HTTP/2.
+    pub http2: u32,
+    /// Requests in flight on HTTP/2 connections (one stream each).
+    pub streams: u32,
     pub created: f64,
     pub reused: f64,
     pub closed: f64,
@@ -45,14 +49,16 @@ fn closed_by(c: &ClosedBy) -> ClosedByJs {
     }
 }
 
-fn stats(gauges: [usize; 5], c: &Counters, hosts: Option<HashMap<String, StatsJs>>) -> StatsJs {
-    let [connections, idle, active, connecting, pending] = gauges.map(|g| g as u32);
+fn stats(gauges: [usize; 7], c: &Counters, hosts: Option<HashMap<String, StatsJs>>) -> StatsJs {
+    let [connections, idle, active, connecting, pending, http2, streams] = gauges.map(|g| g as u32);
     StatsJs {
         connections,
         idle,
         active,
         connecting,
         pending,
+        http2,
+        streams,
         created: c.created as f64,
         reused: c.reused as f64,
         closed: c.closed as f64,
@@ -69,12 +75,28 @@ impl From<PoolStats> for StatsJs {
             .hosts
             .iter()
             .map(|(k, h)| {
-                let gauges = [h.connections, h.idle, h.active, h.connecting, h.pending];
+                let gauges = [
+                    h.connections,
+                    h.idle,
+                    h.active,
+                    h.connecting,
+                    h.pending,
+                    h.multiplexed,
+                    h.streams,
+                ];
                 (k.clone(), stats(gauges, &h.counters, None))
             })
             .collect();
         stats(
-            [s.connections, s.idle, s.active, s.connecting, s.pending],
+            [
+                s.connections,
+                s.idle,
+                s.active,
+                s.connecting,
+                s.pending,
+                s.multiplexed,
+                s.streams,
+            ],
             &s.counters,
             Some(hosts),
         )

@@ -84,7 +84,7 @@ pub enum Route {
     Proxy(Arc<ProxyRoute>),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct KeyParts {
     scheme: Scheme,
     /// Lower-cased; IPv6 literals without brackets.
@@ -93,6 +93,10 @@ struct KeyParts {
     /// TLS name to present and verify, when it differs from `host`.
     servername: Option<String>,
     route: Route,
+    /// An `https` key of requests that may use HTTP/2 (its connections
+    /// offer `h2`); raw acquires never are, so they never get an HTTP/2
+    /// connection. Not shown: both kinds display as the origin.
+    http2: bool,
     /// The Host header value, computed once (it goes into every request).
     host_header: String,
     /// A hash of the identity, computed once: maps keyed by `Key` hash
@@ -102,13 +106,14 @@ struct KeyParts {
 
 impl KeyParts {
     /// What identifies a key (`host_header` is derived from these).
-    fn identity(&self) -> (Scheme, &str, u16, Option<&str>, &Route) {
+    fn identity(&self) -> (Scheme, &str, u16, Option<&str>, &Route, bool) {
         (
             self.scheme,
             &self.host,
             self.port,
             self.servername.as_deref(),
             &self.route,
+            self.http2,
         )
     }
 }
@@ -231,6 +236,7 @@ impl Key {
             port,
             servername,
             route,
+            http2: false,
             host_header,
             digest: 0,
         };
@@ -271,14 +277,33 @@ impl Key {
 
     fn with_route(&self, route: Route) -> Key {
         let p = &self.0;
-        Key::assemble(
+        let key = Key::assemble(
             p.scheme,
             p.host.clone(),
             p.port,
             p.servername.clone(),
             route,
             p.host_header.clone(),
-        )
+        );
+        key.with_http2(p.http2)
+    }
+
+    /// The same key for requests that may (or may not) use HTTP/2; only an
+    /// `https` key can.
+    pub fn with_http2(&self, on: bool) -> Key {
+        let on = on && self.0.scheme == Scheme::Https;
+        if self.0.http2 == on {
+            return self.clone();
+        }
+        let mut parts = (*self.0).clone();
+        parts.http2 = on;
+        parts.digest = digest(parts.identity());
+        Key(Arc::new(parts))
+    }
+
+    /// Whether this key's connections offer HTTP/2.
+    pub fn offers_http2(&self) -> bool {
+        self.0.http2
     }
 
     /// How this key's connections reach their server.
@@ -407,6 +432,23 @@ mod tests {
         let named = tls.with_servername("other").unwrap();
         assert_ne!(tls, named);
         assert_eq!(named.tls_name(), "other");
+    }
+
+    #[test]
+    fn an_http2_key_is_another_key_shown_as_the_same_origin() {
+        let plain = Key::parse_url("https://example.com/").unwrap();
+        let h2 = plain.with_http2(true);
+        assert!(h2.offers_http2() && !plain.offers_http2());
+        assert_ne!(plain, h2);
+        assert_eq!(plain.to_string(), h2.to_string());
+        assert_eq!(h2.with_http2(false), plain);
+        let proxied = h2.with_socket_path("/tmp/s").unwrap();
+        assert!(proxied.offers_http2(), "kept across a route change");
+        let http = Key::parse_url("http://example.com/").unwrap();
+        assert!(
+            !http.with_http2(true).offers_http2(),
+            "only https offers h2"
+        );
     }
 
     #[test]

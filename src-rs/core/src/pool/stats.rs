@@ -54,6 +54,16 @@ pub struct ClosedBy {
 }
 
 impl ClosedBy {
+    fn add(&mut self, o: &ClosedBy) {
+        self.idle += o.idle;
+        self.lifetime += o.lifetime;
+        self.broken += o.broken;
+        self.peer += o.peer;
+        self.flush += o.flush;
+        self.shutdown += o.shutdown;
+        self.evicted += o.evicted;
+    }
+
     pub(crate) fn count(&mut self, reason: CloseReason) {
         let slot = match reason {
             CloseReason::Idle => &mut self.idle,
@@ -84,6 +94,17 @@ pub struct Counters {
     pub closed_by: ClosedBy,
 }
 
+impl Counters {
+    fn add(&mut self, o: &Counters) {
+        self.created += o.created;
+        self.reused += o.reused;
+        self.closed += o.closed;
+        self.waited += o.waited;
+        self.timed_out += o.timed_out;
+        self.closed_by.add(&o.closed_by);
+    }
+}
+
 /// Gauges and totals for one key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostStats {
@@ -100,6 +121,21 @@ pub struct HostStats {
     /// Loans of multiplexed connections in progress.
     pub streams: usize,
     pub counters: Counters,
+}
+
+impl HostStats {
+    /// Two keys shown alike (an `https` origin's HTTP/2-capable requests
+    /// and its raw acquires) are reported as one.
+    fn add(&mut self, o: &HostStats) {
+        self.connections += o.connections;
+        self.idle += o.idle;
+        self.active += o.active;
+        self.connecting += o.connecting;
+        self.pending += o.pending;
+        self.multiplexed += o.multiplexed;
+        self.streams += o.streams;
+        self.counters.add(&o.counters);
+    }
 }
 
 /// What `stats()` returns: gauges, totals, and the same per key.
@@ -122,17 +158,20 @@ pub struct PoolStats {
 impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
     pub(crate) fn stats(&self) -> PoolStats {
         let st = self.lock();
-        let mut hosts: BTreeMap<String, HostStats> = st
-            .history
-            .iter()
-            .map(|(k, remembered)| {
-                let quiet = HostStats {
-                    counters: remembered.counters,
-                    ..HostStats::default()
-                };
-                (k.to_string(), quiet)
-            })
-            .collect();
+        let mut hosts: BTreeMap<String, HostStats> = BTreeMap::new();
+        let mut put = |key: String, s: HostStats| {
+            hosts
+                .entry(key)
+                .and_modify(|shown| shown.add(&s))
+                .or_insert(s);
+        };
+        for (k, remembered) in st.history.iter() {
+            let quiet = HostStats {
+                counters: remembered.counters,
+                ..HostStats::default()
+            };
+            put(k.to_string(), quiet);
+        }
         for (k, h) in &st.hosts {
             let g = &h.gauges;
             let s = HostStats {
@@ -145,7 +184,7 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
                 streams: g.streams,
                 counters: h.counters,
             };
-            hosts.insert(k.to_string(), s);
+            put(k.to_string(), s);
         }
         let g = &st.gauges;
         PoolStats {

@@ -1,6 +1,7 @@
 //! One TCP, Unix-socket or TLS connection: two halves that work at the same time (a
 //! pending read never blocks a write), a read-ahead buffer, and what the
-//! pool asks of it (liveness, parking).
+//! pool asks of it (liveness, parking). Or an HTTP/2 connection, whose bytes
+//! belong to its protocol task and which the pool lends as streams.
 
 use std::future::Future;
 use std::io;
@@ -15,18 +16,19 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, Rea
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_rustls::client::TlsStream;
 
+use super::http2::Http2;
 use super::io_error;
 use super::read_buffer::ReadBuffer;
 use super::socket::{SharedTcp, Socket};
 use super::watcher;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::pool::{IdleWatch, Liveness, Poolable};
 
 /// Size of one `read()` chunk handed to users.
 pub const READ_CHUNK: usize = 64 * 1024;
 
-type Tls = TlsStream<SharedTcp>;
+pub(crate) type Tls = TlsStream<SharedTcp>;
 
 /// How a connection's bytes reach the socket.
 pub(crate) enum Stream {
@@ -43,9 +45,13 @@ pub struct OpenTimes {
     pub tls: Duration,
 }
 
-/// A live connection. The pool owns it while idle; a `Pooled` lends it out.
+/// A live connection. The pool owns it while idle; a `Pooled` lends it
+/// out (an HTTP/2 one, a handle per stream).
 pub struct Connection {
     io: Arc<Duplex>,
+    /// Set when the connection speaks HTTP/2: its bytes are the protocol
+    /// task's, `io` only describes it (peer, open times, close).
+    http2: Option<Http2>,
     /// A shorter idle timeout announced by the server (`Keep-Alive: timeout=N`).
     idle_timeout_hint: Option<Duration>,
 }
@@ -60,6 +66,9 @@ pub struct Duplex {
     alpn: Option<Vec<u8>>,
     reader: Mutex<Reader>,
     writer: Mutex<Writer>,
+    /// The halves carry the user's bytes (false for HTTP/2, whose task
+    /// owns the stream: a raw read or write would corrupt it).
+    raw: bool,
     /// An I/O error or EOF made the stream unusable.
     broken: AtomicBool,
     /// Anything was read or written since the checkout.
@@ -96,21 +105,44 @@ impl Connection {
             }
         };
         Connection {
-            io: Arc::new(Duplex {
-                opened,
+            io: Arc::new(Duplex::new(
                 socket,
                 remote_addr,
                 alpn,
-                reader: Mutex::new(Reader {
-                    tls: read_tls,
-                    buffered: ReadBuffer::default(),
-                }),
-                writer: Mutex::new(Writer { tls: write_tls }),
-                broken: AtomicBool::new(false),
-                used: AtomicBool::new(false),
-            }),
+                opened,
+                (read_tls, write_tls),
+                true,
+            )),
+            http2: None,
             idle_timeout_hint: None,
         }
+    }
+
+    /// A connection that speaks HTTP/2 through `http2` (which owns its
+    /// stream); no idle watcher, the protocol task reports its end.
+    pub(crate) fn http2(
+        http2: Http2,
+        socket: Arc<Socket>,
+        remote_addr: Option<SocketAddr>,
+        opened: OpenTimes,
+    ) -> Connection {
+        Connection {
+            io: Arc::new(Duplex::new(
+                socket,
+                remote_addr,
+                Some(b"h2".to_vec()),
+                opened,
+                (None, None),
+                false,
+            )),
+            http2: Some(http2),
+            idle_timeout_hint: None,
+        }
+    }
+
+    /// The HTTP/2 connection, when it speaks HTTP/2.
+    pub fn as_http2(&self) -> Option<&Http2> {
+        self.http2.as_ref()
     }
 
     /// Both halves, shareable with other tasks for as long as the loan lasts.
@@ -136,6 +168,41 @@ impl Connection {
 }
 
 impl Duplex {
+    fn new(
+        socket: Arc<Socket>,
+        remote_addr: Option<SocketAddr>,
+        alpn: Option<Vec<u8>>,
+        opened: OpenTimes,
+        (read_tls, write_tls): (Option<ReadHalf<Tls>>, Option<WriteHalf<Tls>>),
+        raw: bool,
+    ) -> Duplex {
+        Duplex {
+            opened,
+            socket,
+            remote_addr,
+            alpn,
+            reader: Mutex::new(Reader {
+                tls: read_tls,
+                buffered: ReadBuffer::default(),
+            }),
+            writer: Mutex::new(Writer { tls: write_tls }),
+            raw,
+            broken: AtomicBool::new(false),
+            used: AtomicBool::new(false),
+        }
+    }
+
+    /// Refuse raw bytes on a connection whose protocol task owns the stream.
+    fn check_raw(&self) -> Result<()> {
+        if self.raw {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(
+                "this connection speaks HTTP/2: its bytes belong to the protocol".into(),
+            ))
+        }
+    }
+
     /// The read half; waits while another task reads.
     pub async fn read_side(&self) -> ReadSide<'_> {
         ReadSide {
@@ -257,6 +324,7 @@ impl ReadSide<'_> {
     /// Read up to `want` more bytes into the buffer; returns how many
     /// (0 = EOF, after which the connection is marked broken).
     pub async fn fill(&mut self, want: usize) -> Result<usize> {
+        self.io.check_raw()?;
         self.io.mark_used();
         let Reader { tls, buffered } = &mut *self.half;
         let into = buffered.appendable(want);
@@ -308,6 +376,7 @@ pub struct WriteSide<'a> {
 impl WriteSide<'_> {
     /// Write all of `data` and flush it to the socket.
     pub async fn write_all(&mut self, data: &[u8]) -> Result<()> {
+        self.io.check_raw()?;
         self.io.mark_used();
         let result = match self.half.tls.as_mut() {
             None => self.io.socket.write_all(data).await,
@@ -327,6 +396,7 @@ impl WriteSide<'_> {
     /// whether they are all on the socket (TLS may keep encrypted bytes
     /// buffered when the socket is full); finish with `write_all` of the rest.
     pub fn try_write_now(&mut self, data: &[u8]) -> Result<(usize, bool)> {
+        self.io.check_raw()?;
         self.io.mark_used();
         let result = match self.half.tls.as_mut() {
             None => match self.io.socket.stream.try_write(data) {
@@ -355,10 +425,14 @@ impl WriteSide<'_> {
 
 impl Poolable for Connection {
     fn liveness(&mut self, exact: bool) -> Liveness {
-        self.io.liveness(exact)
+        match &self.http2 {
+            Some(h2) if h2.is_closed() => Liveness::PeerClosed,
+            Some(_) => Liveness::Alive,
+            None => self.io.liveness(exact),
+        }
     }
     fn is_broken(&self) -> bool {
-        self.io.is_broken()
+        self.io.is_broken() || self.http2.as_ref().is_some_and(Http2::is_closed)
     }
     fn was_used(&self) -> bool {
         self.io.used.load(Ordering::Relaxed)
@@ -376,6 +450,17 @@ impl Poolable for Connection {
     fn idle_timeout_hint(&self) -> Option<Duration> {
         self.idle_timeout_hint
     }
+    fn streams(&self) -> Option<usize> {
+        self.http2.as_ref().map(Http2::streams)
+    }
+    fn share(&self) -> Option<Connection> {
+        let http2 = self.http2.clone()?;
+        Some(Connection {
+            io: self.io.clone(),
+            http2: Some(http2),
+            idle_timeout_hint: self.idle_timeout_hint,
+        })
+    }
 }
 
 /// Dropping a connection closes it, from any thread and without blocking: a
@@ -383,6 +468,11 @@ impl Poolable for Connection {
 /// watcher sees the close flag and lets go of the descriptor.
 impl Drop for Connection {
     fn drop(&mut self) {
+        if self.http2.is_some() {
+            // One handle of several: the last one ends the protocol task
+            // and closes the socket (`Http2`).
+            return;
+        }
         if let Ok(mut writer) = self.io.writer.try_lock() {
             if let Some(tls) = writer.tls.as_mut() {
                 let mut cx = Context::from_waker(Waker::noop());

@@ -9,6 +9,7 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio_rustls::TlsConnector;
 
 use super::connection::{Connection, OpenTimes, Stream};
+use super::http2;
 use super::socket::{SharedTcp, Socket, Transport};
 use super::tls::{self, TlsOptions};
 use super::{dns, happy_eyeballs, proxy};
@@ -49,9 +50,13 @@ pub struct Connector {
     resolver: dns::Resolver,
     /// For `tls` keys: the ALPN protocols as configured.
     tls: TlsConnector,
-    /// For `https` keys: the same without `h2`, which `request()` does not
-    /// speak (a server would pick it and then see HTTP/1.1).
+    /// For `https` keys that do not offer HTTP/2 (raw acquires, `allowH2:
+    /// false`): the same without `h2` (a server would pick it and then see
+    /// HTTP/1.1).
     tls_http1: TlsConnector,
+    /// For `https` keys of requests that may use HTTP/2: `h2`, then
+    /// `http/1.1`; the server's choice decides the connection's protocol.
+    tls_h2: TlsConnector,
     no_delay: bool,
     keep_alive: Duration,
     connect_timeout: Duration,
@@ -63,10 +68,13 @@ impl Connector {
         let tls = tls::client_config(&config.tls)?;
         let mut http1 = (*tls).clone();
         http1.alpn_protocols.retain(|p| p.as_slice() != b"h2");
+        let mut h2 = (*tls).clone();
+        h2.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Connector {
             resolver: dns::Resolver::new(config.dns_cache),
             tls: TlsConnector::from(tls),
             tls_http1: TlsConnector::from(Arc::new(http1)),
+            tls_h2: TlsConnector::from(Arc::new(h2)),
             no_delay: config.no_delay,
             keep_alive: config.keep_alive_initial_delay,
             connect_timeout: config.connect_timeout,
@@ -124,7 +132,9 @@ impl Connector {
         }
         let shared = SharedTcp(socket.clone());
         let name = tls::server_name(key.tls_name())?;
-        let connector = if key.scheme().is_http() {
+        let connector = if key.offers_http2() {
+            &self.tls_h2
+        } else if key.scheme().is_http() {
             &self.tls_http1
         } else {
             &self.tls
@@ -135,6 +145,10 @@ impl Connector {
             .map_err(tls::handshake_error)?;
         opened.tls = connected.elapsed();
         let alpn = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
+        if key.offers_http2() && alpn.as_deref() == Some(b"h2") {
+            let h2 = http2::handshake(tls, socket.clone(), watch).await?;
+            return Ok(Connection::http2(h2, socket, remote_addr, opened));
+        }
         let stream = Stream::Tls(Box::new(tls));
         Ok(Connection::new(
             stream,
@@ -169,5 +183,9 @@ impl Connect<Key, Connection> for Connector {
         // Boxed: the connect future (DNS, happy eyeballs, TLS) is large and
         // only needed on a miss; acquire futures stay small.
         Box::pin(self.connect_within(key, watch))
+    }
+
+    fn may_multiplex(&self, key: &Key) -> bool {
+        key.offers_http2()
     }
 }

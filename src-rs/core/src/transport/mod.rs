@@ -9,6 +9,7 @@
 //! - `tls`: the rustls configuration, trust, and failure reasons;
 //! - `proxy`: which keys go through a proxy, and the `CONNECT` tunnel;
 //! - `connection`: `Connection` and its halves (`Duplex`, `ReadSide`, `WriteSide`);
+//! - `http2`: an HTTP/2 connection's task, streams, GOAWAY and PING;
 //! - `socket`, `read_buffer`, `watcher`: the socket under a connection,
 //!   bytes read and not consumed, the watcher of a parked connection.
 
@@ -16,6 +17,7 @@ mod connection;
 mod connector;
 mod dns;
 mod happy_eyeballs;
+mod http2;
 mod proxy;
 mod read_buffer;
 mod socket;
@@ -24,6 +26,7 @@ mod watcher;
 
 pub use connection::{Connection, Duplex, OpenTimes, ReadSide, WriteSide, READ_CHUNK};
 pub use connector::{ConnectOptions, Connector};
+pub use http2::{h2_error, Http2};
 pub use proxy::{parse_connect_answer, ProxyPolicy};
 pub use tls::{TlsOptions, Trust};
 

@@ -128,7 +128,8 @@ impl RequestHead {
         })
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    /// The value of header `name` as the caller gave it, if any.
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))

@@ -20,8 +20,7 @@ const USUAL_HEADERS: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponseHead {
     pub status: u16,
-    /// Minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
-    pub version: u8,
+    pub version: HttpVersion,
     raw: Vec<u8>,
     reason: Span,
     headers: Vec<(Span, Span)>,
@@ -29,6 +28,14 @@ pub struct ResponseHead {
 
 /// A range of `ResponseHead::raw`.
 type Span = (u32, u32);
+
+/// The protocol a response came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpVersion {
+    Http10,
+    Http11,
+    Http2,
+}
 
 /// How the body that follows a head is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +107,10 @@ fn parse_with<'b>(
             }
             let head = ResponseHead {
                 status,
-                version: response.version.unwrap_or(1),
+                version: match response.version {
+                    Some(0) => HttpVersion::Http10,
+                    _ => HttpVersion::Http11,
+                },
                 reason: at(response.reason.unwrap_or("").as_bytes()),
                 raw,
                 headers,
@@ -121,6 +131,50 @@ fn span_in(buf: &[u8], part: &[u8]) -> Span {
 }
 
 impl ResponseHead {
+    /// A head that did not arrive as HTTP/1.x bytes (HTTP/2's decoded
+    /// fields), laid out as `name: value` lines with no reason phrase, so
+    /// it reads like a parsed one. Refused past `max_bytes` (counted as an
+    /// HTTP/1.1 head would be) or [`MAX_HEADERS`] fields.
+    pub fn from_fields<'a>(
+        status: u16,
+        version: HttpVersion,
+        fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+        max_bytes: usize,
+    ) -> Result<ResponseHead> {
+        // The status line and the blank line an HTTP/1.1 head would have.
+        let mut size = "HTTP/1.1 200 \r\n\r\n".len();
+        let mut raw = Vec::new();
+        let mut headers = Vec::new();
+        for (name, value) in fields {
+            size += name.len() + value.len() + 4;
+            if size > max_bytes {
+                return Err(parse_error(format!(
+                    "response head is larger than {max_bytes} bytes (maxHeaderSize)"
+                )));
+            }
+            if headers.len() == MAX_HEADERS {
+                return Err(parse_error(format!("more than {MAX_HEADERS} headers")));
+            }
+            let at = |raw: &Vec<u8>| raw.len() as u32;
+            let name_start = at(&raw);
+            raw.extend(name.iter().map(u8::to_ascii_lowercase));
+            let name_end = at(&raw);
+            raw.extend_from_slice(b": ");
+            let value_start = at(&raw);
+            raw.extend_from_slice(value);
+            let value_end = at(&raw);
+            raw.extend_from_slice(b"\r\n");
+            headers.push(((name_start, name_end), (value_start, value_end)));
+        }
+        Ok(ResponseHead {
+            status,
+            version,
+            raw,
+            reason: (0, 0),
+            headers,
+        })
+    }
+
     fn span(&self, (start, end): Span) -> &[u8] {
         &self.raw[start as usize..end as usize]
     }
@@ -169,7 +223,7 @@ impl ResponseHead {
         if let Some(last) = self.tokens("transfer-encoding").last() {
             // Transfer-Encoding wins over Content-Length, but a message with
             // both (or TE in HTTP/1.0) may be a smuggling attempt: never reuse.
-            let reusable = !has_length && self.version == 1;
+            let reusable = !has_length && self.version == HttpVersion::Http11;
             return Ok(if last.eq_ignore_ascii_case(b"chunked") {
                 (Framing::Chunked, reusable)
             } else {
@@ -199,12 +253,13 @@ impl ResponseHead {
     }
 
     /// Whether the server lets the connection be reused (HTTP/1.1 unless
-    /// `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`).
+    /// `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`;
+    /// HTTP/2 says so with GOAWAY, not per response).
     pub fn allows_keep_alive(&self) -> bool {
-        if self.version == 1 {
-            !self.has_token("connection", "close")
-        } else {
-            self.has_token("connection", "keep-alive")
+        match self.version {
+            HttpVersion::Http11 => !self.has_token("connection", "close"),
+            HttpVersion::Http10 => self.has_token("connection", "keep-alive"),
+            HttpVersion::Http2 => true,
         }
     }
 
@@ -248,13 +303,40 @@ mod tests {
     #[test]
     fn parses_status_headers_and_length() {
         let h = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nX-A: 2\r\n\r\nhello");
-        assert_eq!((h.status, h.version, h.reason()), (200, 1, &b"OK"[..]));
+        assert_eq!(
+            (h.status, h.version, h.reason()),
+            (200, HttpVersion::Http11, &b"OK"[..])
+        );
         assert_eq!(h.headers().nth(1), Some((&b"x-a"[..], &b"1"[..])));
         assert_eq!(h.headers().len(), 3);
         assert_eq!(h.framing("GET").unwrap(), (Framing::Length(5), true));
         assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le", MAX_HEAD_BYTES)
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn fields_of_another_protocol_read_as_a_parsed_head() {
+        let fields: [(&[u8], &[u8]); 2] = [(b"Content-Length", b"2"), (b"x-a", b"b")];
+        let h =
+            ResponseHead::from_fields(200, HttpVersion::Http2, fields.into_iter(), 1024).unwrap();
+        let got: Vec<_> = h.headers().collect();
+        assert_eq!(
+            got,
+            vec![
+                (&b"content-length"[..], &b"2"[..]),
+                (&b"x-a"[..], &b"b"[..])
+            ]
+        );
+        assert_eq!(
+            (h.reason(), h.framing("GET").unwrap()),
+            (&b""[..], (Framing::Length(2), true))
+        );
+        assert!(h.allows_keep_alive());
+        let big: [(&[u8], &[u8]); 1] = [(b"x", &[b'v'; 2000])];
+        let err =
+            ResponseHead::from_fields(200, HttpVersion::Http2, big.into_iter(), 1024).unwrap_err();
+        assert!(err.to_string().contains("maxHeaderSize"));
     }
 
     #[test]
