@@ -302,3 +302,28 @@ test('an idle HTTP/2 connection closes on the idle timeout, as an HTTP/1.1 one d
   t.is(pool.stats().connections, 0)
   t.is(pool.stats().closedBy.idle, 1)
 })
+
+test('a connection that dies takes only its own streams: an idempotent one goes again on a fresh connection, a POST fails clearly', async (t) => {
+  let killed = false
+  const server = await useServer(t, http2Server, async (stream, headers) => {
+    await bodyOf(stream)
+    if (headers[':path'] === '/die' && !killed) {
+      killed = true
+      // Both requests are on the first connection now: drop its socket, no GOAWAY.
+      setTimeout(() => server.sockets[0].destroy(), 50)
+      return
+    }
+    if (headers[':path'] === '/post') return
+    answer(stream, `ok ${headers[':method']}`)
+  })
+  const pool = usePool(t, Pool, { tls: { ca: server.cert } })
+  t.is(await (await pool.request(server.url('/warm'))).body.text(), 'ok GET')
+  const [get, post] = await Promise.allSettled([
+    pool.request(server.url('/die')).then((r) => r.body.text()),
+    pool.request(server.url('/post'), { method: 'POST', body: 'once' }),
+  ])
+  t.is(post.status, 'rejected')
+  t.true(['PCONN_SOCKET_CLOSED', 'ECONNRESET', 'EPIPE'].includes(post.reason.code), post.reason.code)
+  t.is(get.status, 'fulfilled', get.reason?.message)
+  t.is(server.sessions, 2, 'the GET went again on a new connection')
+})

@@ -1,7 +1,7 @@
 // A node:http2 secure server that records what it saw: sessions (HTTP/2
 // connections), streams, the most streams open at once on one session,
 // streams the client reset, and HTTP/1.1 requests when `allowHTTP1` lets
-// them in. `handler(stream, headers, ctx)` answers through the stream API.
+// them in; `sockets` holds the raw TLS sockets. `handler(stream, headers, ctx)` answers through the stream API.
 import http2 from 'node:http2'
 import { once } from 'node:events'
 import { makeSelfSigned } from './certs.mjs'
@@ -15,8 +15,11 @@ export function certFor127() {
 
 export async function http2Server(handler, { settings, allowHTTP1 = false, onSession } = {}) {
   const { cert, key } = certFor127()
-  const seen = { sessions: 0, streams: 0, maxOpen: 0, resets: [], http1: 0, sessionList: [] }
+  const seen = { sessions: 0, streams: 0, maxOpen: 0, resets: [], http1: 0, sessionList: [], sockets: [] }
   const server = http2.createSecureServer({ cert, key, allowHTTP1, settings })
+  // The TLS sockets in the order they connected, for tests that drop one
+  // without a word (a session's own `socket` refuses to be destroyed).
+  server.on('secureConnection', (socket) => seen.sockets.push(socket))
   server.on('session', (session) => {
     seen.sessions++
     seen.sessionList.push(session)

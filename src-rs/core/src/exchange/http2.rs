@@ -92,10 +92,12 @@ fn not_opened(h2: &Http2, e: h2::Error) -> AttemptError {
     AttemptError::refused(h2_error(e))
 }
 
-/// A failure of the stream after it was opened: refused (the server says
-/// it did not process it) or answered.
+/// A failure of the stream before its response head: refused (the server
+/// says it did not process it), the connection lost (as a stale HTTP/1.1
+/// connection: an idempotent request may go once more), or answered.
 fn stream_failed(h2: &Http2, e: h2::Error) -> AttemptError {
-    if e.is_go_away() {
+    let lost = e.is_io();
+    if e.is_go_away() || lost {
         h2.stop_taking_streams();
     }
     let unprocessed =
@@ -106,7 +108,7 @@ fn stream_failed(h2: &Http2, e: h2::Error) -> AttemptError {
     } else {
         AttemptError {
             error,
-            answered: true,
+            answered: !lost,
             refused: false,
         }
     }
