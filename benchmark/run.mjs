@@ -11,6 +11,8 @@
 //   real headers), or the workspace's own Tokio server; auto (the default)
 //   picks nginx when it is installed.
 // --quick: one short round of a few scenarios (the smoke test uses it).
+// The HTTP/2 scenarios run one connection per contestant (pconn, undici
+// with allowH2, node:http2's client) against nginx and node:http2.
 // --only: run the scenarios whose name contains TEXT.
 // --baseline: another build of pconn (the path of its dist/index.js, e.g. a
 //   `git worktree` of an older commit, built) runs as more contestants,
@@ -24,7 +26,8 @@ import os from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { createRequire } from 'node:module'
-import { agentRequest, contestants, freshContestants, pconnRequest } from './lib/contestants.mjs'
+import { Agent as UndiciAgent, request as undiciRequest } from 'undici'
+import { agentRequest, contestants, freshContestants, http2Contestants, pconnRequest } from './lib/contestants.mjs'
 import { measure, median, sequential } from './lib/measure.mjs'
 import { printTable, svgChart } from './lib/report.mjs'
 import { installed, startServers } from './lib/servers.mjs'
@@ -45,14 +48,21 @@ const only = option('--only', '')
 const baselinePaths = argv.flatMap((arg, i) => (arg === '--baseline' ? [argv[i + 1]] : []))
 const log = (msg) => process.stderr.write(`${msg}\n`)
 
+// `h2`: the HTTP/2 scenarios, one connection carrying `concurrency`
+// streams, against nginx or node:http2, with the HTTP/2 contestants.
 const scenarios = [
   { name: 'GET small, 1 connection', path: '/', concurrency: 1 },
   { name: 'GET small, 16 concurrent', path: '/', concurrency: 16 },
   { name: 'GET small, 64 concurrent', path: '/', concurrency: 64 },
   { name: 'GET 64 KiB, 16 concurrent', path: '/64k', concurrency: 16 },
   { name: 'HTTPS GET small, 16 concurrent', path: '/', concurrency: 16, tls: true },
+  { name: 'HTTP/2 GET small, 16 streams (nginx)', path: '/', concurrency: 16, h2: 'nginx' },
+  { name: 'HTTP/2 GET small, 64 streams (nginx)', path: '/', concurrency: 64, h2: 'nginx' },
+  { name: 'HTTP/2 GET 64 KiB, 16 streams (nginx)', path: '/64k', concurrency: 16, h2: 'nginx' },
+  { name: 'HTTP/2 GET small, 16 streams (node:http2)', path: '/', concurrency: 16, h2: 'node' },
+  { name: 'HTTP/2 GET small, 64 streams (node:http2)', path: '/', concurrency: 64, h2: 'node' },
 ]
-  .filter((s, i) => !quick || i === 1 || i === 4)
+  .filter((s, i) => !quick || i === 1 || i === 4 || i === 8)
   .filter((s) => s.name.includes(only))
 
 function wrkRps(url, concurrency, ms) {
@@ -74,6 +84,25 @@ async function baselineContestants(path) {
   return built
 }
 
+/**
+ * Make sure the server answers the scenario's request as it should (200, and
+ * 64 KiB for `/64k`) before measuring it, with a client that is not a
+ * contestant: a misconfigured server answering 403 or 404 would otherwise
+ * be measured as if it served the file.
+ */
+async function checkServer(scenario, url, ca) {
+  const dispatcher = new UndiciAgent({ connect: ca ? { ca } : undefined, allowH2: scenario.h2 !== undefined })
+  try {
+    const res = await undiciRequest(url, { dispatcher })
+    const bytes = (await res.body.arrayBuffer()).byteLength
+    if (res.statusCode !== 200 || (scenario.path === '/64k' && bytes !== 64 * 1024)) {
+      throw new Error(`${url} answered ${res.statusCode} with ${bytes} bytes: the server is misconfigured, nothing was measured`)
+    }
+  } finally {
+    await dispatcher.close()
+  }
+}
+
 async function main() {
   const everyone = [...contestants, ...(await Promise.all(baselinePaths.map(baselineContestants))).flat()]
   const servers = await startServers(serverKind, log)
@@ -87,16 +116,29 @@ async function main() {
     server: servers.name,
     wrk: installed('wrk') ? spawnSync('wrk', ['-v'], { encoding: 'utf8' }).stdout.split('\n')[0] : 'not installed',
   }
-  log(`server: ${servers.name} on 127.0.0.1:${servers.http} (https on ${servers.https}, self-signed certificate pinned by every client)`)
+  const h2 = servers.h2 === undefined ? '' : `, HTTP/2 on ${servers.h2}`
+  log(`server: ${servers.name} on 127.0.0.1:${servers.http} (https on ${servers.https}${h2}; node:http2 on ${servers.nodeH2}; self-signed certificate pinned by every client)`)
   log(`${rounds} round(s) × ${durationMs} ms per contestant, contestants interleaved; CPU µs per request on the JavaScript thread and on the others\n`)
   const rows = []
   try {
     for (const scenario of scenarios) {
-      const url = scenario.tls ? `https://127.0.0.1:${servers.https}${scenario.path}` : `http://127.0.0.1:${servers.http}${scenario.path}`
-      const runs = new Map(everyone.map((c) => [c.name, []]))
+      const h2Port = scenario.h2 === 'nginx' ? servers.h2 : servers.nodeH2
+      if (scenario.h2 && h2Port === undefined) {
+        log(`  [${scenario.name}] skipped: no nginx`)
+        continue
+      }
+      const url = scenario.h2
+        ? `https://127.0.0.1:${h2Port}${scenario.path}`
+        : scenario.tls
+          ? `https://127.0.0.1:${servers.https}${scenario.path}`
+          : `http://127.0.0.1:${servers.http}${scenario.path}`
+      const ca = scenario.tls || scenario.h2 ? servers.ca : undefined
+      const entrants = scenario.h2 ? http2Contestants : everyone
+      await checkServer(scenario, url, ca)
+      const runs = new Map(entrants.map((c) => [c.name, []]))
       for (let round = 1; round <= rounds; round++) {
-        for (const c of everyone) {
-          const client = c.make({ url, connections: scenario.concurrency, ca: scenario.tls ? servers.ca : undefined })
+        for (const c of entrants) {
+          const client = c.make({ url, connections: scenario.concurrency, ca })
           await measure(client.request, { concurrency: scenario.concurrency, durationMs: warmupMs })
           const r = await measure(client.request, { concurrency: scenario.concurrency, durationMs })
           await client.close()
@@ -108,7 +150,7 @@ async function main() {
           )
         }
       }
-      const wrk = !scenario.tls && installed('wrk') ? wrkRps(url, scenario.concurrency, durationMs) : undefined
+      const wrk = !scenario.tls && !scenario.h2 && installed('wrk') ? wrkRps(url, scenario.concurrency, durationMs) : undefined
       for (const [contestant, rs] of runs) {
         const rps = rs.map((r) => r.rps)
         rows.push({

@@ -4,6 +4,7 @@
 // certificate by pinning it (`ca`).
 import diagnostics from 'node:diagnostics_channel'
 import http from 'node:http'
+import http2 from 'node:http2'
 import https from 'node:https'
 import { Agent as UndiciAgent, Pool as UndiciPool } from 'undici'
 import { Pool } from '../../dist/index.js'
@@ -173,6 +174,59 @@ export const contestants = [
     make({ url, connections, ca }) {
       const pool = new Pool({ maxConnectionsPerHost: connections, tls: ca ? { ca } : undefined })
       return { request: () => pool.fetch(url).then((r) => r.text()), close: () => pool.shutdownAll() }
+    },
+  },
+]
+
+/**
+ * The HTTP/2 contestants: each gets one connection and runs every request
+ * on it as a stream (`connections` is the number of concurrent streams).
+ */
+export const http2Contestants = [
+  {
+    name: 'pconn request',
+    make({ url, ca }) {
+      const pool = new Pool({ maxConnectionsPerHost: 1, tls: { ca } })
+      return { request: () => pool.request(url).then((r) => r.body.text()), close: () => pool.shutdownAll() }
+    },
+  },
+  {
+    name: 'pconn fetch',
+    make({ url, ca }) {
+      const pool = new Pool({ maxConnectionsPerHost: 1, tls: { ca } })
+      return { request: () => pool.fetch(url).then((r) => r.text()), close: () => pool.shutdownAll() }
+    },
+  },
+  {
+    name: 'undici request',
+    make({ url, ca }) {
+      const u = new URL(url)
+      const pool = new UndiciPool(u.origin, { connections: 1, allowH2: true, connect: { ca } })
+      const path = u.pathname
+      return { request: () => pool.request({ path, method: 'GET' }).then((r) => r.body.text()), close: () => pool.close() }
+    },
+  },
+  {
+    name: 'undici dispatch',
+    make({ url, ca }) {
+      const u = new URL(url)
+      const pool = new UndiciPool(u.origin, { connections: 1, allowH2: true, connect: { ca } })
+      return { request: dispatchGet(pool, { path: u.pathname, method: 'GET', origin: u.origin }), close: () => pool.close() }
+    },
+  },
+  {
+    name: 'node:http2',
+    make({ url, ca }) {
+      const u = new URL(url)
+      const session = http2.connect(u.origin, { ca })
+      const request = () =>
+        new Promise((resolve, reject) => {
+          const stream = session.request({ ':path': u.pathname })
+          stream.on('data', () => {})
+          stream.on('end', resolve)
+          stream.on('error', reject)
+        })
+      return { request, close: async () => session.close() }
     },
   },
 ]

@@ -15,11 +15,13 @@ export function printTable(rows, print = console.log) {
     const group = rows.filter((r) => r.scenario === scenario)
     const find = (name) => group.find((r) => r.contestant === name)
     const base = (name) => find(name)?.rps.median
-    const [request, dispatch, node] = [base('undici request'), base('undici dispatch'), base('node:http')]
+    // HTTP/2 scenarios compare with node:http2's client instead of node:http.
+    const nodeName = find('node:http2') ? 'node:http2' : 'node:http'
+    const [request, dispatch, node] = [base('undici request'), base('undici dispatch'), base(nodeName)]
     const dispatchCpu = find('undici dispatch') && find('undici dispatch').cpu.js + find('undici dispatch').cpu.other
     const wrk = group.find((r) => r.wrk)?.wrk
     print(`\n${scenario}`)
-    const header = ['contestant', 'req/s (median)', 'min–max', 'p50 µs', 'p99 µs', 'vs undici request', 'vs undici dispatch', 'vs node:http']
+    const header = ['contestant', 'req/s (median)', 'min–max', 'p50 µs', 'p99 µs', 'vs undici request', 'vs undici dispatch', `vs ${nodeName}`]
     if (wrk) header.push('of wrk')
     header.push('CPU µs/req JS', 'CPU µs/req other', 'CPU vs dispatch')
     const ratio = (n, d) => (d ? `${fmt(n / d, 2)}x` : '')

@@ -3,8 +3,10 @@
 // the workspace's own Tokio server (src-rs/bench-server). Both answer
 // `GET /` with a small body and `GET /64k` with 64 KiB, over HTTP and HTTPS
 // with a self-signed certificate made the common way (`openssl req -x509`).
+// HTTP/2 runs against nginx (`ssl http2`, when nginx is used) and a
+// node:http2 server (always).
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
@@ -66,17 +68,19 @@ async function startNginx(dir) {
   mkdirSync(join(dir, 'html'))
   writeFileSync(join(dir, 'html', 'index.txt'), SMALL_BODY)
   writeFileSync(join(dir, 'html', '64k'), 'x'.repeat(64 * 1024))
-  const [http, https] = [await freePort(), await freePort()]
+  const [http, https, h2] = [await freePort(), await freePort(), await freePort()]
   const config = readFileSync(join(root, 'benchmark', 'nginx', 'nginx.conf'), 'utf8')
     .replaceAll('@DIR@', dir)
     .replaceAll('@HTTP_PORT@', String(http))
     .replaceAll('@HTTPS_PORT@', String(https))
+    .replaceAll('@H2_PORT@', String(h2))
   writeFileSync(join(dir, 'nginx.conf'), config)
   const child = spawn('nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: 'ignore' })
   await waitForPort(http, child)
   await waitForPort(https, child)
+  await waitForPort(h2, child)
   const version = spawnSync('nginx', ['-v'], { encoding: 'utf8' }).stderr.trim().replace('nginx version: ', '')
-  return { http, https, name: `${version} (1 worker)`, stop: () => child.kill() }
+  return { http, https, h2, name: `${version} (1 worker)`, stop: () => child.kill() }
 }
 
 async function startBenchServer(dir, log) {
@@ -103,21 +107,40 @@ async function startBenchServer(dir, log) {
   }
 }
 
+/** The node:http2 server (benchmark/lib/http2-server.mjs) in a child process. */
+async function startNodeHttp2(dir) {
+  const script = join(root, 'benchmark', 'lib', 'http2-server.mjs')
+  const child = spawn(process.execPath, [script, join(dir, 'cert.pem'), join(dir, 'key.pem')], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const port = await new Promise((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`node:http2 server exited with ${code}`)))
+    createInterface({ input: child.stdout }).once('line', (line) => resolve(Number(line.split(' ')[1])))
+  })
+  return { port, stop: () => child.kill() }
+}
+
 /**
  * Start the servers: `kind` is 'nginx', 'bench', or 'auto' (nginx when
- * installed). Resolves with `{ http, https, name, ca, stop() }`.
+ * installed). Resolves with `{ http, https, h2, nodeH2, name, ca, stop() }`
+ * (`h2`: nginx's HTTP/2 port, absent without nginx; `nodeH2`: node:http2's).
  */
 export async function startServers(kind, log) {
   const useNginx = kind === 'nginx' || (kind === 'auto' && installed('nginx'))
   if (kind === 'nginx' && !installed('nginx')) throw new Error('--server nginx: nginx is not installed (apt-get install -y nginx)')
   const dir = mkdtempSync(join(tmpdir(), 'pconn-bench-'))
+  // mkdtemp makes it 0700; nginx started as root serves files as its
+  // unprivileged worker user, which must be able to read them (without
+  // this every request got a 403 or 404).
+  chmodSync(dir, 0o755)
   const ca = selfSigned(dir)
   const servers = useNginx ? await startNginx(dir) : await startBenchServer(dir, log)
+  const nodeH2 = await startNodeHttp2(dir)
   return {
     ...servers,
+    nodeH2: nodeH2.port,
     ca,
     stop() {
       servers.stop()
+      nodeH2.stop()
       rmSync(dir, { recursive: true, force: true })
     },
   }
