@@ -6,6 +6,9 @@
  *   with `uses`, `remoteAddress`, `remotePort`) or carried a `request()` response
  * - `pconn:reuse`    `{ id, key, ... }`: the same, for a connection that served before
  * - `pconn:close`    `{ id, key, reason }`: a connection closed; `reason` is a key of `stats().closedBy`
+ * - `pconn:idle-timeout-learned` `{ key, timeoutMs }`: the server of `key` was seen to close an
+ *   idle connection sooner than known (`learnIdleTimeout`)
+ * - `pconn:circuit`  `{ key, state }`: a key's circuit breaker changed state (`circuitBreaker`)
  * - `pconn:leak`     `{ id, key, heldMs, stack }`: a connection outlived `leakDetectionMs`
  * - `pconn:request:start` `{ key, method, path }`: `request()` was called
  * - `pconn:request:end`   {@link RequestEndEvent}: its response body ended
@@ -15,11 +18,15 @@
  * channels has a subscriber: otherwise no clock is read.
  */
 import diagnostics from 'node:diagnostics_channel'
+import { PoolEventKind } from '../native/index.js'
+import type { CircuitState } from './stats.js'
 
 export const connectChannel = diagnostics.channel('pconn:connect')
 export const reuseChannel = diagnostics.channel('pconn:reuse')
 export const closeChannel = diagnostics.channel('pconn:close')
 export const leakChannel = diagnostics.channel('pconn:leak')
+export const idleTimeoutLearnedChannel = diagnostics.channel('pconn:idle-timeout-learned')
+export const circuitChannel = diagnostics.channel('pconn:circuit')
 export const requestStartChannel = diagnostics.channel('pconn:request:start')
 export const requestEndChannel = diagnostics.channel('pconn:request:end')
 export const requestErrorChannel = diagnostics.channel('pconn:request:error')
@@ -72,6 +79,33 @@ export interface CloseEvent {
   reason: CloseReason
 }
 
-export function publishClose(id: number, key: string, reason: string): void {
-  if (closeChannel.hasSubscribers) closeChannel.publish({ id, key, reason: reason as CloseReason } satisfies CloseEvent)
+/** What `pconn:idle-timeout-learned` carries. */
+export interface IdleTimeoutLearnedEvent {
+  key: string
+  /** The shortest idle time after which the server closed a connection; pconn retires idle ones before it. */
+  timeoutMs: number
+}
+
+/** What `pconn:circuit` carries. */
+export interface CircuitEvent {
+  key: string
+  state: CircuitState
+}
+
+/**
+ * Publish an event of the pool (see `PoolEventKind` in the binding); its
+ * key and detail are read only when the channel has subscribers.
+ */
+export function publishPoolEvent(kind: PoolEventKind, value: number, key: () => string, detail: () => string): void {
+  switch (kind) {
+    case PoolEventKind.Closed:
+      if (closeChannel.hasSubscribers) closeChannel.publish({ id: value, key: key(), reason: detail() as CloseReason } satisfies CloseEvent)
+      break
+    case PoolEventKind.IdleTimeoutLearned:
+      if (idleTimeoutLearnedChannel.hasSubscribers) idleTimeoutLearnedChannel.publish({ key: key(), timeoutMs: value } satisfies IdleTimeoutLearnedEvent)
+      break
+    case PoolEventKind.Circuit:
+      if (circuitChannel.hasSubscribers) circuitChannel.publish({ key: key(), state: detail() as CircuitState } satisfies CircuitEvent)
+      break
+  }
 }

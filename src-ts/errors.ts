@@ -19,6 +19,7 @@ export type PconnErrorCode =
   | 'PCONN_BODY_TIMEOUT'
   | 'PCONN_HTTP_PARSE'
   | 'PCONN_PROXY'
+  | 'PCONN_CIRCUIT_OPEN'
   | 'ABORT_ERR'
   | 'ERR_INVALID_ARG_TYPE'
   | 'ERR_INVALID_ARG_VALUE'
@@ -140,6 +141,12 @@ export function withCallerStack(err: unknown): unknown {
   return err
 }
 
+/** An underlying error: its message, and its code when it has one (`PCONN_CIRCUIT_OPEN`'s last failure). */
+function causeOf(message: string, code: string | null | undefined): Error {
+  const cause = new Error(message)
+  return typeof code === 'string' ? Object.assign(cause, { code }) : cause
+}
+
 /** The error a native failure report becomes. */
 export function fromInfo(info: NativeErrorInfo): Error {
   if (info.code === 'ERR_INVALID_ARG_VALUE') {
@@ -153,6 +160,6 @@ export function fromInfo(info: NativeErrorInfo): Error {
     address: info.address ?? undefined,
     statusCode: info.statusCode ?? undefined,
   }
-  const options = info.cause === undefined || info.cause === null ? undefined : { cause: new Error(info.cause) }
+  const options = info.cause === undefined || info.cause === null ? undefined : { cause: causeOf(info.cause, info.causeCode) }
   return new PconnError(info.code, info.message, details, options)
 }

@@ -10,9 +10,9 @@
  * pending (an idle pool never holds the process open).
  */
 import { fromInfo, fromNative, PconnError } from './errors.js'
-import { closeChannel, publishClose } from './diagnostics.js'
+import { publishPoolEvent } from './diagnostics.js'
 import type * as Binding from '../native/index.js'
-import { ClosedField, Completion, DetailsOffset, EndField, Field, ResponseField } from '../native/index.js'
+import { Completion, CountField, DetailsOffset, EndField, Field, PoolEventField, ResponseField } from '../native/index.js'
 
 /**
  * Load the prebuilt binary for this platform (a local build in ./native,
@@ -147,6 +147,9 @@ function deliver(meta: Float64Array, at: number, slab: Buffer, objects: unknown[
     case Completion.Done:
       settle(id, undefined, false)
       break
+    case Completion.Count:
+      settle(id, meta[at + CountField.Value], false)
+      break
     case Completion.Failed:
       settle(id, objects[object], true)
       break
@@ -177,12 +180,16 @@ function deliver(meta: Float64Array, at: number, slab: Buffer, objects: unknown[
     case Completion.End:
       settle(id, slab.toString('latin1', meta[at + EndField.TrailersStart]!, meta[at + EndField.TrailersEnd]!), false)
       break
-    case Completion.Closed:
-      if (closeChannel.hasSubscribers) {
-        const text = (start: ClosedField, end: ClosedField): string => slab.toString('latin1', meta[at + start]!, meta[at + end]!)
-        publishClose(meta[at + ClosedField.ConnectionId]!, text(ClosedField.KeyStart, ClosedField.KeyEnd), text(ClosedField.ReasonStart, ClosedField.ReasonEnd))
-      }
+    case Completion.PoolEvent: {
+      const text = (start: PoolEventField, end: PoolEventField): string => slab.toString('latin1', meta[at + start]!, meta[at + end]!)
+      publishPoolEvent(
+        meta[at + PoolEventField.Kind]!,
+        meta[at + PoolEventField.Value]!,
+        () => text(PoolEventField.KeyStart, PoolEventField.KeyEnd),
+        () => text(PoolEventField.DetailStart, PoolEventField.DetailEnd),
+      )
       break
+    }
     case Completion.Lost:
       throw new Error('no error could be created for it natively')
     default:

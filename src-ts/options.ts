@@ -38,10 +38,27 @@ export interface TlsOptions {
   alpn?: readonly string[]
 }
 
+/** `circuitBreaker`: when a key's circuit opens, and for how long. */
+export interface CircuitBreakerOptions {
+  /** Connect failures in a row that open the circuit (an integer ≥ 1). */
+  failures: number
+  /** How long (ms) the circuit stays open before a trial connect. */
+  cooldownMs: number
+}
+
 /** Options of `new Pool(options)`. Every field is optional. */
 export interface PoolOptions {
   /** Idle connections kept per key; more are closed on release. Default 256. */
   maxIdlePerHost?: number
+  /**
+   * Connections kept open for every key in use, so that this many are idle
+   * whenever the key is quiet: when a key has fewer open (after its first
+   * connection opens, or when the idle timeout or the server closes one),
+   * pconn opens more in the background, within every limit and never
+   * while the key's circuit breaker is not closed. At most
+   * `maxIdlePerHost`. See also `pool.warm(key, count)`. Default 0 (none).
+   */
+  minIdlePerHost?: number
   /** Idle + active + connecting connections per key. Default Infinity. */
   maxConnectionsPerHost?: number
   /** Idle + active + connecting connections over all keys. Default Infinity. */
@@ -87,6 +104,29 @@ export interface PoolOptions {
    */
   allowH2?: boolean
   /**
+   * Learn each key's server idle timeout: when the server closes a
+   * connection that sat idle in the pool, pconn keeps the shortest such
+   * idle time seen in the last ten minutes and from then on retires that
+   * key's idle connections before it (at 80 % of it or 500 ms before it,
+   * whichever is sooner, but not before half of it), so a request never
+   * lands on a connection the server is closing. Shown as
+   * `stats().hosts[key].learnedIdleTimeoutMs`, published on
+   * `pconn:idle-timeout-learned`. A lower `Keep-Alive: timeout=` hint or
+   * `idleTimeoutMs` still wins. Default true.
+   */
+  learnIdleTimeout?: boolean
+  /**
+   * Per-key circuit breaker: after `failures` connect failures in a row
+   * for a key (refused, timed out, TLS handshake or DNS failure), its
+   * requests and acquires fail at once with `PCONN_CIRCUIT_OPEN` (the last
+   * failure is the error's `cause`) and its queued acquires fail too;
+   * after `cooldownMs` one trial connect is let through (half-open): its
+   * success closes the circuit, its failure opens it again. Other keys are
+   * unaffected. Shown as `stats().hosts[key].circuit`, published on
+   * `pconn:circuit`. Default: none (off).
+   */
+  circuitBreaker?: CircuitBreakerOptions
+  /**
    * Send connections through an HTTP proxy: `'http://[user:pass@]host:port'`
    * (every key: HTTP, HTTPS and raw TCP/TLS, through a `CONNECT` tunnel),
    * or `'env'` for `HTTP_PROXY` / `HTTPS_PROXY` / `NO_PROXY` (and their
@@ -112,6 +152,7 @@ export interface PoolOptions {
 /** Options after defaults and validation. */
 export interface ResolvedOptions {
   maxIdlePerHost: number
+  minIdlePerHost: number
   maxConnectionsPerHost: number
   maxConnections: number
   maxPending: number
@@ -128,6 +169,8 @@ export interface ResolvedOptions {
   keepAliveInitialDelayMs: number
   maxHeaderSize: number
   allowH2: boolean
+  learnIdleTimeout: boolean
+  circuitBreaker: CircuitBreakerOptions | undefined
   proxy: string | undefined
   shared: string | undefined
 }
@@ -138,6 +181,7 @@ const unlimited = (n: number | null | undefined): number => n ?? Infinity
 /** Every default, as the native core defines it. */
 export const DEFAULTS: Readonly<Omit<ResolvedOptions, 'tls'>> = Object.freeze({
   maxIdlePerHost: core.maxIdlePerHost,
+  minIdlePerHost: core.minIdlePerHost,
   maxConnectionsPerHost: unlimited(core.maxConnectionsPerHost),
   maxConnections: unlimited(core.maxConnections),
   maxPending: unlimited(core.maxPending),
@@ -153,6 +197,8 @@ export const DEFAULTS: Readonly<Omit<ResolvedOptions, 'tls'>> = Object.freeze({
   keepAliveInitialDelayMs: core.keepAliveInitialDelayMs,
   maxHeaderSize: http.maxHeaderSize,
   allowH2: core.allowH2,
+  learnIdleTimeout: core.learnIdleTimeout,
+  circuitBreaker: undefined,
   proxy: undefined,
   shared: undefined,
 })
@@ -164,6 +210,7 @@ const MAX_MS = 2 ** 31 - 1
 type Limit = 'count' | 'cap' | 'limit' | 'ms' | 'size'
 const NUMERIC: Record<string, Limit> = {
   maxIdlePerHost: 'cap',
+  minIdlePerHost: 'count',
   maxConnectionsPerHost: 'limit',
   maxConnections: 'limit',
   maxPending: 'limit',
@@ -177,8 +224,8 @@ const NUMERIC: Record<string, Limit> = {
   keepAliveInitialDelayMs: 'ms',
   maxHeaderSize: 'size',
 }
-const BOOLEAN = ['noDelay', 'allowH2'] as const
-const KNOWN = new Set([...Object.keys(NUMERIC), ...BOOLEAN, 'scheduling', 'tls', 'proxy', 'shared'])
+const BOOLEAN = ['noDelay', 'allowH2', 'learnIdleTimeout'] as const
+const KNOWN = new Set([...Object.keys(NUMERIC), ...BOOLEAN, 'scheduling', 'tls', 'proxy', 'shared', 'circuitBreaker'])
 
 /**
  * Check a number option: a non-negative integer; `cap`s and `limit`s may be
@@ -192,6 +239,19 @@ export function checkNumber(name: string, value: unknown, kind: Limit): number {
   if (kind === 'size' && value < 1) throw invalidArgValue(name, 'must be at least 1', value)
   if (value > (kind === 'ms' ? MAX_MS : MAX_COUNT)) throw invalidArgValue(name, 'is too large', value)
   return value
+}
+
+function checkCircuitBreaker(value: unknown): CircuitBreakerOptions {
+  if (typeof value !== 'object' || value === null) throw invalidArgType('options.circuitBreaker', 'an object { failures, cooldownMs }', value)
+  const given = value as Record<string, unknown>
+  for (const k of Object.keys(given)) {
+    if (k !== 'failures' && k !== 'cooldownMs') throw invalidArgValue(`options.circuitBreaker.${k}`, 'is not a known circuitBreaker option (failures, cooldownMs)')
+  }
+  if (given.failures === undefined || given.cooldownMs === undefined) {
+    throw invalidArgValue('options.circuitBreaker', 'needs both failures and cooldownMs', value)
+  }
+  const failures = checkNumber('options.circuitBreaker.failures', given.failures, 'size')
+  return { failures, cooldownMs: checkNumber('options.circuitBreaker.cooldownMs', given.cooldownMs, 'ms') }
 }
 
 function checkPem(name: string, value: unknown): Buffer | undefined {
@@ -267,6 +327,10 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     if (given.shared === '') throw invalidArgValue('options.shared', 'must not be empty', given.shared)
     out.shared = given.shared
   }
+  if ((out.minIdlePerHost as number) > (out.maxIdlePerHost as number)) {
+    throw invalidArgValue('options.minIdlePerHost', `must not exceed maxIdlePerHost (${String(out.maxIdlePerHost)})`, out.minIdlePerHost)
+  }
+  if (given.circuitBreaker !== undefined) out.circuitBreaker = checkCircuitBreaker(given.circuitBreaker)
   out.tls = checkTls(given.tls)
   return out as unknown as ResolvedOptions
 }
@@ -277,6 +341,7 @@ const finite = (n: number): number | undefined => (n === Infinity ? undefined : 
 export function toNative(o: ResolvedOptions) {
   return {
     maxIdlePerHost: Math.min(o.maxIdlePerHost, MAX_COUNT),
+    minIdlePerHost: o.minIdlePerHost,
     maxConnectionsPerHost: finite(o.maxConnectionsPerHost),
     maxConnections: finite(o.maxConnections),
     maxPending: finite(o.maxPending),
@@ -291,6 +356,8 @@ export function toNative(o: ResolvedOptions) {
     keepAliveInitialDelayMs: o.keepAliveInitialDelayMs,
     maxHeaderSize: o.maxHeaderSize,
     allowH2: o.allowH2,
+    learnIdleTimeout: o.learnIdleTimeout,
+    circuitBreaker: o.circuitBreaker && { failures: o.circuitBreaker.failures, cooldownMs: o.circuitBreaker.cooldownMs },
     proxy: o.proxy,
     // This thread's view: a worker's process.env is its own copy.
     proxyEnv: o.proxy === 'env' ? definedOnly(process.env) : undefined,

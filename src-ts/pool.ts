@@ -202,6 +202,28 @@ export class Pool {
     return fetchWith(this, input, init)
   }
 
+  /**
+   * Open connections to `key` (in parallel, within every limit) until
+   * `count` are idle, so that the first burst of requests pays no
+   * handshake. Resolves with the number idle then (fewer than `count` at a
+   * limit, or when some connects failed); rejects only when none is idle,
+   * with the last connect's error (`PCONN_CIRCUIT_OPEN` while the key's
+   * circuit is not closed). An `http`/`https` key is warmed as `request()`,
+   * `fetch` and the Agent use it (an HTTPS server that picks HTTP/2 gets
+   * one connection: it carries every request); `tcp`/`tls` keys as
+   * `acquire()` uses them.
+   */
+  warm(key: KeyInput, count: number): Promise<number> {
+    let resolved: NativeKey
+    try {
+      resolved = this.resolveKey(key)
+      checkNumber('count', count, 'size')
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return run<number>((id) => this.native.warm(id, resolved, count))
+  }
+
   /** Close every idle connection to `host` (all schemes and ports). Returns how many. */
   flushForHost(host: string): number {
     if (typeof host !== 'string') throw invalidArgType('host', 'of type string', host)

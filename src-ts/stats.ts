@@ -32,14 +32,33 @@ export interface HostStats {
   closedBy: ClosedBy
 }
 
+/** A key's circuit breaker (`circuitBreaker`); always `'closed'` without one. */
+export type CircuitState = 'closed' | 'open' | 'half-open'
+
+/** `HostStats` of one key, with what the pool learned of its server. */
+export interface KeyStats extends HostStats {
+  /**
+   * How long the server lets a connection idle before it closes it, as
+   * learned from its closes (`learnIdleTimeout`); absent until it closed
+   * one, or when forgotten (ten minutes after the last such close).
+   */
+  learnedIdleTimeoutMs?: number
+  circuit: CircuitState
+}
+
 /** `HostStats` for the whole pool, plus one entry per key in use. */
 export interface PoolStats extends HostStats {
-  /** Keyed by `scheme://host:port`. Keys with no connections and no waiters are dropped. */
-  hosts: Record<string, HostStats>
+  /** Keyed by `scheme://host:port`: keys in use, and up to 1,024 quiet ones. */
+  hosts: Record<string, KeyStats>
+}
+
+interface NativeKeyStats extends HostStats {
+  learnedIdleTimeoutMs?: number | null
+  circuit?: string | null
 }
 
 interface NativeStats extends HostStats {
-  hosts?: Record<string, HostStats> | null
+  hosts?: Record<string, NativeKeyStats> | null
 }
 
 function host(s: HostStats): HostStats {
@@ -47,8 +66,14 @@ function host(s: HostStats): HostStats {
   return { connections, idle, active, connecting, pending, http2, streams, created, reused, closed, waited, timedOut, closedBy: { ...closedBy } }
 }
 
+function keyStats(s: NativeKeyStats): KeyStats {
+  const stats: KeyStats = { ...host(s), circuit: (s.circuit ?? 'closed') as CircuitState }
+  if (typeof s.learnedIdleTimeoutMs === 'number') stats.learnedIdleTimeoutMs = s.learnedIdleTimeoutMs
+  return stats
+}
+
 export function toPoolStats(s: NativeStats): PoolStats {
-  const hosts: Record<string, HostStats> = {}
-  for (const [k, v] of Object.entries(s.hosts ?? {})) hosts[k] = host(v)
+  const hosts: Record<string, KeyStats> = {}
+  for (const [k, v] of Object.entries(s.hosts ?? {})) hosts[k] = keyStats(v)
   return { ...host(s), hosts }
 }

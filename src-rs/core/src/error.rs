@@ -89,6 +89,15 @@ pub enum Error {
         message: String,
     },
     Io(io::Error),
+    /// The key's circuit breaker is open after `failures` connect failures
+    /// in a row (or half-open, its trial connect under way); the last
+    /// failure's code and message are the cause.
+    CircuitOpen {
+        failures: u32,
+        half_open: bool,
+        cause_code: &'static str,
+        cause: String,
+    },
 }
 
 impl Error {
@@ -110,6 +119,7 @@ impl Error {
             Error::Aborted => "ABORT_ERR",
             Error::Dns { code, .. } => code,
             Error::Proxy { .. } => "PCONN_PROXY",
+            Error::CircuitOpen { .. } => "PCONN_CIRCUIT_OPEN",
             Error::Connect { source, .. } | Error::Io(source) => io_code(source),
         }
     }
@@ -128,6 +138,18 @@ impl Error {
         match self {
             Error::Connect { source, .. } | Error::Io(source) => Some(source.to_string()),
             Error::Tls { detail, .. } => Some(detail.clone()),
+            Error::CircuitOpen { cause, .. } if !cause.is_empty() => Some(cause.clone()),
+            _ => None,
+        }
+    }
+
+    /// The code of the error this one stands for, when it has its own
+    /// (the last connect failure behind an open circuit).
+    pub fn cause_code(&self) -> Option<&'static str> {
+        match self {
+            Error::CircuitOpen {
+                cause_code, cause, ..
+            } if !cause.is_empty() => Some(cause_code),
             _ => None,
         }
     }
@@ -232,6 +254,8 @@ impl fmt::Display for Error {
             Error::Connect { address, source } => write!(f, "connect {} {address}: {source}", io_code(source)),
             Error::Proxy { proxy, message, .. } => write!(f, "the proxy {proxy} {message}"),
             Error::Io(e) => write!(f, "{e}"),
+            Error::CircuitOpen { failures, half_open: false, .. } => write!(f, "the circuit breaker is open after {failures} connect failures in a row: requests fail at once until circuitBreaker.cooldownMs has passed and a trial connect succeeds"),
+            Error::CircuitOpen { half_open: true, .. } => write!(f, "the circuit breaker is half-open: its trial connect is under way, other requests fail at once until it succeeds"),
         }
     }
 }

@@ -26,8 +26,8 @@ use crate::connection::NativeConnection;
 use crate::errors::{error_info, panicked, undeliverable};
 use crate::http::NativeBody;
 use crate::record::{
-    ClosedField, Completion, DetailsOffset, EndField, Field, Record, ResponseField, DETAILS_BYTES,
-    RESPONSE_HTTP11, RESPONSE_HTTP2, RESPONSE_REUSED, RESPONSE_STATUS_BITS, STRIDE,
+    Completion, CountField, DetailsOffset, EndField, Field, PoolEventField, Record, ResponseField,
+    DETAILS_BYTES, RESPONSE_HTTP11, RESPONSE_HTTP2, RESPONSE_REUSED, RESPONSE_STATUS_BITS, STRIDE,
 };
 use crate::runtime::panic_message;
 use crate::scope::Scope;
@@ -120,7 +120,7 @@ fn slab_bytes(outcome: &Outcome) -> usize {
             n + details + if body <= SLAB_BODY_LIMIT { body } else { 0 }
         }
         Outcome::End(t) => lines(&mut t.iter().map(|(a, b)| (a.as_bytes(), b.as_bytes()))),
-        Outcome::Closed { key, reason, .. } => key.len() + reason.len(),
+        Outcome::PoolEvent { key, detail, .. } => key.len() + detail.len(),
         _ => 0,
     }
 }
@@ -303,6 +303,11 @@ impl Out<'_> {
         const OBJECT: usize = Field::Object as usize;
         match outcome {
             Outcome::Done => Record::of(Completion::Done),
+            Outcome::Count(n) => {
+                let mut record = Record::of(Completion::Count);
+                record.set(CountField::Value as usize, f64::from(n));
+                record
+            }
             Outcome::Failed(failure) => {
                 let error = self.object(error_info(&failure));
                 let mut record = Record::of(Completion::Failed);
@@ -333,16 +338,22 @@ impl Out<'_> {
                     .set(EndField::TrailersEnd as usize, self.at as f64);
                 record
             }
-            Outcome::Closed { id, key, reason } => {
+            Outcome::PoolEvent {
+                kind,
+                value,
+                key,
+                detail,
+            } => {
                 let key = self.put(key.as_bytes());
-                let reason = self.put(reason.as_bytes());
-                let mut record = Record::of(Completion::Closed);
+                let detail = self.put(detail.as_bytes());
+                let mut record = Record::of(Completion::PoolEvent);
                 record
-                    .set(ClosedField::ConnectionId as usize, id as f64)
-                    .set(ClosedField::KeyStart as usize, key.0)
-                    .set(ClosedField::KeyEnd as usize, key.1)
-                    .set(ClosedField::ReasonStart as usize, reason.0)
-                    .set(ClosedField::ReasonEnd as usize, reason.1);
+                    .set(PoolEventField::Kind as usize, kind as i32 as f64)
+                    .set(PoolEventField::Value as usize, value)
+                    .set(PoolEventField::KeyStart as usize, key.0)
+                    .set(PoolEventField::KeyEnd as usize, key.1)
+                    .set(PoolEventField::DetailStart as usize, detail.0)
+                    .set(PoolEventField::DetailEnd as usize, detail.1);
                 record
             }
             Outcome::Fault(Fault::Panic) => panic!("a completion that panics, made by a test"),

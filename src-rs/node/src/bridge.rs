@@ -26,6 +26,7 @@ use pconn_core::exchange::Response;
 use pconn_core::{Error, Grant, Key, Pooled};
 
 use crate::batch;
+use crate::record::PoolEventKind;
 use crate::runtime::panic_message;
 use crate::scope::{self, Scope};
 use crate::wakeup::Wakeup;
@@ -38,10 +39,13 @@ pub(crate) enum Outcome {
     Bytes(Option<Vec<u8>>),
     Response(Box<Response>),
     End(Vec<(String, String)>),
-    Closed {
-        id: u64,
+    Count(u32),
+    /// An event of a pool (`PoolEventKind`), for its diagnostics channel.
+    PoolEvent {
+        kind: PoolEventKind,
+        value: f64,
         key: String,
-        reason: &'static str,
+        detail: &'static str,
     },
     /// A completion that cannot be delivered, made by a test hook to prove
     /// that it fails its own operation and no other.

@@ -41,6 +41,8 @@ pub struct ErrorInfo {
     pub address: Option<String>,
     /// The underlying error's own message (becomes the error's `cause`).
     pub cause: Option<String>,
+    /// The underlying error's code, when it has one (the `cause`'s `code`).
+    pub cause_code: Option<String>,
     /// The status a proxy answered with (`PCONN_PROXY`).
     pub status_code: Option<u32>,
 }
@@ -63,6 +65,7 @@ pub(crate) fn error_info(failure: &Failure) -> ErrorInfo {
         port: peer.as_ref().map(|k| u32::from(k.port())),
         address: error.address().or(*address).map(|a| a.ip().to_string()),
         cause: error.source_message(),
+        cause_code: error.cause_code().map(str::to_string),
         status_code: error.status().map(u32::from),
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use napi::bindgen_prelude::Buffer;
 
 use napi_derive::napi;
+use pconn_core::pool::CircuitBreaker;
 use pconn_core::transport::ProxyPolicy;
 use pconn_core::{ConnectOptions, PoolConfig, PoolLimits, Scheduling, TlsOptions, Trust};
 
@@ -21,6 +22,14 @@ pub struct NativeTlsOptions {
     pub reject_unauthorized: bool,
     pub servername: Option<String>,
     pub alpn: Vec<String>,
+}
+
+/// `circuitBreaker`: connect failures in a row that open a key's circuit,
+/// and how long it stays open before a trial.
+#[napi(object)]
+pub struct NativeCircuitBreaker {
+    pub failures: u32,
+    pub cooldown_ms: f64,
 }
 
 /// Limits are `None` for "no limit"; durations in milliseconds.
@@ -42,6 +51,11 @@ pub struct NativePoolOptions {
     pub max_header_size: u32,
     /// HTTPS requests offer HTTP/2.
     pub allow_h2: bool,
+    /// Retire idle connections before the server's learned idle timeout.
+    pub learn_idle_timeout: bool,
+    /// Absent: no circuit breaker.
+    pub circuit_breaker: Option<NativeCircuitBreaker>,
+    pub min_idle_per_host: u32,
     /// An `http://` proxy URL, or `env` for the `HTTP_PROXY` variables.
     pub proxy: Option<String>,
     /// With `env`: the calling thread's `process.env` (a worker's can
@@ -82,6 +96,12 @@ impl TryFrom<NativePoolOptions> for PoolConfig {
                     Scheduling::Lifo
                 },
                 acquire_timeout: from_millis(o.acquire_timeout_ms),
+                learn_idle_timeout: o.learn_idle_timeout,
+                min_idle_per_host: o.min_idle_per_host as usize,
+                circuit_breaker: o.circuit_breaker.map(|b| CircuitBreaker {
+                    failures: b.failures.max(1),
+                    cooldown: from_millis(b.cooldown_ms),
+                }),
             },
             connect: ConnectOptions {
                 connect_timeout: from_millis(o.connect_timeout_ms),
@@ -143,6 +163,12 @@ pub fn default_pool_options() -> NativePoolOptions {
         keep_alive_initial_delay_ms: c.keep_alive_initial_delay.as_millis() as f64,
         max_header_size: u32::try_from(max_header_size).unwrap_or(u32::MAX),
         allow_h2,
+        learn_idle_timeout: l.learn_idle_timeout,
+        min_idle_per_host: u32::try_from(l.min_idle_per_host).unwrap_or(u32::MAX),
+        circuit_breaker: l.circuit_breaker.map(|b| NativeCircuitBreaker {
+            failures: b.failures,
+            cooldown_ms: b.cooldown.as_millis() as f64,
+        }),
         proxy: None,
         proxy_env: None,
         tls: NativeTlsOptions {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use napi::Env;
 use napi_derive::napi;
 use pconn_core::pool::cancel::{after, fired};
-use pconn_core::pool::AcquireOptions;
+use pconn_core::pool::{AcquireOptions, PoolEvent};
 use pconn_core::{
     Acquiring, Cancel, Client, ConnectSlot, Error, Grant, Key, PoolConfig, Queued, Scheme,
 };
@@ -14,6 +14,7 @@ use crate::bridge::{Failure, Fault, OpId, Outcome};
 use crate::connection::NativeConnection;
 use crate::errors::{internal, throw, Code};
 use crate::options::{from_millis, NativePoolOptions};
+use crate::record::PoolEventKind;
 use crate::runtime;
 use crate::scope::{self, Scope};
 use crate::stats::StatsJs;
@@ -66,7 +67,8 @@ pub struct NativePool {
 impl NativePool {
     /// A pool, or with `shared`, a handle on the process-wide pool of that
     /// name (created by the first thread; later ones must pass the same
-    /// options). Every connection it closes is reported to this thread.
+    /// options). Every event of the pool (connections closed, idle
+    /// timeouts learned, circuits changing state) is reported to this thread.
     /// Its completions go to `channel` (from `initBridge`).
     #[napi(constructor)]
     pub fn new(
@@ -84,13 +86,26 @@ impl NativePool {
         }
         .map_err(throw)?;
         let events = scope.clone();
-        pool.on_close(Arc::new(move |id, key, reason| {
-            let closed = Outcome::Closed {
-                id,
-                key: key.to_string(),
-                reason: reason.as_str(),
+        pool.on_event(Arc::new(move |key, event| {
+            let (kind, value, detail) = match event {
+                PoolEvent::Closed { id, reason } => {
+                    (PoolEventKind::Closed, id as f64, reason.as_str())
+                }
+                PoolEvent::IdleTimeoutLearned(timeout) => (
+                    PoolEventKind::IdleTimeoutLearned,
+                    timeout.as_millis() as f64,
+                    "",
+                ),
+                PoolEvent::Circuit(state) => (PoolEventKind::Circuit, 0.0, state.as_str()),
             };
-            events.complete(0.0, closed);
+            let key = key.to_string();
+            let event = Outcome::PoolEvent {
+                kind,
+                value,
+                key,
+                detail,
+            };
+            events.complete(0.0, event);
         }));
         Ok(NativePool { pool, scope })
     }
@@ -194,6 +209,23 @@ impl NativePool {
     pub fn release(&self, conn: &NativeConnection, keep_alive_ok: bool) -> napi::Result<(), Code> {
         conn.release_to(self.pool.id(), keep_alive_ok)
             .map_err(throw)
+    }
+
+    /// Open connections of `key` until `count` are idle (the key as
+    /// `request()` uses it: an `https` key offers HTTP/2 when `allowH2`);
+    /// completes `id` with the number idle.
+    #[napi(catch_unwind)]
+    pub fn warm(&self, id: f64, key: &NativeKey, count: u32) -> napi::Result<(), Code> {
+        let pool = self.pool.clone();
+        let key = key.key.with_http2(self.pool.config().allow_h2);
+        self.scope
+            .spawn(id, async move {
+                match pool.warm(&key, count as usize).await {
+                    Ok(idle) => Outcome::Count(u32::try_from(idle).unwrap_or(u32::MAX)),
+                    Err(error) => Outcome::Failed(Failure::at(&key, error)),
+                }
+            })
+            .map_err(internal)
     }
 
     #[napi(catch_unwind)]

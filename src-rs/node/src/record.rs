@@ -24,8 +24,11 @@ pub enum Completion {
     Response,
     /// The end of a streamed body: see `EndField`.
     End,
-    /// A connection closed (operation id 0): see `ClosedField`.
-    Closed,
+    /// Something happened to a pool's connections (operation id 0): see
+    /// `PoolEventField`.
+    PoolEvent,
+    /// A number (`CountField::Value`): connections made ready by `warm`.
+    Count,
     /// The operation failed because its result could not be delivered and
     /// no error object could be made either: the façade makes the error.
     Lost,
@@ -70,14 +73,33 @@ pub enum EndField {
     TrailersEnd = 3,
 }
 
-/// The fields of a `Closed` record.
+/// The fields of a `PoolEvent` record.
 #[napi]
-pub enum ClosedField {
-    ConnectionId = 2,
-    KeyStart = 3,
-    KeyEnd = 4,
-    ReasonStart = 5,
-    ReasonEnd = 6,
+pub enum PoolEventField {
+    /// Which event: see `PoolEventKind`.
+    Kind = 2,
+    /// The connection's id (closed), the learned timeout in milliseconds
+    /// (idle timeout learned), 0 (circuit).
+    Value = 3,
+    KeyStart = 4,
+    KeyEnd = 5,
+    /// The close reason, or the circuit's new state.
+    DetailStart = 6,
+    DetailEnd = 7,
+}
+
+/// The field of a `Count` record.
+#[napi]
+pub enum CountField {
+    Value = 2,
+}
+
+/// What a `PoolEvent` record reports.
+#[napi]
+pub enum PoolEventKind {
+    Closed = 0,
+    IdleTimeoutLearned = 1,
+    Circuit = 2,
 }
 
 /// A detailed response's numbers in the slab, from `ResponseField::Details`:

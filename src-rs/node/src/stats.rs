@@ -34,6 +34,10 @@ pub struct StatsJs {
     pub waited: f64,
     pub timed_out: f64,
     pub closed_by: ClosedByJs,
+    /// Per key only: the server's idle timeout as learned (`learnIdleTimeout`).
+    pub learned_idle_timeout_ms: Option<f64>,
+    /// Per key only: `closed`, `open` or `half-open`.
+    pub circuit: Option<String>,
     pub hosts: Option<HashMap<String, StatsJs>>,
 }
 
@@ -65,6 +69,8 @@ fn stats(gauges: [usize; 7], c: &Counters, hosts: Option<HashMap<String, StatsJs
         waited: c.waited as f64,
         timed_out: c.timed_out as f64,
         closed_by: closed_by(&c.closed_by),
+        learned_idle_timeout_ms: None,
+        circuit: None,
         hosts,
     }
 }
@@ -84,7 +90,12 @@ impl From<PoolStats> for StatsJs {
                     h.multiplexed,
                     h.streams,
                 ];
-                (k.clone(), stats(gauges, &h.counters, None))
+                let host = StatsJs {
+                    learned_idle_timeout_ms: h.learned_idle_timeout.map(|d| d.as_millis() as f64),
+                    circuit: Some(h.circuit.as_str().to_string()),
+                    ..stats(gauges, &h.counters, None)
+                };
+                (k.clone(), host)
             })
             .collect();
         stats(

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::circuit::{CircuitBreaker, CircuitState};
 use super::entry::Entry;
+use super::events::PoolEvent;
 use super::gauges::Slot;
 use super::handle::HandleState;
 use super::key::PoolKey;
@@ -19,6 +21,14 @@ use super::stats::CloseReason;
 use super::waiters::{Deliver, Waiter};
 use super::{Delivery, PoolInner};
 use crate::error::{Error, Result};
+
+/// The error of an acquire the key's circuit refuses (the key's entry,
+/// made to ask, is settled again).
+fn refusal<K: PoolKey, C: Poolable>(st: &mut State<K, C>, key: &K) -> Error {
+    let error = st.host_mut(key).circuit.refusal();
+    st.settle(key);
+    error
+}
 
 /// What one locked step of a checkout decided.
 pub(crate) enum Step<K: PoolKey, C: Poolable> {
@@ -64,6 +74,10 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
         if st.closed {
             return Err(Error::PoolClosed);
         }
+        let breaker = self.limits.circuit_breaker.is_some();
+        if breaker && !self.circuit_admits(st, key, after) {
+            return Err(refusal(st, key));
+        }
         if !fresh {
             if let Some(pooled) = self.take_stream(st, key, handle) {
                 return Ok(Step::Stream(pooled));
@@ -78,8 +92,14 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
         let room = st.hosts.get(key).is_none_or(|h| self.may_connect(key, h))
             || (fresh && self.close_oldest_idle(st, key, after));
         if room && (self.global_room(st) || self.evict_idle(st, key, after)) {
+            if breaker && !st.host_mut(key).circuit.connects_as_trial() {
+                return Err(refusal(st, key));
+            }
             st.entered(key, Slot::Connecting);
             return Ok(Step::Connect);
+        }
+        if breaker && !st.host_mut(key).circuit.may_queue() {
+            return Err(refusal(st, key));
         }
         if self.limits.max_pending.is_some_and(|max| st.pending >= max) {
             return Err(Error::QueueFull {
@@ -234,8 +254,12 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
             host.counters.reused -= 1;
         }
         st.counters.reused -= 1;
+        if reason == CloseReason::Peer {
+            self.learn_idle_timeout(st, &key, entry.parked_at, &mut after);
+        }
         after.close(st, entry, reason);
         self.grant_capacity(st, Some(&key), &mut after);
+        self.top_up_if_needed(st, &key, &mut after);
         st.settle(&key);
         self.note_drained(st);
         self.unlock(guard, after);
@@ -261,6 +285,9 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
             return Err(Error::PoolClosed);
         }
         st.count(&key, |c| &mut c.created);
+        if let Some(to) = st.host_mut(&key).circuit.succeeded() {
+            after.report(&key, PoolEvent::Circuit(to));
+        }
         let pooled = match entry.conn.share() {
             Some(conn) if entry.conn.streams().is_some() => {
                 st.moved(&key, Slot::Connecting, Slot::SharedBusy);
@@ -284,20 +311,69 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
         };
         // Waiters the one-connect-at-a-time rule held back may connect now.
         self.grant_capacity(st, Some(&key), &mut after);
+        self.top_up_if_needed(st, &key, &mut after);
         self.unlock(guard, after);
         Ok(pooled)
     }
 
-    /// A connect failed or was given up: free its room and pass it on.
-    pub(crate) fn connect_failed(self: &Arc<Self>, key: &K) {
+    /// A connect failed (`error`) or was given up (`None`): free its room
+    /// and pass it on; a failure counts against the key's circuit.
+    pub(crate) fn connect_failed(self: &Arc<Self>, key: &K, error: Option<&Error>) {
         let mut guard = self.lock();
         let st = &mut *guard;
         let mut after = Aftermath::new();
         st.left(key, Slot::Connecting);
+        if let Some(breaker) = &self.limits.circuit_breaker {
+            self.count_against_circuit(st, key, breaker, error, &mut after);
+        }
         self.grant_capacity(st, Some(key), &mut after);
         st.settle(key);
         self.note_drained(st);
         self.unlock(guard, after);
+    }
+
+    /// Whether the key's circuit lets an acquire on (an open circuit whose
+    /// cooldown passed turns half-open here).
+    fn circuit_admits(&self, st: &mut State<K, C>, key: &K, after: &mut Aftermath<K, C>) -> bool {
+        let (admitted, transition) = st.host_mut(key).circuit.admit(Instant::now());
+        if let Some(to) = transition {
+            after.report(key, PoolEvent::Circuit(to));
+        }
+        admitted
+    }
+
+    /// A connect of `key` failed (or was abandoned, `None`): the circuit
+    /// counts it, and when it opens, the key's waiters fail at once.
+    fn count_against_circuit(
+        &self,
+        st: &mut State<K, C>,
+        key: &K,
+        breaker: &CircuitBreaker,
+        error: Option<&Error>,
+        after: &mut Aftermath<K, C>,
+    ) {
+        let host = st.host_mut(key);
+        let Some(error) = error else {
+            host.circuit.abandoned();
+            return;
+        };
+        if host
+            .circuit
+            .failed(breaker, error, Instant::now())
+            .is_none()
+        {
+            return;
+        }
+        after.report(key, PoolEvent::Circuit(CircuitState::Open));
+        let mut failed = 0;
+        while let Some(waiter) = host.waiters.pop() {
+            let refusal = host.circuit.refusal();
+            after
+                .handoffs
+                .push((waiter.deliver, Grant::Failed(refusal)));
+            failed += 1;
+        }
+        st.pending -= failed;
     }
 
     /// Whether `key` may open one more connection now (per-key limit, and

@@ -11,6 +11,9 @@ pub(crate) struct Entry<K, C> {
     pub(crate) uses: u64,
     /// When `maxLifetimeMs` (with its jitter) retires it.
     pub(crate) retire_at: Option<Instant>,
+    /// When it was last parked: if the server closes it while parked, how
+    /// long the server let it idle.
+    pub(crate) parked_at: Instant,
     pub(crate) conn: C,
 }
 

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use super::circuit::CircuitBreaker;
+
 /// Which idle connection `acquire` takes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Scheduling {
@@ -34,6 +36,14 @@ pub struct PoolLimits {
     pub scheduling: Scheduling,
     /// Zero = wait forever.
     pub acquire_timeout: Duration,
+    /// Retire a key's idle connections before the idle time after which
+    /// its server was seen to close them.
+    pub learn_idle_timeout: bool,
+    /// Fail a key's acquires at once after repeated connect failures.
+    pub circuit_breaker: Option<CircuitBreaker>,
+    /// Idle connections kept ready for every key in use (opened again as
+    /// they close); zero = none.
+    pub min_idle_per_host: usize,
 }
 
 impl Default for PoolLimits {
@@ -48,6 +58,9 @@ impl Default for PoolLimits {
             max_uses: 0,
             scheduling: Scheduling::Lifo,
             acquire_timeout: Duration::ZERO,
+            learn_idle_timeout: true,
+            circuit_breaker: None,
+            min_idle_per_host: 0,
         }
     }
 }

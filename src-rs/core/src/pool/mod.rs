@@ -28,12 +28,15 @@
 pub mod cancel;
 mod capacity;
 mod checkout;
+mod circuit;
 mod closing;
 mod entry;
+mod events;
 mod gauges;
 mod handle;
 mod idle_list;
 mod key;
+mod learned_idle;
 mod limits;
 mod poolable;
 mod pooled;
@@ -45,6 +48,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 mod waiters;
+mod warm;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -54,6 +58,8 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
 pub use cancel::Cancel;
+pub use circuit::{CircuitBreaker, CircuitState};
+pub use events::{EventListener, PoolEvent};
 pub use key::PoolKey;
 pub use limits::{PoolLimits, Scheduling};
 pub use poolable::{BoxFuture, Connect, IdleWatch, Liveness, Poolable};
@@ -91,9 +97,6 @@ pub struct AcquireOptions {
     /// kernel: no system call on the hot path.
     pub retry_on_stale: bool,
 }
-
-/// Called with every connection the pool closes: `(id, key, reason)`.
-pub type CloseListener<K> = Arc<dyn Fn(u64, &K, CloseReason) + Send + Sync>;
 
 /// A keep-alive connection pool. Clones share the pool and the handle.
 pub struct Pool<K: PoolKey, C: Poolable> {
@@ -170,15 +173,22 @@ pub(crate) struct PoolInner<K: PoolKey, C: Poolable> {
     drained: Notify,
     /// Handles not yet closed; the pool closes with the last.
     open_handles: AtomicUsize,
-    listeners: RwLock<Vec<(u64, CloseListener<K>)>>,
+    listeners: RwLock<Vec<(u64, EventListener<K>)>>,
     jitter_seed: AtomicU64,
+    /// Where the pool's own tasks run (the reaper, top-ups).
+    runtime: Handle,
+    /// The user of the connections the pool opens on its own (top-ups to
+    /// `min_idle_per_host`); it never closes but with the pool.
+    own_handle: Arc<HandleState>,
+    /// The pool itself, for the tasks a locked step starts.
+    me: std::sync::Weak<PoolInner<K, C>>,
 }
 
 impl<K: PoolKey, C: Poolable> Pool<K, C> {
     /// A pool whose background task (the reaper) runs on `runtime`.
     pub fn new(limits: PoolLimits, runtime: &Handle, connector: impl Connect<K, C>) -> Pool<K, C> {
         let reaper_wake = Arc::new(Notify::new());
-        let inner = Arc::new(PoolInner {
+        let inner = Arc::new_cyclic(|me| PoolInner {
             id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
             limits,
             connector: Box::new(connector),
@@ -190,6 +200,9 @@ impl<K: PoolKey, C: Poolable> Pool<K, C> {
             open_handles: AtomicUsize::new(0),
             listeners: RwLock::new(Vec::new()),
             jitter_seed: AtomicU64::new(reaper::seed()),
+            runtime: runtime.clone(),
+            own_handle: Arc::new(HandleState::new()),
+            me: me.clone(),
         });
         runtime.spawn(reaper::reap(Arc::downgrade(&inner), reaper_wake));
         inner.open_handles.store(1, Ordering::Release);
@@ -237,11 +250,12 @@ impl<K: PoolKey, C: Poolable> Pool<K, C> {
         &self.inner.limits
     }
 
-    /// Report every connection this pool closes to `listener`, until this
-    /// handle is dropped or closed for process exit: the closes of its own
-    /// shutdown are reported (they may be buried on another thread after
-    /// the shutdown saw the pool drained).
-    pub fn on_close(&self, listener: CloseListener<K>) {
+    /// Report every event of this pool (every connection it closes, idle
+    /// timeouts learned, circuits opening and closing) to `listener`, until
+    /// this handle is dropped or closed for process exit: the closes of its
+    /// own shutdown are reported (they may be buried on another thread
+    /// after the shutdown saw the pool drained).
+    pub fn on_event(&self, listener: EventListener<K>) {
         if let Ok(mut listeners) = self.inner.listeners.write() {
             listeners.push((self.handle.state.id, listener));
         }
@@ -356,6 +370,17 @@ impl<K: PoolKey, C: Poolable> Pool<K, C> {
         }
     }
 
+    /// Open connections of `key` (in parallel, within every limit) until
+    /// `count` are idle; resolves with the number idle then. Fails only
+    /// when none is idle, with the last connect's error (or
+    /// PCONN_CIRCUIT_OPEN, PCONN_POOL_CLOSED).
+    pub async fn warm(&self, key: &K, count: usize) -> Result<usize> {
+        if self.handle.state.is_closed() {
+            return Err(Error::PoolClosed);
+        }
+        self.inner.warm(key, count, &self.handle.state).await
+    }
+
     /// Close every idle connection (parked, or multiplexed with no stream)
     /// whose key `matches`; returns how many. This one call looks at every
     /// key. Connections in use are untouched.
@@ -394,17 +419,25 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
     }
 
     /// End a locked step: release `st` and do what it left to do.
-    fn unlock(&self, st: MutexGuard<'_, State<K, C>>, after: Aftermath<K, C>) {
+    fn unlock(&self, st: MutexGuard<'_, State<K, C>>, mut after: Aftermath<K, C>) {
+        let top_ups = std::mem::take(&mut after.top_ups);
         if after.handoffs.is_empty() {
             drop(st);
-            self.bury(after.closes);
-            return;
+            self.bury(after.closes, after.events);
+        } else {
+            // Taken before the state lock is let go: a step that grants
+            // later delivers after this one.
+            let delivering = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+            drop(st);
+            self.deliver(delivering, after);
         }
-        // Taken before the state lock is let go: a step that grants later
-        // delivers after this one.
-        let delivering = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
-        drop(st);
-        self.deliver(delivering, after);
+        if !top_ups.is_empty() {
+            if let Some(pool) = self.me.upgrade() {
+                for key in top_ups {
+                    pool.top_up(key);
+                }
+            }
+        }
     }
 
     fn deliver(&self, delivering: MutexGuard<'_, ()>, after: Aftermath<K, C>) {
@@ -418,22 +451,28 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
         // A grant nobody took goes back as it drops, under the state lock
         // again: only now that the delivery lock is free.
         drop(refused);
-        self.bury(after.closes);
+        self.bury(after.closes, after.events);
     }
 
-    /// Close connections (outside the lock) and report each close.
-    fn bury(&self, closes: Vec<(Entry<K, C>, CloseReason)>) {
-        if closes.is_empty() {
+    /// Close connections (outside the lock), reporting each close, then
+    /// report the other events.
+    fn bury(&self, closes: Vec<(Entry<K, C>, CloseReason)>, events: Vec<(K, PoolEvent)>) {
+        if closes.is_empty() && events.is_empty() {
             return;
         }
         let listeners = self.listeners.read().ok();
-        for (entry, reason) in closes {
-            if let Some(listeners) = &listeners {
-                for (_, listener) in listeners.iter() {
-                    listener(entry.id, &entry.key, reason);
-                }
+        let report = |key: &K, event: PoolEvent| {
+            for (_, listener) in listeners.iter().flat_map(|l| l.iter()) {
+                listener(key, event);
             }
+        };
+        for (entry, reason) in closes {
+            let id = entry.id;
+            report(&entry.key, PoolEvent::Closed { id, reason });
             drop(entry);
+        }
+        for (key, event) in events {
+            report(&key, event);
         }
     }
 

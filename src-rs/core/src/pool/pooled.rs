@@ -254,13 +254,23 @@ impl<K: PoolKey, C: Poolable> ConnectSlot<K, C> {
             biased;
             _ = pool.closing.cancelled() => Err(Error::PoolClosed),
             _ = self.handle.closing.cancelled() => Err(Error::PoolClosed),
-            r = connect => r,
+            r = connect => match r {
+                Ok(conn) => Ok(conn),
+                Err(e) => {
+                    // A failure of the connect itself: the room goes back
+                    // and the key's circuit counts it.
+                    self.armed = false;
+                    pool.connect_failed(&self.key, Some(&e));
+                    Err(e)
+                }
+            },
         }?;
         let entry = Entry {
             id,
             key: self.key.clone(),
             uses: 1,
             retire_at: pool.retire_time(Instant::now()),
+            parked_at: Instant::now(),
             conn,
         };
         // The room is the connection's now (or, if the pool closed
@@ -273,7 +283,7 @@ impl<K: PoolKey, C: Poolable> ConnectSlot<K, C> {
 impl<K: PoolKey, C: Poolable> Drop for ConnectSlot<K, C> {
     fn drop(&mut self) {
         if self.armed {
-            self.pool.connect_failed(&self.key);
+            self.pool.connect_failed(&self.key, None);
         }
     }
 }

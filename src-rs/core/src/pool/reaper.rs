@@ -92,6 +92,7 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
                 after.close(st, entry, reason);
             }
             self.grant_capacity(st, Some(&key), &mut after);
+            self.top_up_if_needed(st, &key, &mut after);
             st.settle(&key);
         }
         self.note_drained(st);

@@ -5,11 +5,13 @@
 
 use std::cmp::Reverse;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::capacity::{compact, in_evictable};
 use super::entry::Entry;
+use super::events::PoolEvent;
 use super::gauges::Slot;
 use super::idle_list::Idle;
 use super::key::PoolKey;
@@ -108,20 +110,40 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
     }
 
     /// Park a connection idle from `now`.
-    fn park(&self, st: &mut State<K, C>, entry: Entry<K, C>, now: Instant) {
-        let (deadline, deadline_is_lifetime) = self.idle_deadline(&entry, now);
-        self.park_until(st, entry, deadline, deadline_is_lifetime);
+    fn park(&self, st: &mut State<K, C>, mut entry: Entry<K, C>, now: Instant) {
+        let learned = self.learned_keep_idle(st, &entry.key, now);
+        let (deadline, deadline_is_lifetime) = self.idle_deadline(&entry, learned, now);
+        entry.parked_at = now;
+        let idle = Idle {
+            entry,
+            deadline,
+            deadline_is_lifetime,
+        };
+        self.park_until(st, idle);
+    }
+
+    /// How long the key's server lets connections idle, as learned, less
+    /// the margin (when `learnIdleTimeout` is on and something was learned).
+    fn learned_keep_idle(&self, st: &State<K, C>, key: &K, now: Instant) -> Option<Duration> {
+        if !self.limits.learn_idle_timeout {
+            return None;
+        }
+        st.hosts.get(key)?.learned_idle.keep_idle_for(now)
     }
 
     /// When an idle connection closes: its idle timeout (lowered by the
-    /// peer's hint), or its retirement if that comes first (true).
-    fn idle_deadline(&self, entry: &Entry<K, C>, now: Instant) -> (Instant, bool) {
-        let idle_for = entry
-            .conn
-            .idle_timeout_hint()
-            .map_or(self.limits.idle_timeout, |h| {
-                h.min(self.limits.idle_timeout)
-            });
+    /// peer's hint and by what was learned of the server), or its
+    /// retirement if that comes first (true).
+    fn idle_deadline(
+        &self,
+        entry: &Entry<K, C>,
+        learned: Option<Duration>,
+        now: Instant,
+    ) -> (Instant, bool) {
+        let idle_for = [entry.conn.idle_timeout_hint(), learned]
+            .into_iter()
+            .flatten()
+            .fold(self.limits.idle_timeout, Duration::min);
         let idle_deadline = now + idle_for;
         match entry.retire_at {
             Some(t) if t < idle_deadline => (t, true),
@@ -129,24 +151,15 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
         }
     }
 
-    /// Park a connection until `deadline`: on its key's idle list, in the
-    /// reaper's schedule and among the keys eviction can take from.
-    fn park_until(
-        &self,
-        st: &mut State<K, C>,
-        mut entry: Entry<K, C>,
-        deadline: Instant,
-        deadline_is_lifetime: bool,
-    ) {
-        entry.conn.park();
-        let key = entry.key.clone();
+    /// Park a connection until its deadline: on its key's idle list, in
+    /// the reaper's schedule and among the keys eviction can take from.
+    fn park_until(&self, st: &mut State<K, C>, mut idle: Idle<K, C>) {
+        idle.entry.conn.park();
+        let key = idle.entry.key.clone();
+        let deadline = idle.deadline;
         let track_evictable = self.limits.max_connections.is_some();
         let host = st.host_mut(&key);
-        host.idle.push(Idle {
-            entry,
-            deadline,
-            deadline_is_lifetime,
-        });
+        host.idle.push(idle);
         let add_evictable = track_evictable && !host.in_evictable;
         if add_evictable {
             host.in_evictable = true;
@@ -238,7 +251,12 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
                 self.close_released(st, shared.entry, reason, after);
             }
             None if host.shared[at].idle_deadline.is_none() => {
-                let (deadline, _) = self.idle_deadline(&host.shared[at].entry, now);
+                let learned = self
+                    .limits
+                    .learn_idle_timeout
+                    .then(|| host.learned_idle.keep_idle_for(now))
+                    .flatten();
+                let (deadline, _) = self.idle_deadline(&host.shared[at].entry, learned, now);
                 host.shared[at].idle_deadline = Some(deadline);
                 st.moved(key, Slot::SharedBusy, Slot::SharedIdle);
                 self.schedule(st, key.clone(), deadline);
@@ -306,16 +324,48 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
             None => {
                 entry.conn.unpark();
                 self.place_healthy(st, entry, Slot::Checking, &mut after, |pool, st, entry| {
-                    pool.park_until(st, entry, deadline, deadline_is_lifetime)
+                    let idle = Idle {
+                        entry,
+                        deadline,
+                        deadline_is_lifetime,
+                    };
+                    pool.park_until(st, idle)
                 });
             }
             Some(reason) => {
+                if reason == CloseReason::Peer {
+                    self.learn_idle_timeout(st, key, entry.parked_at, &mut after);
+                }
                 st.left(key, Slot::Checking);
                 self.close_released(st, entry, reason, &mut after);
+                self.top_up_if_needed(st, key, &mut after);
             }
         }
         st.settle(key);
         self.note_drained(st);
         self.unlock(guard, after);
+    }
+
+    /// The server closed a connection that idled since `parked_at`: the
+    /// key's learned idle timeout may be shorter now. (Seen by the idle
+    /// watcher, this is when the server closed; seen at checkout, a little
+    /// later at most.)
+    pub(crate) fn learn_idle_timeout(
+        &self,
+        st: &mut State<K, C>,
+        key: &K,
+        parked_at: Instant,
+        after: &mut Aftermath<K, C>,
+    ) {
+        if !self.limits.learn_idle_timeout {
+            return;
+        }
+        let now = Instant::now();
+        let learned = &mut st.host_mut(key).learned_idle;
+        if learned.observe(now.saturating_duration_since(parked_at), now) {
+            if let Some(timeout) = learned.current(now) {
+                after.report(key, PoolEvent::IdleTimeoutLearned(timeout));
+            }
+        }
     }
 }

@@ -8,10 +8,13 @@ use std::collections::{BinaryHeap, VecDeque};
 
 use tokio::time::Instant;
 
+use super::circuit::Circuit;
 use super::entry::Entry;
+use super::events::PoolEvent;
 use super::gauges::{Gauges, Slot};
 use super::idle_list::IdleList;
 use super::key::{KeyMap, PoolKey};
+use super::learned_idle::LearnedIdle;
 use super::poolable::Poolable;
 use super::pooled::Grant;
 use super::stats::{CloseReason, Counters, History};
@@ -30,10 +33,12 @@ pub(crate) enum Sharing {
 }
 
 /// What the pool remembers of a quiet key (no connection, no waiter).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Remembered {
     pub(crate) counters: Counters,
     pub(crate) sharing: Sharing,
+    pub(crate) circuit: Circuit,
+    pub(crate) learned_idle: LearnedIdle,
 }
 
 /// A multiplexed connection: kept by the pool while lent, one loan per stream.
@@ -51,6 +56,10 @@ pub(crate) struct Host<K: PoolKey, C: Poolable> {
     pub(crate) waiters: WaiterQueue<K, C>,
     pub(crate) counters: Counters,
     pub(crate) sharing: Sharing,
+    pub(crate) circuit: Circuit,
+    pub(crate) learned_idle: LearnedIdle,
+    /// A top-up to `min_idle_per_host` is under way.
+    pub(crate) topping_up: bool,
     /// Queued in `State::ready`.
     pub(crate) in_ready: bool,
     /// Queued in `State::evictable`.
@@ -68,6 +77,9 @@ impl<K: PoolKey, C: Poolable> Host<K, C> {
             waiters: WaiterQueue::default(),
             counters: remembered.counters,
             sharing: remembered.sharing,
+            circuit: remembered.circuit,
+            learned_idle: remembered.learned_idle,
+            topping_up: false,
             in_ready: false,
             in_evictable: false,
             scheduled: None,
@@ -202,6 +214,8 @@ impl<K: PoolKey, C: Poolable> State<K, C> {
                 let remembered = Remembered {
                     counters: host.counters,
                     sharing: host.sharing,
+                    circuit: host.circuit,
+                    learned_idle: host.learned_idle,
                 };
                 self.history.keep(key, remembered);
             }
@@ -210,11 +224,15 @@ impl<K: PoolKey, C: Poolable> State<K, C> {
 }
 
 /// What a locked step leaves to do once the lock is released: grants to
-/// deliver to waiters, in the order they were made, and connections to
-/// close (each close is reported to the pool's listeners).
+/// deliver to waiters, in the order they were made, connections to close
+/// (each close is reported to the pool's listeners) and other events to
+/// report.
 pub(crate) struct Aftermath<K: PoolKey, C: Poolable> {
     pub(crate) handoffs: Vec<(Deliver<K, C>, Grant<K, C>)>,
     pub(crate) closes: Vec<(Entry<K, C>, CloseReason)>,
+    pub(crate) events: Vec<(K, PoolEvent)>,
+    /// Keys to top up to `min_idle_per_host`, in the background.
+    pub(crate) top_ups: Vec<K>,
 }
 
 impl<K: PoolKey, C: Poolable> Aftermath<K, C> {
@@ -222,7 +240,14 @@ impl<K: PoolKey, C: Poolable> Aftermath<K, C> {
         Aftermath {
             handoffs: Vec::new(),
             closes: Vec::new(),
+            events: Vec::new(),
+            top_ups: Vec::new(),
         }
+    }
+
+    /// Report `event` of `key` after the lock.
+    pub(crate) fn report(&mut self, key: &K, event: PoolEvent) {
+        self.events.push((key.clone(), event));
     }
 
     /// Close `entry` after the lock, counted now for its key and the pool.

@@ -1,7 +1,11 @@
 //! Counters the pool keeps, and the snapshot `stats()` returns.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use tokio::time::Instant;
+
+use super::circuit::CircuitState;
 use super::key::{KeyMap, PoolKey};
 use super::poolable::Poolable;
 use super::PoolInner;
@@ -121,6 +125,10 @@ pub struct HostStats {
     /// Loans of multiplexed connections in progress.
     pub streams: usize,
     pub counters: Counters,
+    /// The server's idle timeout as learned from its closes (`learnIdleTimeout`).
+    pub learned_idle_timeout: Option<Duration>,
+    /// The key's circuit breaker (always closed without `circuitBreaker`).
+    pub circuit: CircuitState,
 }
 
 impl HostStats {
@@ -135,6 +143,13 @@ impl HostStats {
         self.multiplexed += o.multiplexed;
         self.streams += o.streams;
         self.counters.add(&o.counters);
+        self.learned_idle_timeout = match (self.learned_idle_timeout, o.learned_idle_timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if self.circuit == CircuitState::Closed {
+            self.circuit = o.circuit;
+        }
     }
 }
 
@@ -158,6 +173,7 @@ pub struct PoolStats {
 impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
     pub(crate) fn stats(&self) -> PoolStats {
         let st = self.lock();
+        let now = Instant::now();
         let mut hosts: BTreeMap<String, HostStats> = BTreeMap::new();
         let mut put = |key: String, s: HostStats| {
             hosts
@@ -168,6 +184,8 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
         for (k, remembered) in st.history.iter() {
             let quiet = HostStats {
                 counters: remembered.counters,
+                learned_idle_timeout: remembered.learned_idle.current(now),
+                circuit: remembered.circuit.state(),
                 ..HostStats::default()
             };
             put(k.to_string(), quiet);
@@ -183,6 +201,8 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
                 multiplexed: g.multiplexed(),
                 streams: g.streams,
                 counters: h.counters,
+                learned_idle_timeout: h.learned_idle.current(now),
+                circuit: h.circuit.state(),
             };
             put(k.to_string(), s);
         }

@@ -241,8 +241,10 @@ fn assert_no_stranded_waiter(pool: &Pool<Key, Fake>) {
     }
 }
 
+mod breaker;
 mod idle;
 mod multiplexed;
 mod properties;
 mod shutdown;
 mod waiters;
+mod warm;

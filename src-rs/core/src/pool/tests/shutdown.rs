@@ -66,8 +66,10 @@ async fn shutdown_reports_its_own_closes() {
     let (pool, _) = pool_with(PoolLimits::default());
     let closes = Arc::new(Mutex::new(Vec::new()));
     let seen = closes.clone();
-    pool.on_close(Arc::new(move |id, _, reason| {
-        seen.lock().unwrap().push((id, reason))
+    pool.on_event(Arc::new(move |_: &Key, event| {
+        if let PoolEvent::Closed { id, reason } = event {
+            seen.lock().unwrap().push((id, reason))
+        }
     }));
     let idle = pool.acquire(&key("a"), &opts()).await.unwrap();
     let active = pool.acquire(&key("a"), &opts()).await.unwrap();

@@ -1,0 +1,157 @@
+//! The per-key circuit breaker: after `failures` connect failures in a
+//! row, a key's acquires fail at once for `cooldown`; then one trial
+//! connect decides whether it closes again.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::error::Error;
+
+/// `circuitBreaker`: when a key's circuit opens and how long it stays open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitBreaker {
+    /// Connect failures in a row that open the circuit (at least 1).
+    pub failures: u32,
+    /// How long it stays open before one trial connect is let through.
+    pub cooldown: Duration,
+}
+
+/// What `stats()` and `pconn:circuit` show of a key's circuit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CircuitState {
+    #[default]
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl CircuitState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::HalfOpen => "half-open",
+        }
+    }
+}
+
+/// The last connect failure, kept to be the cause of the refusals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LastFailure {
+    code: &'static str,
+    message: String,
+}
+
+/// One key's circuit.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Circuit {
+    state: CircuitState,
+    /// Connect failures since the last success.
+    failures_in_a_row: u32,
+    /// When an open circuit lets a trial through.
+    open_until: Option<Instant>,
+    /// Half-open: the trial connect is under way.
+    trial_in_flight: bool,
+    last_failure: Option<LastFailure>,
+}
+
+/// What a connect's outcome did to a circuit, for `pconn:circuit`.
+pub(crate) type Transition = Option<CircuitState>;
+
+impl Circuit {
+    pub(crate) fn state(&self) -> CircuitState {
+        self.state
+    }
+
+    /// Whether an acquire may go on now; an open circuit whose cooldown
+    /// passed turns half-open (the transition is returned with the verdict).
+    /// A half-open circuit lets acquires on only to connect as the trial
+    /// (`connects_as_trial`) or to use a connection already open.
+    pub(crate) fn admit(&mut self, now: Instant) -> (bool, Transition) {
+        match self.state {
+            CircuitState::Closed => (true, None),
+            CircuitState::Open if self.open_until.is_some_and(|t| t <= now) => {
+                self.state = CircuitState::HalfOpen;
+                self.trial_in_flight = false;
+                (true, Some(CircuitState::HalfOpen))
+            }
+            CircuitState::Open => (false, None),
+            CircuitState::HalfOpen => (true, None),
+        }
+    }
+
+    /// Whether a connect may start now: always with the circuit closed;
+    /// half-open, only the one trial.
+    pub(crate) fn connects_as_trial(&mut self) -> bool {
+        match self.state {
+            CircuitState::Closed => true,
+            CircuitState::HalfOpen if !self.trial_in_flight => {
+                self.trial_in_flight = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether acquires may wait in the queue (not while a trial decides).
+    pub(crate) fn may_queue(&self) -> bool {
+        self.state == CircuitState::Closed
+    }
+
+    /// A connect of the key succeeded.
+    pub(crate) fn succeeded(&mut self) -> Transition {
+        self.failures_in_a_row = 0;
+        self.trial_in_flight = false;
+        self.open_until = None;
+        let was = std::mem::replace(&mut self.state, CircuitState::Closed);
+        (was != CircuitState::Closed).then_some(CircuitState::Closed)
+    }
+
+    /// A connect of the key failed with `error`: the circuit opens at the
+    /// threshold, or again when the trial failed.
+    pub(crate) fn failed(
+        &mut self,
+        breaker: &CircuitBreaker,
+        error: &Error,
+        now: Instant,
+    ) -> Transition {
+        self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
+        self.trial_in_flight = false;
+        self.last_failure = Some(LastFailure {
+            code: error.code(),
+            message: error.to_string(),
+        });
+        let opens = match self.state {
+            CircuitState::Closed => self.failures_in_a_row >= breaker.failures,
+            CircuitState::HalfOpen => true,
+            CircuitState::Open => false,
+        };
+        if !opens {
+            return None;
+        }
+        self.state = CircuitState::Open;
+        self.open_until = Some(now + breaker.cooldown);
+        Some(CircuitState::Open)
+    }
+
+    /// A connect was given up (aborted, the pool closed) without an
+    /// answer: a trial may be tried again.
+    pub(crate) fn abandoned(&mut self) {
+        self.trial_in_flight = false;
+    }
+
+    /// The error an acquire refused by the circuit fails with.
+    pub(crate) fn refusal(&self) -> Error {
+        let (cause_code, cause) = match &self.last_failure {
+            Some(f) => (f.code, f.message.clone()),
+            None => ("PCONN_CIRCUIT_OPEN", String::new()),
+        };
+        Error::CircuitOpen {
+            failures: self.failures_in_a_row,
+            half_open: self.state == CircuitState::HalfOpen,
+            cause_code,
+            cause,
+        }
+    }
+}
