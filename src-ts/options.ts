@@ -46,6 +46,13 @@ export interface CircuitBreakerOptions {
   cooldownMs: number
 }
 
+/**
+ * `lookup`: resolves a host name to IP addresses (strings, IPv4 or IPv6),
+ * at once or through a Promise. A throw or rejection fails the connect
+ * with `ENOTFOUND` and the error's message as `cause`.
+ */
+export type LookupFunction = (hostname: string) => readonly string[] | Promise<readonly string[]>
+
 /** Options of `new Pool(options)`. Every field is optional. */
 export interface PoolOptions {
   /** Idle connections kept per key; more are closed on release. Default 256. */
@@ -116,6 +123,24 @@ export interface PoolOptions {
    */
   learnIdleTimeout?: boolean
   /**
+   * When a host name resolves to several addresses, open each new
+   * connection of a key to the address with the fewest of its connections
+   * (open or being opened; DNS order on a tie, IPv6/IPv4 racing kept); an
+   * address that failed to connect is tried last for 10 s. Connections
+   * already open stay where they are. Shown as
+   * `stats().hosts[key].addresses`. `false` always tries the addresses in
+   * DNS order. Default true.
+   */
+  spreadAddresses?: boolean
+  /**
+   * Resolve host names with this function instead of the system resolver
+   * (service discovery, tests). Its answers are cached like the system's
+   * (`dnsCacheMs`) and shared by concurrent connects. A `shared` pool uses
+   * the function of the thread that made it (while that thread lives);
+   * other threads must pass one too. Default: none (the system resolver).
+   */
+  lookup?: LookupFunction
+  /**
    * Per-key circuit breaker: after `failures` connect failures in a row
    * for a key (refused, timed out, TLS handshake or DNS failure), its
    * requests and acquires fail at once with `PCONN_CIRCUIT_OPEN` (the last
@@ -171,6 +196,8 @@ export interface ResolvedOptions {
   allowH2: boolean
   learnIdleTimeout: boolean
   circuitBreaker: CircuitBreakerOptions | undefined
+  spreadAddresses: boolean
+  lookup: LookupFunction | undefined
   proxy: string | undefined
   shared: string | undefined
 }
@@ -199,6 +226,8 @@ export const DEFAULTS: Readonly<Omit<ResolvedOptions, 'tls'>> = Object.freeze({
   allowH2: core.allowH2,
   learnIdleTimeout: core.learnIdleTimeout,
   circuitBreaker: undefined,
+  spreadAddresses: core.spreadAddresses,
+  lookup: undefined,
   proxy: undefined,
   shared: undefined,
 })
@@ -224,8 +253,8 @@ const NUMERIC: Record<string, Limit> = {
   keepAliveInitialDelayMs: 'ms',
   maxHeaderSize: 'size',
 }
-const BOOLEAN = ['noDelay', 'allowH2', 'learnIdleTimeout'] as const
-const KNOWN = new Set([...Object.keys(NUMERIC), ...BOOLEAN, 'scheduling', 'tls', 'proxy', 'shared', 'circuitBreaker'])
+const BOOLEAN = ['noDelay', 'allowH2', 'learnIdleTimeout', 'spreadAddresses'] as const
+const KNOWN = new Set([...Object.keys(NUMERIC), ...BOOLEAN, 'scheduling', 'tls', 'proxy', 'shared', 'circuitBreaker', 'lookup'])
 
 /**
  * Check a number option: a non-negative integer; `cap`s and `limit`s may be
@@ -331,6 +360,10 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     throw invalidArgValue('options.minIdlePerHost', `must not exceed maxIdlePerHost (${String(out.maxIdlePerHost)})`, out.minIdlePerHost)
   }
   if (given.circuitBreaker !== undefined) out.circuitBreaker = checkCircuitBreaker(given.circuitBreaker)
+  if (given.lookup !== undefined) {
+    if (typeof given.lookup !== 'function') throw invalidArgType('options.lookup', 'of type function', given.lookup)
+    out.lookup = given.lookup
+  }
   out.tls = checkTls(given.tls)
   return out as unknown as ResolvedOptions
 }
@@ -357,6 +390,7 @@ export function toNative(o: ResolvedOptions) {
     maxHeaderSize: o.maxHeaderSize,
     allowH2: o.allowH2,
     learnIdleTimeout: o.learnIdleTimeout,
+    spreadAddresses: o.spreadAddresses,
     circuitBreaker: o.circuitBreaker && { failures: o.circuitBreaker.failures, cooldownMs: o.circuitBreaker.cooldownMs },
     proxy: o.proxy,
     // This thread's view: a worker's process.env is its own copy.

@@ -1,11 +1,12 @@
 /** The pool: acquire, release, flushForHost, shutdownAll, stats. */
+import { inspect } from 'node:util'
 import { Connection, loanOf, type Loan } from './connection.js'
 import { connectChannel, reuseChannel } from './diagnostics.js'
 import { abortError, fromNative, invalidArgType, invalidArgValue, withCallerStack } from './errors.js'
 import { KeyResolver, type KeyInput, type OriginKey, type Route, type Target } from './key.js'
 import { watchLoan } from './leak-detector.js'
 import { channel, completionOf, native, nextOperationId, run, type NativeConnection, type NativeKey, type NativePool } from './native.js'
-import { checkNumber, resolveOptions, toNative, type PoolOptions, type ResolvedOptions } from './options.js'
+import { checkNumber, resolveOptions, toNative, type LookupFunction, type PoolOptions, type ResolvedOptions } from './options.js'
 import { toPoolStats, type PoolStats } from './stats.js'
 import { sendRequest, type RequestOptions } from './http/request.js'
 import { fetchWith } from './fetch/fetch.js'
@@ -50,11 +51,13 @@ export class Pool {
 
   constructor(options?: PoolOptions) {
     this.options = Object.freeze(resolveOptions(options))
+    const lookup = this.options.lookup === undefined ? undefined : askLookup(this.options.lookup)
     try {
-      this.native = new native.NativePool(toNative(this.options), this.options.shared, channel)
+      this.native = new native.NativePool(toNative(this.options), this.options.shared, channel, lookup?.ask)
     } catch (err) {
       throw fromNative(err)
     }
+    lookup?.answerTo(this.native)
     this.#poolId = this.native.id
     this.#keys = new KeyResolver(this.native)
   }
@@ -302,3 +305,31 @@ function checkAcquireOptions(options: AcquireOptions | undefined): { signal?: Ab
   return { signal, timeoutMs }
 }
 
+/**
+ * The native side of the `lookup` option: the I/O thread asks `(id,
+ * hostname)`, the user's function answers, and the answer goes back by
+ * id. The native pool is held weakly: the threadsafe function that holds
+ * `ask` must not keep an unreferenced pool alive.
+ */
+function askLookup(lookup: LookupFunction): { ask: (id: number, hostname: string) => void; answerTo: (pool: NativePool) => void } {
+  let pool: WeakRef<NativePool> | undefined
+  const answer = (id: number, addresses: string[] | undefined, error: string | undefined): void => {
+    pool?.deref()?.answerLookup(id, addresses, error)
+  }
+  const ask = (id: number, hostname: string): void => {
+    let answered: Promise<unknown>
+    try {
+      answered = Promise.resolve(lookup(hostname))
+    } catch (err) {
+      answered = Promise.reject(err)
+    }
+    answered.then(
+      (addresses) => {
+        if (Array.isArray(addresses) && addresses.every((a) => typeof a === 'string')) answer(id, addresses as string[], undefined)
+        else answer(id, undefined, `lookup must return an array of IP address strings, not ${inspect(addresses)}`)
+      },
+      (err: unknown) => answer(id, undefined, err instanceof Error ? err.message : String(err)),
+    )
+  }
+  return { ask, answerTo: (native) => void (pool = new WeakRef(native)) }
+}

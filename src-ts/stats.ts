@@ -44,6 +44,15 @@ export interface KeyStats extends HostStats {
    */
   learnedIdleTimeoutMs?: number
   circuit: CircuitState
+  /** With `spreadAddresses`: the addresses its connections are open to, and how many on each. */
+  addresses: AddressStats[]
+}
+
+/** An address a key's connections are open to. */
+export interface AddressStats {
+  /** An IPv4 or IPv6 address. */
+  address: string
+  connections: number
 }
 
 /** `HostStats` for the whole pool, plus one entry per key in use. */
@@ -55,6 +64,7 @@ export interface PoolStats extends HostStats {
 interface NativeKeyStats extends HostStats {
   learnedIdleTimeoutMs?: number | null
   circuit?: string | null
+  addresses?: AddressStats[] | null
 }
 
 interface NativeStats extends HostStats {
@@ -67,7 +77,8 @@ function host(s: HostStats): HostStats {
 }
 
 function keyStats(s: NativeKeyStats): KeyStats {
-  const stats: KeyStats = { ...host(s), circuit: (s.circuit ?? 'closed') as CircuitState }
+  const addresses = (s.addresses ?? []).map(({ address, connections }) => ({ address, connections }))
+  const stats: KeyStats = { ...host(s), circuit: (s.circuit ?? 'closed') as CircuitState, addresses }
   if (typeof s.learnedIdleTimeoutMs === 'number') stats.learnedIdleTimeoutMs = s.learnedIdleTimeoutMs
   return stats
 }

@@ -16,8 +16,9 @@ use tokio::runtime::Handle;
 use crate::config::PoolConfig;
 use crate::error::{Error, Result};
 use crate::key::{normalize_host, Key, Route};
+use crate::pool::PoolStats;
 use crate::pool::WeakPool;
-use crate::transport::{Connection, Connector};
+use crate::transport::{AddressBook, Connection, Connector};
 use crate::Pool;
 
 /// A pool and its configuration. Dereferences to the pool (acquire,
@@ -26,6 +27,8 @@ use crate::Pool;
 pub struct Client {
     pool: Pool,
     config: Arc<PoolConfig>,
+    /// With `spreadAddresses`: the connector's count of connections per address.
+    addresses: Option<Arc<AddressBook>>,
 }
 
 impl Deref for Client {
@@ -40,10 +43,12 @@ impl Client {
     /// A pool of its own, whose reaper runs on `runtime`.
     pub fn new(config: PoolConfig, runtime: &Handle) -> Result<Client> {
         let connector = Connector::new(&config.connect)?;
+        let addresses = connector.address_book();
         let pool = Pool::new(config.limits.clone(), runtime, connector);
         Ok(Client {
             pool,
             config: Arc::new(config),
+            addresses,
         })
     }
 
@@ -62,8 +67,12 @@ impl Client {
                          every thread must pass the same options for the same name"
                     )));
                 }
-                let config = shared.config.clone();
-                return Ok(Client { pool, config });
+                let (config, addresses) = (shared.config.clone(), shared.addresses.clone());
+                return Ok(Client {
+                    pool,
+                    config,
+                    addresses,
+                });
             }
         }
         let client = Client::new(config, runtime)?;
@@ -72,8 +81,21 @@ impl Client {
             name: name.to_string(),
             config: client.config.clone(),
             pool: client.pool.downgrade(),
+            addresses: client.addresses.clone(),
         });
         Ok(client)
+    }
+
+    /// The pool's gauges and totals, with each key's connections per
+    /// address (`spreadAddresses`).
+    pub fn stats(&self) -> PoolStats {
+        let mut stats = self.pool.stats();
+        for (key, addresses) in self.addresses.iter().flat_map(|b| b.snapshot()) {
+            if let Some(host) = stats.hosts.get_mut(&key.to_string()) {
+                host.add_addresses(&addresses);
+            }
+        }
+        stats
     }
 
     pub fn pool(&self) -> &Pool {
@@ -126,6 +148,7 @@ struct Shared {
     name: String,
     config: Arc<PoolConfig>,
     pool: WeakPool<Key, Connection>,
+    addresses: Option<Arc<AddressBook>>,
 }
 
 static REGISTRY: Mutex<Vec<Shared>> = Mutex::new(Vec::new());

@@ -72,10 +72,12 @@ pub enum Error {
     },
     HttpParse(String),
     Aborted,
-    /// Name resolution failed; `code` keeps the errno-like name (ENOTFOUND, EAI_AGAIN).
+    /// Name resolution failed; `code` keeps the errno-like name (ENOTFOUND,
+    /// EAI_AGAIN), `cause` the message of a `lookup` option's failure.
     Dns {
         host: String,
         code: &'static str,
+        cause: Option<String>,
     },
     /// A TCP connect failed; the address of the last attempt.
     Connect {
@@ -138,6 +140,7 @@ impl Error {
         match self {
             Error::Connect { source, .. } | Error::Io(source) => Some(source.to_string()),
             Error::Tls { detail, .. } => Some(detail.clone()),
+            Error::Dns { cause, .. } => cause.clone(),
             Error::CircuitOpen { cause, .. } if !cause.is_empty() => Some(cause.clone()),
             _ => None,
         }
@@ -250,7 +253,7 @@ impl fmt::Display for Error {
             Error::BodyTimeout { timeout_ms } => write!(f, "the body stalled for more than bodyTimeoutMs ({timeout_ms} ms): the server stopped sending the response, or stopped reading the request"),
             Error::HttpParse(m) => write!(f, "malformed HTTP response: {m}"),
             Error::Aborted => write!(f, "the operation was aborted"),
-            Error::Dns { host, code } => write!(f, "could not resolve {host:?} ({code})"),
+            Error::Dns { host, code, .. } => write!(f, "could not resolve {host:?} ({code})"),
             Error::Connect { address, source } => write!(f, "connect {} {address}: {source}", io_code(source)),
             Error::Proxy { proxy, message, .. } => write!(f, "the proxy {proxy} {message}"),
             Error::Io(e) => write!(f, "{e}"),

@@ -18,6 +18,7 @@ mod bridge;
 mod connection;
 mod errors;
 mod http;
+mod lookup;
 mod options;
 mod pool;
 mod record;

@@ -56,6 +56,8 @@ pub struct NativePoolOptions {
     /// Absent: no circuit breaker.
     pub circuit_breaker: Option<NativeCircuitBreaker>,
     pub min_idle_per_host: u32,
+    /// New connections of a key go to the least used of its addresses.
+    pub spread_addresses: bool,
     /// An `http://` proxy URL, or `env` for the `HTTP_PROXY` variables.
     pub proxy: Option<String>,
     /// With `env`: the calling thread's `process.env` (a worker's can
@@ -108,6 +110,9 @@ impl TryFrom<NativePoolOptions> for PoolConfig {
                 dns_cache: from_millis(o.dns_cache_ms),
                 no_delay: o.no_delay,
                 keep_alive_initial_delay: from_millis(o.keep_alive_initial_delay_ms),
+                spread_addresses: o.spread_addresses,
+                // The `lookup` function is set by `NativePool::new`.
+                lookup: None,
                 tls: TlsOptions {
                     ca: match (o.tls.ca, o.tls.ca_system) {
                         (Some(pem), _) => Trust::Pem(pem.to_vec()),
@@ -165,6 +170,7 @@ pub fn default_pool_options() -> NativePoolOptions {
         allow_h2,
         learn_idle_timeout: l.learn_idle_timeout,
         min_idle_per_host: u32::try_from(l.min_idle_per_host).unwrap_or(u32::MAX),
+        spread_addresses: c.spread_addresses,
         circuit_breaker: l.circuit_breaker.map(|b| NativeCircuitBreaker {
             failures: b.failures,
             cooldown_ms: b.cooldown.as_millis() as f64,

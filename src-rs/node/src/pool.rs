@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
+use napi::bindgen_prelude::{FnArgs, Function};
 use napi::Env;
 use napi_derive::napi;
 use pconn_core::pool::cancel::{after, fired};
 use pconn_core::pool::{AcquireOptions, PoolEvent};
+use pconn_core::transport::Lookup;
 use pconn_core::{
     Acquiring, Cancel, Client, ConnectSlot, Error, Grant, Key, PoolConfig, Queued, Scheme,
 };
@@ -13,6 +15,7 @@ use pconn_core::{
 use crate::bridge::{Failure, Fault, OpId, Outcome};
 use crate::connection::NativeConnection;
 use crate::errors::{internal, throw, Code};
+use crate::lookup::JsLookup;
 use crate::options::{from_millis, NativePoolOptions};
 use crate::record::PoolEventKind;
 use crate::runtime;
@@ -61,6 +64,8 @@ impl NativeCancel {
 pub struct NativePool {
     pub(crate) pool: Client,
     pub(crate) scope: Arc<Scope>,
+    /// The `lookup` option's resolver, when this handle made the pool with one.
+    lookup: Option<Arc<JsLookup>>,
 }
 
 #[napi]
@@ -69,17 +74,22 @@ impl NativePool {
     /// name (created by the first thread; later ones must pass the same
     /// options). Every event of the pool (connections closed, idle
     /// timeouts learned, circuits changing state) is reported to this thread.
-    /// Its completions go to `channel` (from `initBridge`).
+    /// Its completions go to `channel` (from `initBridge`). With `lookup`,
+    /// names are resolved by asking it `(id, hostname)`; the answer comes
+    /// back through `answer_lookup`.
     #[napi(constructor)]
     pub fn new(
         env: Env,
         options: NativePoolOptions,
         shared: Option<String>,
         channel: u32,
+        lookup: Option<Function<'_, FnArgs<(u32, String)>, ()>>,
     ) -> napi::Result<Self, Code> {
         let scope = scope::scope(&env, channel).map_err(internal)?;
         let runtime = runtime::handle().map_err(internal)?;
-        let config = PoolConfig::try_from(options).map_err(throw)?;
+        let mut config = PoolConfig::try_from(options).map_err(throw)?;
+        let lookup = lookup.map(JsLookup::new).transpose().map_err(internal)?;
+        config.connect.lookup = lookup.as_ref().map(|l| Lookup(l.resolver()));
         let pool = match shared {
             Some(name) => Client::shared(&name, config, runtime),
             None => Client::new(config, runtime),
@@ -107,7 +117,20 @@ impl NativePool {
             };
             events.complete(0.0, event);
         }));
-        Ok(NativePool { pool, scope })
+        Ok(NativePool {
+            pool,
+            scope,
+            lookup,
+        })
+    }
+
+    /// The façade's answer to lookup `id` (see `new`): the addresses the
+    /// `lookup` option returned, or the message of what it threw.
+    #[napi(catch_unwind)]
+    pub fn answer_lookup(&self, id: u32, addresses: Option<Vec<String>>, error: Option<String>) {
+        if let Some(lookup) = &self.lookup {
+            lookup.answer(id, addresses, error);
+        }
     }
 
     #[napi(getter)]

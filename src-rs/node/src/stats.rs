@@ -16,6 +16,13 @@ pub struct ClosedByJs {
     pub evicted: f64,
 }
 
+/// An address a key's connections are open to.
+#[napi(object)]
+pub struct AddressStatsJs {
+    pub address: String,
+    pub connections: u32,
+}
+
 /// Gauges and totals, for the pool and (in `hosts`) for each key.
 #[napi(object)]
 pub struct StatsJs {
@@ -38,6 +45,8 @@ pub struct StatsJs {
     pub learned_idle_timeout_ms: Option<f64>,
     /// Per key only: `closed`, `open` or `half-open`.
     pub circuit: Option<String>,
+    /// Per key only, with `spreadAddresses`: its connections per address.
+    pub addresses: Option<Vec<AddressStatsJs>>,
     pub hosts: Option<HashMap<String, StatsJs>>,
 }
 
@@ -71,6 +80,7 @@ fn stats(gauges: [usize; 7], c: &Counters, hosts: Option<HashMap<String, StatsJs
         closed_by: closed_by(&c.closed_by),
         learned_idle_timeout_ms: None,
         circuit: None,
+        addresses: None,
         hosts,
     }
 }
@@ -93,6 +103,15 @@ impl From<PoolStats> for StatsJs {
                 let host = StatsJs {
                     learned_idle_timeout_ms: h.learned_idle_timeout.map(|d| d.as_millis() as f64),
                     circuit: Some(h.circuit.as_str().to_string()),
+                    addresses: Some(
+                        h.addresses
+                            .iter()
+                            .map(|(ip, n)| AddressStatsJs {
+                                address: ip.to_string(),
+                                connections: u32::try_from(*n).unwrap_or(u32::MAX),
+                            })
+                            .collect(),
+                    ),
                     ..stats(gauges, &h.counters, None)
                 };
                 (k.clone(), host)

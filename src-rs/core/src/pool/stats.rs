@@ -1,6 +1,7 @@
 //! Counters the pool keeps, and the snapshot `stats()` returns.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -129,6 +130,9 @@ pub struct HostStats {
     pub learned_idle_timeout: Option<Duration>,
     /// The key's circuit breaker (always closed without `circuitBreaker`).
     pub circuit: CircuitState,
+    /// The addresses its connections are open to, with how many on each
+    /// (filled by the client with `spreadAddresses`).
+    pub addresses: Vec<(IpAddr, usize)>,
 }
 
 impl HostStats {
@@ -149,6 +153,17 @@ impl HostStats {
         };
         if self.circuit == CircuitState::Closed {
             self.circuit = o.circuit;
+        }
+        self.add_addresses(&o.addresses);
+    }
+
+    /// Count connections per address, added to those already counted.
+    pub fn add_addresses(&mut self, addresses: &[(IpAddr, usize)]) {
+        for &(ip, open) in addresses {
+            match self.addresses.iter_mut().find(|(known, _)| *known == ip) {
+                Some((_, n)) => *n += open,
+                None => self.addresses.push((ip, open)),
+            }
         }
     }
 }
@@ -203,6 +218,7 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
                 counters: h.counters,
                 learned_idle_timeout: h.learned_idle.current(now),
                 circuit: h.circuit.state(),
+                addresses: Vec::new(),
             };
             put(k.to_string(), s);
         }

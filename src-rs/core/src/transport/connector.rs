@@ -11,6 +11,7 @@ use tokio_rustls::TlsConnector;
 use super::connection::{Connection, OpenTimes, Stream};
 use super::http2;
 use super::socket::{SharedTcp, Socket, Transport};
+use super::spread::{AddressBook, AddressLease};
 use super::tls::{self, TlsOptions};
 use super::{dns, happy_eyeballs, proxy};
 use crate::error::{Error, Result};
@@ -28,6 +29,10 @@ pub struct ConnectOptions {
     /// Zero = TCP keep-alive off.
     pub keep_alive_initial_delay: Duration,
     pub tls: TlsOptions,
+    /// New connections of a key go to the least used of its addresses.
+    pub spread_addresses: bool,
+    /// Resolves names instead of the system resolver.
+    pub lookup: Option<dns::Lookup>,
 }
 
 impl Default for ConnectOptions {
@@ -41,6 +46,8 @@ impl Default for ConnectOptions {
                 reject_unauthorized: true,
                 ..TlsOptions::default()
             },
+            spread_addresses: true,
+            lookup: None,
         }
     }
 }
@@ -60,6 +67,8 @@ pub struct Connector {
     no_delay: bool,
     keep_alive: Duration,
     connect_timeout: Duration,
+    /// With `spreadAddresses`: each key's connections per address.
+    addresses: Option<Arc<AddressBook>>,
 }
 
 impl Connector {
@@ -70,15 +79,28 @@ impl Connector {
         http1.alpn_protocols.retain(|p| p.as_slice() != b"h2");
         let mut h2 = (*tls).clone();
         h2.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let resolver = match &config.lookup {
+            Some(lookup) => dns::Resolver::with_lookup(config.dns_cache, lookup.0.clone()),
+            None => dns::Resolver::new(config.dns_cache),
+        };
         Ok(Connector {
-            resolver: dns::Resolver::new(config.dns_cache),
+            resolver,
             tls: TlsConnector::from(tls),
             tls_http1: TlsConnector::from(Arc::new(http1)),
             tls_h2: TlsConnector::from(Arc::new(h2)),
             no_delay: config.no_delay,
             keep_alive: config.keep_alive_initial_delay,
             connect_timeout: config.connect_timeout,
+            addresses: config
+                .spread_addresses
+                .then(|| Arc::new(AddressBook::default())),
         })
+    }
+
+    /// Each key's connections per address (with `spreadAddresses`), for
+    /// `stats()`.
+    pub(crate) fn address_book(&self) -> Option<Arc<AddressBook>> {
+        self.addresses.clone()
     }
 
     /// Resolve, connect and (for TLS keys) handshake, within
@@ -97,7 +119,7 @@ impl Connector {
     async fn open(&self, key: &Key, watch: IdleWatch<Key>) -> Result<Connection> {
         let start = Instant::now();
         let (socket, remote_addr) = match key.route() {
-            Route::Direct => self.tcp(key.host(), key.port()).await?,
+            Route::Direct => self.tcp(key, key.host(), key.port()).await?,
             #[cfg(unix)]
             Route::Unix(path) => {
                 let stream = tokio::net::UnixStream::connect(&**path).await?;
@@ -110,7 +132,7 @@ impl Connector {
                 ))
             }
             Route::Proxy(proxy) => {
-                let opened = self.tcp(&proxy.host, proxy.port).await?;
+                let opened = self.tcp(key, &proxy.host, proxy.port).await?;
                 proxy::tunnel(&opened.0, key, proxy).await?;
                 opened
             }
@@ -160,17 +182,48 @@ impl Connector {
         ))
     }
 
-    /// Resolve `host` and connect to it over TCP, with the socket options.
-    async fn tcp(&self, host: &str, port: u16) -> Result<(Arc<Socket>, Option<SocketAddr>)> {
+    /// Resolve `host` and connect to it over TCP for `key` (to the least
+    /// used of its addresses, with `spreadAddresses`), with the socket
+    /// options.
+    async fn tcp(
+        &self,
+        key: &Key,
+        host: &str,
+        port: u16,
+    ) -> Result<(Arc<Socket>, Option<SocketAddr>)> {
         let addrs = self.resolver.resolve(host).await?;
-        let (tcp, remote_addr) = happy_eyeballs::connect(&addrs, port).await?;
+        let Some(book) = &self.addresses else {
+            let (tcp, remote_addr) = happy_eyeballs::connect(&addrs, port, &mut Vec::new()).await?;
+            return self.configured(tcp, remote_addr, None);
+        };
+        let (order, _attempt) = book.plan(key, &addrs);
+        let mut failed = Vec::new();
+        let connected = happy_eyeballs::connect(&order, port, &mut failed).await;
+        for ip in failed {
+            book.failed(key, ip);
+        }
+        let (tcp, remote_addr) = connected?;
+        let lease = book.lease(key, remote_addr.ip());
+        self.configured(tcp, remote_addr, Some(lease))
+    }
+
+    /// A connected TCP stream with the pool's socket options, as a socket.
+    fn configured(
+        &self,
+        tcp: tokio::net::TcpStream,
+        remote_addr: SocketAddr,
+        lease: Option<AddressLease>,
+    ) -> Result<(Arc<Socket>, Option<SocketAddr>)> {
         let sock = SockRef::from(&tcp);
         sock.set_tcp_nodelay(self.no_delay)?;
         if !self.keep_alive.is_zero() {
             sock.set_keepalive(true)?;
             sock.set_tcp_keepalive(&TcpKeepalive::new().with_time(self.keep_alive))?;
         }
-        Ok((Socket::new(Transport::Tcp(tcp)), Some(remote_addr)))
+        Ok((
+            Socket::leased(Transport::Tcp(tcp), lease),
+            Some(remote_addr),
+        ))
     }
 }
 

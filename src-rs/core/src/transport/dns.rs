@@ -15,12 +15,55 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 
-/// A lookup's answer: addresses, or the errno-like name Node gives the failure.
-type Answer = std::result::Result<Arc<[IpAddr]>, &'static str>;
+/// Why a lookup failed: the errno-like name Node gives the failure, and
+/// the underlying error's message when there is one (a `lookup` option
+/// that threw).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupFailure {
+    pub code: &'static str,
+    pub cause: Option<Arc<str>>,
+}
 
-/// How names are looked up (the system resolver, or a fake in tests).
-pub(crate) type LookupFn =
-    Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Answer> + Send>> + Send + Sync>;
+impl LookupFailure {
+    pub fn new(code: &'static str) -> LookupFailure {
+        LookupFailure { code, cause: None }
+    }
+
+    pub fn with_cause(code: &'static str, cause: &str) -> LookupFailure {
+        LookupFailure {
+            code,
+            cause: Some(Arc::from(cause)),
+        }
+    }
+}
+
+/// A lookup's answer: addresses, or why there are none.
+pub type LookupAnswer = std::result::Result<Arc<[IpAddr]>, LookupFailure>;
+type Answer = LookupAnswer;
+
+/// How names are looked up: the system resolver, the pool's `lookup`
+/// option, or a fake in tests.
+pub type LookupFn =
+    Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = LookupAnswer> + Send>> + Send + Sync>;
+
+/// A resolver given instead of the system's (the `lookup` pool option).
+/// Any two compare equal: a shared pool keeps the first thread's.
+#[derive(Clone)]
+pub struct Lookup(pub LookupFn);
+
+impl PartialEq for Lookup {
+    fn eq(&self, _: &Lookup) -> bool {
+        true
+    }
+}
+
+impl Eq for Lookup {}
+
+impl std::fmt::Debug for Lookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lookup(..)")
+    }
+}
 
 /// Most names kept; past it, expired answers go, then the oldest.
 const CACHE_LIMIT: usize = 1024;
@@ -89,14 +132,17 @@ impl Resolver {
             let answer = match role {
                 Role::Lead(done) => self.lead(host, done).await,
                 Role::Follow(mut done) => match done.wait_for(Option::is_some).await {
-                    Ok(answer) => answer.clone().unwrap_or(Err("EAI_AGAIN")),
+                    Ok(answer) => answer
+                        .clone()
+                        .unwrap_or(Err(LookupFailure::new("EAI_AGAIN"))),
                     // The leading lookup was cancelled: look again.
                     Err(_) => continue,
                 },
             };
-            return answer.map_err(|code| Error::Dns {
+            return answer.map_err(|failure| Error::Dns {
                 host: host.to_string(),
-                code,
+                code: failure.code,
+                cause: failure.cause.map(|c| c.to_string()),
             });
         }
     }
@@ -201,10 +247,10 @@ async fn system_lookup(host: String) -> Answer {
     })
     .await;
     match found {
-        Ok(Ok(ips)) if ips.is_empty() => Err("ENOTFOUND"),
+        Ok(Ok(ips)) if ips.is_empty() => Err(LookupFailure::new("ENOTFOUND")),
         Ok(Ok(ips)) => Ok(Arc::from(ips)),
-        Ok(Err(e)) => Err(lookup_code(e.kind())),
-        Err(_) => Err("EAI_AGAIN"), // the blocking pool shut down
+        Ok(Err(e)) => Err(LookupFailure::new(lookup_code(e.kind()))),
+        Err(_) => Err(LookupFailure::new("EAI_AGAIN")), // the blocking pool shut down
     }
 }
 

@@ -40,8 +40,13 @@ async fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
 
 /// Connect to the first address that answers; a new attempt starts every
 /// `ATTEMPT_DELAY` or as soon as one fails. Losing attempts are cancelled.
-/// A failure names the last address tried.
-pub(crate) async fn connect(addrs: &[IpAddr], port: u16) -> Result<(TcpStream, SocketAddr), Error> {
+/// The addresses that refused go to `failed`; a failure names the last
+/// address tried.
+pub(crate) async fn connect(
+    addrs: &[IpAddr],
+    port: u16,
+    failed: &mut Vec<IpAddr>,
+) -> Result<(TcpStream, SocketAddr), Error> {
     let mut queue = interleave(addrs)
         .into_iter()
         .map(|ip| SocketAddr::new(ip, port));
@@ -68,7 +73,10 @@ pub(crate) async fn connect(addrs: &[IpAddr], port: u16) -> Result<(TcpStream, S
         tokio::select! {
             Some(done) = attempts.join_next() => match done {
                 Ok(Ok(won)) => return Ok(won),
-                Ok(Err(failed)) => last_error = Some(failed),
+                Ok(Err((error, address))) => {
+                    failed.push(address.ip());
+                    last_error = Some((error, address));
+                }
                 Err(join) => return Err(Error::Io(io::Error::other(join))),
             },
             _ = tokio::time::sleep(ATTEMPT_DELAY), if more_to_try => {}
@@ -95,7 +103,9 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         // 127.0.0.2 has no listener on this port: refused at once, then 127.0.0.1 wins.
         let addrs = ["127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap()];
-        let (_, addr) = connect(&addrs, port).await.unwrap();
+        let mut failed = Vec::new();
+        let (_, addr) = connect(&addrs, port, &mut failed).await.unwrap();
         assert_eq!(addr.ip().to_string(), "127.0.0.1");
+        assert_eq!(failed, [addrs[0]]);
     }
 }

@@ -5,7 +5,9 @@
 //!
 //! Organization:
 //! - `connector`: `Connector`, the pool's `Connect`, and `ConnectOptions`;
-//! - `dns`, `happy_eyeballs`: cached, coalesced resolution; racing the addresses;
+//! - `dns`, `happy_eyeballs`, `spread`: cached, coalesced resolution (or
+//!   the `lookup` option); racing the addresses; spreading connections
+//!   over them;
 //! - `tls`: the rustls configuration, trust, and failure reasons;
 //! - `proxy`: which keys go through a proxy, and the `CONNECT` tunnel;
 //! - `connection`: `Connection` and its halves (`Duplex`, `ReadSide`, `WriteSide`);
@@ -21,13 +23,16 @@ mod http2;
 mod proxy;
 mod read_buffer;
 mod socket;
+mod spread;
 mod tls;
 mod watcher;
 
 pub use connection::{Connection, Duplex, OpenTimes, ReadSide, WriteSide, READ_CHUNK};
 pub use connector::{ConnectOptions, Connector};
+pub use dns::{Lookup, LookupAnswer, LookupFailure, LookupFn};
 pub use http2::{h2_error, Http2};
 pub use proxy::{parse_connect_answer, ProxyPolicy};
+pub(crate) use spread::AddressBook;
 pub use tls::{TlsOptions, Trust};
 
 use crate::error::Error;

@@ -25,6 +25,8 @@ use tokio::net::TcpStream;
 use tokio::net::UnixStream;
 use tokio::sync::Notify;
 
+use super::spread::AddressLease;
+
 /// A connected stream socket of either family; both offer the same
 /// readiness API, which this forwards.
 #[derive(Debug)]
@@ -90,16 +92,24 @@ pub(crate) struct Socket {
     watcher_waiting: AtomicBool,
     /// Wakes the watcher (see `watcher_waiting`).
     pub(crate) changed: Notify,
+    /// Counts the connection on its address while it is open (`spreadAddresses`).
+    _address: Option<AddressLease>,
 }
 
 impl Socket {
     pub(crate) fn new(stream: Transport) -> Arc<Socket> {
+        Socket::leased(stream, None)
+    }
+
+    /// A socket counted on its address (`AddressBook::lease`) until it drops.
+    pub(crate) fn leased(stream: Transport, address: Option<AddressLease>) -> Arc<Socket> {
         Arc::new(Socket {
             stream,
             parked: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             watcher_waiting: AtomicBool::new(false),
             changed: Notify::new(),
+            _address: address,
         })
     }
 

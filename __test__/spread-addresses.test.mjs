@@ -1,0 +1,115 @@
+// spreadAddresses and lookup: a name with several addresses gets its
+// connections spread over all of them, counted by the servers.
+import test from 'ava'
+import http from 'node:http'
+import { once } from 'node:events'
+import { Pool } from '../dist/index.js'
+import { useServer, usePool } from './helpers/servers.mjs'
+
+/** A node:http server on `host:port` that answers its name and counts connections. */
+async function namedServer(name, host, port = 0) {
+  const seen = { name, opened: 0, sockets: new Set() }
+  const server = http.createServer((req, res) => {
+    req.resume()
+    req.on('end', () => res.end(name))
+  })
+  server.on('connection', (socket) => {
+    seen.opened++
+    seen.sockets.add(socket)
+    socket.on('close', () => seen.sockets.delete(socket))
+  })
+  server.listen(port, host)
+  await once(server, 'listening')
+  return Object.assign(seen, {
+    port: server.address().port,
+    async close() {
+      for (const s of seen.sockets) s.destroy()
+      server.close()
+      await once(server, 'close')
+    },
+  })
+}
+
+/** Two servers on one port, on 127.0.0.1 and 127.0.0.2. */
+async function twoAddresses(t) {
+  const a = await useServer(t, namedServer, 'A', '127.0.0.1')
+  const b = await useServer(t, namedServer, 'B', '127.0.0.2', a.port)
+  return { a, b, url: `http://svc.pconn.test:${a.port}/` }
+}
+
+const twoAnswers = () => ['127.0.0.1', '127.0.0.2']
+
+test('8 concurrent requests to a name with two addresses open 4 connections on each; stats show them', async (t) => {
+  const { a, b, url } = await twoAddresses(t)
+  const pool = usePool(t, Pool, { lookup: twoAnswers })
+  const bodies = await Promise.all(Array.from({ length: 8 }, () => pool.request(url).then((r) => r.body.text())))
+  t.is(bodies.filter((x) => x === 'A').length, 4)
+  t.is(bodies.filter((x) => x === 'B').length, 4)
+  t.is(a.opened, 4)
+  t.is(b.opened, 4)
+  const { addresses } = pool.stats().hosts[`http://svc.pconn.test:${a.port}`]
+  t.deepEqual(
+    addresses.sort((x, y) => x.address.localeCompare(y.address)),
+    [
+      { address: '127.0.0.1', connections: 4 },
+      { address: '127.0.0.2', connections: 4 },
+    ],
+  )
+})
+
+test('stopping one server moves new connections to the other without a failed idempotent request', async (t) => {
+  const { a, b, url } = await twoAddresses(t)
+  const pool = usePool(t, Pool, { lookup: twoAnswers })
+  await Promise.all(Array.from({ length: 8 }, () => pool.request(url).then((r) => r.body.text())))
+  await b.close()
+  const bodies = await Promise.all(Array.from({ length: 8 }, () => pool.request(url).then((r) => r.body.text())))
+  t.deepEqual(bodies, Array(8).fill('A'))
+  t.is(a.opened, 8, 'four more connections on A')
+  const more = await Promise.all(Array.from({ length: 4 }, () => pool.request(url).then((r) => r.body.text())))
+  t.deepEqual(more, Array(4).fill('A'))
+})
+
+test('spreadAddresses: false keeps DNS order: every connection on the first address', async (t) => {
+  const { a, b, url } = await twoAddresses(t)
+  const pool = usePool(t, Pool, { lookup: twoAnswers, spreadAddresses: false })
+  await Promise.all(Array.from({ length: 8 }, () => pool.request(url).then((r) => r.body.text())))
+  t.is(a.opened, 8)
+  t.is(b.opened, 0)
+  t.deepEqual(pool.stats().hosts[`http://svc.pconn.test:${a.port}`].addresses, [])
+})
+
+test('lookup: its answers are cached for dnsCacheMs and shared by concurrent connects; a Promise works too', async (t) => {
+  const { url } = await twoAddresses(t)
+  let calls = 0
+  const pool = usePool(t, Pool, {
+    dnsCacheMs: 60_000,
+    lookup: async (hostname) => {
+      calls++
+      t.is(hostname, 'svc.pconn.test')
+      return ['127.0.0.1']
+    },
+  })
+  await Promise.all(Array.from({ length: 4 }, () => pool.request(url).then((r) => r.body.text())))
+  await pool.request(url, { headers: { connection: 'close' } }).then((r) => r.body.text())
+  await (await pool.request(url)).body.text()
+  t.is(calls, 1)
+})
+
+test('lookup failures fail the connect with ENOTFOUND and the reason as cause; bad options are refused', async (t) => {
+  const url = 'http://svc.pconn.test:1/'
+  const cases = [
+    [() => { throw new Error('no such service') }, /no such service/],
+    [() => Promise.reject(new Error('registry down')), /registry down/],
+    [() => 'not-an-array', /array of IP address strings/],
+    [() => ['not-an-ip'], /not an IP address/],
+    [() => [], /no addresses/],
+  ]
+  for (const [lookup, cause] of cases) {
+    const pool = usePool(t, Pool, { lookup })
+    const err = await t.throwsAsync(pool.request(url), { code: 'ENOTFOUND' })
+    t.regex(err.cause?.message ?? '', cause)
+    t.is(pool.stats().connections, 0)
+  }
+  t.throws(() => new Pool({ lookup: 'dns' }), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => new Pool({ spreadAddresses: 1 }), { code: 'ERR_INVALID_ARG_TYPE' })
+})
