@@ -61,12 +61,15 @@ function dispatchGet(dispatcher, opts) {
     })
 }
 
-/** `pool.request(url)` then the body as text, with the `Pool` of any pconn build (`--baseline` runs older ones). */
-export function pconnRequest(name, PoolClass) {
+/**
+ * `pool.request(url)` then the body as text, with the `Pool` of any pconn
+ * build (`--baseline` runs older ones) and `options` of its own.
+ */
+export function pconnRequest(name, PoolClass, options = {}) {
   return {
     name,
     make({ url, connections, ca }) {
-      const pool = new PoolClass({ maxConnectionsPerHost: connections, tls: ca ? { ca } : undefined })
+      const pool = new PoolClass({ ...options, maxConnectionsPerHost: connections, tls: ca ? { ca } : undefined })
       return { request: () => pool.request(url).then((r) => r.body.text()), close: () => pool.shutdownAll() }
     },
   }
@@ -88,6 +91,11 @@ export function agentRequest(name, AgentClass) {
 /** Every contestant, as `{ name, make({ url, connections, ca }) }`. */
 export const contestants = [
   pconnRequest('pconn request', Pool),
+  // What the connection upkeep costs: the defaults above have the learned
+  // idle timeout and address spreading on; here everything is off, then
+  // everything on (a circuit breaker and minIdlePerHost as well).
+  pconnRequest('pconn request, upkeep off', Pool, { learnIdleTimeout: false, spreadAddresses: false }),
+  pconnRequest('pconn request, all upkeep on', Pool, { circuitBreaker: { failures: 5, cooldownMs: 1000 }, minIdlePerHost: 2 }),
   {
     // The same with a subscriber on pconn:request:end: what the timings cost.
     name: 'pconn request, timed',
