@@ -6,6 +6,7 @@ import { Pool } from '../dist/index.js'
 import { httpServer, ok } from './helpers/http-server.mjs'
 import { record } from './helpers/channels.mjs'
 import { eventually, sleep, useServer, usePool } from './helpers/servers.mjs'
+import { startWorker } from './helpers/worker-driver.mjs'
 
 /**
  * A server that closes a keep-alive connection `idleMs` after its last
@@ -90,4 +91,21 @@ test('learnIdleTimeout: false keeps the configured idle timeout', async (t) => {
   await eventually(() => pool.stats().closedBy.peer === 1, 3000, 'the server to close the idle connection')
   t.is(pool.stats().hosts[key].learnedIdleTimeoutMs, undefined)
   t.throws(() => new Pool({ learnIdleTimeout: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' })
+})
+
+test('a shared pool: what one thread’s connection taught holds for the other thread’s', async (t) => {
+  const server = await silentlyClosingServer(t, 800)
+  const options = { shared: `learn-${server.port}` }
+  const pool = usePool(t, Pool, options)
+  const { call } = startWorker(t)
+  await call('open', { options })
+  const key = `http://127.0.0.1:${server.port}`
+  t.deepEqual(await call('get', { urls: [server.url()] }), ['GET'])
+  await eventually(() => pool.stats().hosts[key]?.learnedIdleTimeoutMs !== undefined, 3000, 'the close to be learned')
+  t.is((await call('stats')).hosts[key].learnedIdleTimeoutMs, pool.stats().hosts[key].learnedIdleTimeoutMs)
+  // The main thread's next connection is retired by pconn before the server closes it.
+  t.is(await (await pool.request(server.url())).body.text(), 'GET')
+  await eventually(() => pool.stats().connections === 0, 3000, 'the idle connection to close')
+  t.is(pool.stats().closedBy.idle, 1)
+  await call('shutdown')
 })

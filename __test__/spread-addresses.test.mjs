@@ -5,6 +5,7 @@ import http from 'node:http'
 import { once } from 'node:events'
 import { Pool } from '../dist/index.js'
 import { useServer, usePool } from './helpers/servers.mjs'
+import { startWorker } from './helpers/worker-driver.mjs'
 
 /** A node:http server on `host:port` that answers its name and counts connections. */
 async function namedServer(name, host, port = 0) {
@@ -112,4 +113,25 @@ test('lookup failures fail the connect with ENOTFOUND and the reason as cause; b
   }
   t.throws(() => new Pool({ lookup: 'dns' }), { code: 'ERR_INVALID_ARG_TYPE' })
   t.throws(() => new Pool({ spreadAddresses: 1 }), { code: 'ERR_INVALID_ARG_TYPE' })
+})
+
+test('a shared pool spreads the connections of two threads over both addresses', async (t) => {
+  const { a, b, url } = await twoAddresses(t)
+  const options = { shared: `spread-${a.port}` }
+  const pool = usePool(t, Pool, { ...options, lookup: twoAnswers })
+  const { call } = startWorker(t)
+  await call('open', { options, lookup: twoAnswers() })
+  const [mine, theirs] = await Promise.all([
+    Promise.all(Array.from({ length: 4 }, () => pool.request(url).then((r) => r.body.text()))),
+    call('get', { urls: Array(4).fill(url) }),
+  ])
+  t.is([...mine, ...theirs].length, 8)
+  // However the two threads' requests overlapped, their connections (one
+  // pool's) are spread evenly over the two addresses.
+  t.true(a.opened >= 2 && Math.abs(a.opened - b.opened) <= 1, `A ${a.opened}, B ${b.opened}`)
+  t.deepEqual(
+    (await call('stats')).hosts[`http://svc.pconn.test:${a.port}`].addresses.map((x) => x.connections).sort(),
+    pool.stats().hosts[`http://svc.pconn.test:${a.port}`].addresses.map((x) => x.connections).sort(),
+  )
+  await call('shutdown')
 })

@@ -1,5 +1,6 @@
 // A worker thread that uses pconn as the tests tell it to, by messages:
-//   { op: 'open', options }            make this thread's pool (or a shared handle)
+//   { op: 'open', options, lookup }    make this thread's pool (or a shared handle);
+//                                      `lookup`: addresses its lookup option answers
 //   { op: 'get', urls, headers }       GET each URL at once; replies with the bodies
 //   { op: 'stall', stages }            start operations that will hang, one per stage
 //   { op: 'stats' }                    the pool's stats()
@@ -42,7 +43,7 @@ parentPort.on('message', async ({ id, op, ...args }) => {
     let value
     switch (op) {
       case 'open':
-        pool = new Pool(args.options)
+        pool = new Pool(args.lookup ? { ...args.options, lookup: () => args.lookup } : args.options)
         break
       case 'get':
         value = await Promise.all(args.urls.map((url) => pool.request(url, { headers: args.headers }).then((r) => r.body.text())))
