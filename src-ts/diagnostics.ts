@@ -31,6 +31,15 @@ export const requestStartChannel = diagnostics.channel('pconn:request:start')
 export const requestEndChannel = diagnostics.channel('pconn:request:end')
 export const requestErrorChannel = diagnostics.channel('pconn:request:error')
 
+/**
+ * A response arrived on connection `id` of `key`: `pconn:connect` when
+ * the connection is new, `pconn:reuse` when it served before (for
+ * `request()`, `fetch` and the undici Agent alike).
+ */
+export function publishLoan(id: number, key: string, reused: boolean): void {
+  if (connectChannel.hasSubscribers || reuseChannel.hasSubscribers) (reused ? reuseChannel : connectChannel).publish({ id, key })
+}
+
 /** Whether anyone listens to the request channels (then requests are timed). */
 export function requestsObserved(): boolean {
   return requestStartChannel.hasSubscribers || requestEndChannel.hasSubscribers || requestErrorChannel.hasSubscribers

@@ -50,6 +50,10 @@ export interface PeerDetails {
   address?: string
   /** For `PCONN_PROXY`: the status the proxy answered `CONNECT` with. */
   statusCode?: number
+  /** For system errors, as Node's: the negated OS error number (`-111` for `ECONNREFUSED` on Linux). */
+  errno?: number
+  /** For system errors, as Node's: the call that failed (`connect`, `getaddrinfo`). */
+  syscall?: string
 }
 
 /**
@@ -67,12 +71,14 @@ export class PconnError extends Error implements PeerDetails {
   readonly port?: number
   readonly address?: string
   readonly statusCode?: number
+  readonly errno?: number
+  readonly syscall?: string
 
   constructor(code: string, message: string, details?: PeerDetails, options?: ErrorOptions) {
     super(message, options)
     this.code = code
     if (details !== undefined) {
-      for (const name of ['reason', 'host', 'port', 'address', 'statusCode'] as const) {
+      for (const name of ['reason', 'host', 'port', 'address', 'statusCode', 'errno', 'syscall'] as const) {
         if (details[name] !== undefined) Object.defineProperty(this, name, { value: details[name], enumerable: true })
       }
     }
@@ -159,6 +165,8 @@ export function fromInfo(info: NativeErrorInfo): Error {
     port: info.port ?? undefined,
     address: info.address ?? undefined,
     statusCode: info.statusCode ?? undefined,
+    errno: info.errno ?? undefined,
+    syscall: info.syscall ?? undefined,
   }
   const options = info.cause === undefined || info.cause === null ? undefined : { cause: causeOf(info.cause, info.causeCode) }
   return new PconnError(info.code, info.message, details, options)

@@ -8,7 +8,8 @@
 import { RequestFlag } from '../../native/index.js'
 import { startExchange } from '../http/exchange.js'
 import { headerLines } from '../http/headers.js'
-import { RESPONSE_STATUS_BITS, type ResponseParts } from '../native.js'
+import { publishLoan } from '../diagnostics.js'
+import { RESPONSE_REUSED, RESPONSE_STATUS_BITS, type ResponseParts } from '../native.js'
 import type { Pool } from '../pool.js'
 import { integrityMatches } from './integrity.js'
 import { cancelBody, prepare, removeHeaders, requestOf, type FetchInit, type Prepared, type RequestInfo } from './request.js'
@@ -45,7 +46,9 @@ function send(pool: Pool, req: Prepared): Promise<ResponseParts> {
       {
         resolve(parts: unknown) {
           signal?.removeEventListener('abort', onAbort)
-          resolve(parts as ResponseParts)
+          const response = parts as ResponseParts
+          publishLoan(response.connectionId, target.key, (response.statusFlags & RESPONSE_REUSED) !== 0)
+          resolve(response)
         },
         reject(err: Error) {
           signal?.removeEventListener('abort', onAbort)

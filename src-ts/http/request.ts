@@ -1,5 +1,5 @@
 /** `request()`: HTTP/1.1 over the pool. */
-import { connectChannel, requestsObserved, reuseChannel } from '../diagnostics.js'
+import { publishLoan, requestsObserved } from '../diagnostics.js'
 import { abortError, invalidArgType, withCallerStack } from '../errors.js'
 import type { Target } from '../key.js'
 import { RequestFlag } from '../../native/index.js'
@@ -153,10 +153,7 @@ function start(pool: Pool, req: Checked, body: OutgoingBody): Promise<Response> 
 
 function respond(parts: ResponseParts, target: Target, signal: AbortSignal | undefined): Response {
   const response = new Response(parts)
-  if (connectChannel.hasSubscribers || reuseChannel.hasSubscribers) {
-    const channel = response.reused ? reuseChannel : connectChannel
-    channel.publish({ id: parts.connectionId, key: target.key })
-  }
+  publishLoan(parts.connectionId, target.key, response.reused)
   if (signal !== undefined && parts.stream !== undefined) {
     // The signal still covers the body: abort destroys it (and closes the connection).
     const abortBody = () => response.body.destroy(abortError(signal))

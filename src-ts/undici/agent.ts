@@ -166,6 +166,39 @@ function makePool(poolOptions: PoolOptions, connect: AgentConnectOptions): Pool 
  *
  * undici (version 7) is a peer dependency of `pconn/undici` only.
  */
+/** One origin's entry in `agent.stats` (undici's `PoolStats` shape). */
+export interface AgentOriginStats {
+  connected: number
+  free: number
+  pending: number
+  queued: number
+  running: number
+  size: number
+}
+
+/** The origin (`scheme://host[:port]`, default ports left out) of a pool key; none for raw Unix keys (`'null'` for raw TCP and TLS ones). */
+function originOfKey(key: string): string | undefined {
+  if (key.startsWith('unix:')) return undefined
+  const hash = key.indexOf('#')
+  try {
+    return new URL(hash < 0 ? key : key.slice(0, hash)).origin
+  } catch {
+    return undefined
+  }
+}
+
+/** Two keys of one origin (over different routes) counted together. */
+function sumStats(a: AgentOriginStats, b: AgentOriginStats): AgentOriginStats {
+  return {
+    connected: a.connected + b.connected,
+    free: a.free + b.free,
+    pending: a.pending + b.pending,
+    queued: a.queued + b.queued,
+    running: a.running + b.running,
+    size: a.size + b.size,
+  }
+}
+
 export class Agent extends undici.Dispatcher {
   /** @internal */
   declare readonly [kState]: AgentState
@@ -213,6 +246,36 @@ export class Agent extends undici.Dispatcher {
   /** The pconn Pool the requests run on (for `stats()`, or to share with `request()`). */
   get pool(): Pool {
     return this[kState].pool
+  }
+
+  /**
+   * undici's `Agent.stats`: per origin (`'https://api.example.com'`), the
+   * shape of undici's `PoolStats`, computed from the pool's `stats()`:
+   * `connected` open connections, `free` idle ones, `pending` and `queued`
+   * requests waiting at a limit, `running` requests in flight (one per
+   * HTTP/1.1 connection on loan, one per HTTP/2 stream), `size` = `pending`
+   * + `running`. Origins without a connection or a waiting request are
+   * left out; a pool shared with `request()` counts its traffic too.
+   */
+  get stats(): Record<string, AgentOriginStats> {
+    const out: Record<string, AgentOriginStats> = {}
+    for (const [key, s] of Object.entries(this[kState].pool.stats().hosts)) {
+      if (s.connections === 0 && s.connecting === 0 && s.pending === 0) continue
+      const origin = originOfKey(key)
+      if (origin === undefined || origin === 'null') continue
+      const running = Math.max(0, s.active - s.http2) + s.streams
+      const was = out[origin]
+      const stats: AgentOriginStats = {
+        connected: s.connections,
+        free: s.idle,
+        pending: s.pending,
+        queued: s.pending,
+        running,
+        size: s.pending + running,
+      }
+      out[origin] = was === undefined ? stats : sumStats(was, stats)
+    }
+    return out
   }
 
   /** Whether `close()` (or `destroy()`) was called. */

@@ -11,6 +11,7 @@
  * batch's bytes (no copy, no decoding to strings).
  */
 import { RequestFlag } from '../../native/index.js'
+import { publishLoan } from '../diagnostics.js'
 import { PconnError } from '../errors.js'
 import { chunkBytes, type OutgoingBody } from '../http/body.js'
 import { startExchange } from '../http/exchange.js'
@@ -78,6 +79,8 @@ function rethrowLater(err: unknown): void {
 export class Flight implements Pending {
   readonly #host: FlightHost
   readonly #target: ParsedOrigin
+  /** The pool key the request went under (for `pconn:connect` / `pconn:reuse`). */
+  #key = ''
   readonly #request: DispatchRequest
   readonly #source: CheckedDispatch['body']
   readonly #handler: RawHandler
@@ -232,6 +235,7 @@ export class Flight implements Pending {
       const servername = req.servername || host.servername
       const route = servername || host.socketPath !== undefined ? { servername: servername || undefined, socketPath: host.socketPath } : undefined
       const key = host.pool.origin(this.#target.origin, route)
+      this.#key = key.key
       this.#exchange = startExchange(
         host.pool,
         {
@@ -291,6 +295,7 @@ export class Flight implements Pending {
     this.#rest = parts.stream
     const req = this.#request
     const host = this.#host
+    publishLoan(parts.connectionId, this.#key, (flags & RESPONSE_REUSED) !== 0)
     if ((flags & RESPONSE_REUSED) === 0) publishConnect(this.#target, req, host, undefined, parts.details)
     if (channels.sendHeaders.hasSubscribers) {
       channels.sendHeaders.publish({ request: req, headers: sendHeadersText(req, this.#target), socket: socketInfo(this.#target, host, parts.details) })

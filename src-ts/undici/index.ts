@@ -6,7 +6,7 @@
  *
  * @packageDocumentation
  */
-export { Agent, type AgentOptions, type AgentConnectOptions } from './agent.js'
+export { Agent, type AgentOptions, type AgentConnectOptions, type AgentOriginStats } from './agent.js'
 export type { DispatchRequest } from './request-options.js'
 export type { SocketInfo } from './errors.js'
 export type { ConnectParams } from './channels.js'

@@ -84,6 +84,11 @@ pub enum Error {
         address: std::net::SocketAddr,
         source: io::Error,
     },
+    /// A connect to a Unix domain socket failed.
+    UnixConnect {
+        path: String,
+        source: io::Error,
+    },
     /// An HTTP proxy refused or botched a tunnel; `status` is its answer's.
     Proxy {
         proxy: String,
@@ -122,7 +127,35 @@ impl Error {
             Error::Dns { code, .. } => code,
             Error::Proxy { .. } => "PCONN_PROXY",
             Error::CircuitOpen { .. } => "PCONN_CIRCUIT_OPEN",
-            Error::Connect { source, .. } | Error::Io(source) => io_code(source),
+            Error::Connect { source, .. }
+            | Error::UnixConnect { source, .. }
+            | Error::Io(source) => io_code(source),
+        }
+    }
+
+    /// The system call that failed, as Node names it (`connect`,
+    /// `getaddrinfo`), for the failures Node gives one.
+    pub fn syscall(&self) -> Option<&'static str> {
+        match self {
+            Error::Connect { .. } | Error::UnixConnect { .. } => Some("connect"),
+            Error::Dns { .. } => Some("getaddrinfo"),
+            _ => None,
+        }
+    }
+
+    /// Node's `errno` for the failure: the negated OS error number, or
+    /// libuv's number for a name that does not resolve.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Connect { source, .. }
+            | Error::UnixConnect { source, .. }
+            | Error::Io(source) => source.raw_os_error().map(|n| -n),
+            Error::Dns { code, .. } => match *code {
+                "ENOTFOUND" => Some(-3008), // UV_EAI_NONAME
+                "EAI_AGAIN" => Some(-3001), // UV_EAI_AGAIN
+                _ => None,
+            },
+            _ => None,
         }
     }
 
@@ -138,7 +171,9 @@ impl Error {
     /// operating system's, or rustls'), when there is one.
     pub fn source_message(&self) -> Option<String> {
         match self {
-            Error::Connect { source, .. } | Error::Io(source) => Some(source.to_string()),
+            Error::Connect { source, .. }
+            | Error::UnixConnect { source, .. }
+            | Error::Io(source) => Some(source.to_string()),
             Error::Tls { detail, .. } => Some(detail.clone()),
             Error::Dns { cause, .. } => cause.clone(),
             Error::CircuitOpen { cause, .. } if !cause.is_empty() => Some(cause.clone()),
@@ -253,8 +288,9 @@ impl fmt::Display for Error {
             Error::BodyTimeout { timeout_ms } => write!(f, "the body stalled for more than bodyTimeoutMs ({timeout_ms} ms): the server stopped sending the response, or stopped reading the request"),
             Error::HttpParse(m) => write!(f, "malformed HTTP response: {m}"),
             Error::Aborted => write!(f, "the operation was aborted"),
-            Error::Dns { host, code, .. } => write!(f, "could not resolve {host:?} ({code})"),
+            Error::Dns { host, code, .. } => write!(f, "getaddrinfo {code} {host}: the name could not be resolved; check the host name and the resolver"),
             Error::Connect { address, source } => write!(f, "connect {} {address}: {source}", io_code(source)),
+            Error::UnixConnect { path, source } => write!(f, "connect {} {path}: {source}", io_code(source)),
             Error::Proxy { proxy, message, .. } => write!(f, "the proxy {proxy} {message}"),
             Error::Io(e) => write!(f, "{e}"),
             Error::CircuitOpen { failures, half_open: false, .. } => write!(f, "the circuit breaker is open after {failures} connect failures in a row: requests fail at once until circuitBreaker.cooldownMs has passed and a trial connect succeeds"),

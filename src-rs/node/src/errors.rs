@@ -45,6 +45,10 @@ pub struct ErrorInfo {
     pub cause_code: Option<String>,
     /// The status a proxy answered with (`PCONN_PROXY`).
     pub status_code: Option<u32>,
+    /// As Node's system errors: the negated OS error number (or libuv's).
+    pub errno: Option<i32>,
+    /// As Node's system errors: `connect`, `getaddrinfo`.
+    pub syscall: Option<String>,
 }
 
 pub(crate) fn error_info(failure: &Failure) -> ErrorInfo {
@@ -67,6 +71,8 @@ pub(crate) fn error_info(failure: &Failure) -> ErrorInfo {
         cause: error.source_message(),
         cause_code: error.cause_code().map(str::to_string),
         status_code: error.status().map(u32::from),
+        errno: error.errno(),
+        syscall: error.syscall().map(str::to_string),
     }
 }
 

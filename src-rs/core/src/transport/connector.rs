@@ -122,7 +122,12 @@ impl Connector {
             Route::Direct => self.tcp(key, key.host(), key.port()).await?,
             #[cfg(unix)]
             Route::Unix(path) => {
-                let stream = tokio::net::UnixStream::connect(&**path).await?;
+                let stream = tokio::net::UnixStream::connect(&**path)
+                    .await
+                    .map_err(|source| Error::UnixConnect {
+                        path: path.to_string(),
+                        source,
+                    })?;
                 (Socket::new(Transport::Unix(stream)), None)
             }
             #[cfg(not(unix))]

@@ -182,6 +182,11 @@ impl RequestHead {
             out.extend_from_slice(host_header.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
+        if !self.close && self.header("connection").is_none() {
+            // As undici and node:http's keep-alive Agent send it: some
+            // HTTP/1.0 servers and proxies keep the connection only then.
+            out.extend_from_slice(b"connection: keep-alive\r\n");
+        }
         for (name, value) in &self.headers {
             if name.eq_ignore_ascii_case("content-length") {
                 continue;
@@ -228,8 +233,21 @@ mod tests {
         let wire = head.encode(HOST, head.framing(&body).unwrap());
         assert_eq!(
             String::from_utf8(wire).unwrap(),
-            "POST /x?y=1 HTTP/1.1\r\nhost: example.com:8080\r\nx-a: 1\r\ncontent-length: 2\r\n\r\n"
+            "POST /x?y=1 HTTP/1.1\r\nhost: example.com:8080\r\nconnection: keep-alive\r\nx-a: 1\r\ncontent-length: 2\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn keep_alive_is_said_unless_the_caller_speaks_of_the_connection() {
+        let wire = |headers: Vec<(String, String)>| {
+            let head = RequestHead::new("GET", "/", headers).unwrap();
+            String::from_utf8(head.encode(HOST, BodyFraming::None)).unwrap()
+        };
+        assert!(wire(vec![]).contains("connection: keep-alive\r\n"));
+        let close = wire(vec![("Connection".into(), "close".into())]);
+        assert!(close.contains("Connection: close\r\n") && !close.contains("keep-alive"));
+        let own = wire(vec![("connection".into(), "x-thing".into())]);
+        assert_eq!(own.matches("connection:").count(), 1, "{own}");
     }
 
     #[test]
