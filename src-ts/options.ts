@@ -58,12 +58,12 @@ export interface PoolOptions {
   /** Idle connections kept per key; more are closed on release. Default 256. */
   maxIdlePerHost?: number
   /**
-   * Connections kept open for every key in use, so that this many are idle
-   * whenever the key is quiet: when a key has fewer open (after its first
-   * connection opens, or when the idle timeout or the server closes one),
-   * pconn opens more in the background, within every limit and never
-   * while the key's circuit breaker is not closed. At most
-   * `maxIdlePerHost`. See also `pool.warm(key, count)`. Default 0 (none).
+   * Idle connections kept ready for every key in use: when a key has fewer
+   * idle (after its first connection opens, when a request takes one, or
+   * when the idle timeout or the server closes one), pconn opens more in
+   * the background, within every limit and never while the key's circuit
+   * breaker is not closed. At most `maxIdlePerHost`. See also
+   * `pool.warm(key, count)`. Default 0 (none).
    */
   minIdlePerHost?: number
   /** Idle + active + connecting connections per key. Default Infinity. */

@@ -235,6 +235,7 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
             entry.uses += 1;
             st.moved(key, Slot::Idle, Slot::Active);
             st.count(key, |c| &mut c.reused);
+            self.top_up_if_needed(st, key, after);
         }
         if expired {
             self.grant_capacity(st, Some(key), after);

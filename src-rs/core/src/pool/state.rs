@@ -86,8 +86,10 @@ impl<K: PoolKey, C: Poolable> Host<K, C> {
         }
     }
 
+    /// No connection, no waiter, no top-up under way (whose flag would be
+    /// lost with the entry).
     fn is_unused(&self) -> bool {
-        self.gauges.total() == 0 && self.waiters.live() == 0
+        self.gauges.total() == 0 && self.waiters.live() == 0 && !self.topping_up
     }
 
     /// The earliest deadline of its idle connections, of both kinds.

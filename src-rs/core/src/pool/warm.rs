@@ -1,8 +1,8 @@
 //! Pre-warming: `warm(key, count)` opens connections until `count` are
-//! idle for a key, and `min_idle_per_host` keeps that many open for every
-//! key in use (so that many are idle whenever it is quiet), replacing
-//! those that close. Both stay within every limit and never connect for a
-//! key whose circuit breaker is not closed.
+//! idle for a key, and `min_idle_per_host` keeps that many idle for every
+//! key in use, replacing those that are taken or close. Both stay within
+//! every limit and never connect for a key whose circuit breaker is not
+//! closed.
 
 use std::sync::Arc;
 
@@ -18,28 +18,19 @@ use super::state::{Aftermath, Host, State};
 use super::PoolInner;
 use crate::error::{Error, Result};
 
-/// What a warm-up counts of a key's connections until it has enough.
-type Have<K, C> = fn(&Host<K, C>) -> usize;
-
 /// A key's idle connections: parked, or multiplexed with no stream.
 fn idle_count<K: PoolKey, C: Poolable>(host: &Host<K, C>) -> usize {
     host.idle.len() + host.shared.iter().filter(|s| s.loans == 0).count()
 }
 
-/// A key's connections: open, and being opened.
-fn all_count<K: PoolKey, C: Poolable>(host: &Host<K, C>) -> usize {
-    host.gauges.total()
-}
-
 impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
-    /// Reserve room to open connections until `have` would count `wanted`
-    /// for `key` (fewer at a limit; one at a time for a key that may
+    /// Reserve room to open connections until `wanted` would be idle for
+    /// `key` (fewer at a limit; one at a time for a key that may
     /// multiplex). PCONN_CIRCUIT_OPEN if its circuit is not closed.
     fn reserve_warm(
         self: &Arc<Self>,
         key: &K,
         wanted: usize,
-        have: Have<K, C>,
         handle: &Arc<HandleState>,
     ) -> Result<Vec<ConnectSlot<K, C>>> {
         let mut guard = self.lock();
@@ -53,7 +44,7 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
             st.settle(key);
             return Err(error);
         }
-        let had = have(host);
+        let had = idle_count(host);
         let mut slots = Vec::new();
         while had + slots.len() < wanted
             && st.hosts.get(key).is_some_and(|h| self.may_connect(key, h))
@@ -67,17 +58,16 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
         Ok(slots)
     }
 
-    /// Open connections of `key` until `have` counts `wanted`, in parallel,
-    /// and park them (a waiter that queued meanwhile gets one instead).
+    /// Open connections of `key` until `wanted` are idle, in parallel, and
+    /// park them (a waiter that queued meanwhile gets one instead).
     async fn warm_until(
         self: &Arc<Self>,
         key: &K,
         wanted: usize,
-        have: Have<K, C>,
         handle: &Arc<HandleState>,
     ) -> Result<Warmed> {
         let mut connects = JoinSet::new();
-        for slot in self.reserve_warm(key, wanted, have, handle)? {
+        for slot in self.reserve_warm(key, wanted, handle)? {
             connects.spawn(slot.open());
         }
         let mut warmed = Warmed {
@@ -105,7 +95,7 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
         count: usize,
         handle: &Arc<HandleState>,
     ) -> Result<usize> {
-        let warmed = self.warm_until(key, count, idle_count, handle).await?;
+        let warmed = self.warm_until(key, count, handle).await?;
         let idle = self.lock().hosts.get(key).map_or(0, idle_count);
         match warmed.last_error {
             Some(e) if idle == 0 => Err(e),
@@ -113,8 +103,8 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
         }
     }
 
-    /// After `key` opened or lost a connection: if it has fewer than
-    /// `min_idle_per_host` connections, top it up once the lock is released (one
+    /// After `key` opened, lent or lost a connection: if it has fewer than
+    /// `min_idle_per_host` idle, top it up once the lock is released (one
     /// top-up at a time per key).
     pub(crate) fn top_up_if_needed(
         &self,
@@ -129,7 +119,9 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
         let Some(host) = st.hosts.get_mut(key) else {
             return;
         };
-        if host.topping_up || all_count(host) >= min || host.circuit.state() != CircuitState::Closed
+        if host.topping_up
+            || idle_count(host) >= min
+            || host.circuit.state() != CircuitState::Closed
         {
             return;
         }
@@ -137,8 +129,9 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
         after.top_ups.push(key.clone());
     }
 
-    /// Top `key` up to `min_idle_per_host` connections in the background,
-    /// again while connections close meanwhile and every connect works (a
+    /// Top `key` up to `min_idle_per_host` idle connections in the
+    /// background, again while connections go meanwhile and every connect
+    /// works (a
     /// failed connect counts against the key's circuit and is not tried
     /// again until the key's next open or close). Its loans go back at once.
     pub(crate) fn top_up(self: &Arc<Self>, key: K) {
@@ -147,14 +140,14 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
             let handle = pool.own_handle.clone();
             let min = pool.limits.min_idle_per_host;
             loop {
-                let progress = match pool.warm_until(&key, min, all_count, &handle).await {
+                let progress = match pool.warm_until(&key, min, &handle).await {
                     Ok(w) => w.opened > 0 && w.last_error.is_none(),
                     Err(_) => false,
                 };
                 let mut st = pool.lock();
                 let short = !st.closed
                     && st.hosts.get(&key).is_some_and(|h| {
-                        all_count(h) < min && h.circuit.state() == CircuitState::Closed
+                        idle_count(h) < min && h.circuit.state() == CircuitState::Closed
                     });
                 if progress && short {
                     continue;

@@ -82,6 +82,29 @@ async fn min_idle_tops_a_key_up_after_its_first_connect_and_after_closes() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn min_idle_replaces_an_idle_connection_taken_by_an_acquire() {
+    let (pool, connector) = pool_with(PoolLimits {
+        min_idle_per_host: 2,
+        max_connections_per_host: Some(3),
+        ..PoolLimits::default()
+    });
+    let k = key("a");
+    pool.acquire(&k, &opts()).await.unwrap().release(true);
+    settle_tasks().await;
+    let held = pool.acquire(&k, &opts()).await.unwrap();
+    assert!(held.reused());
+    settle_tasks().await;
+    assert_eq!(pool.stats().idle, 2, "two idle beside the one on loan");
+    assert_eq!(connector.opened.load(Ordering::SeqCst), 3);
+    let second = pool.acquire(&k, &opts()).await.unwrap();
+    settle_tasks().await;
+    assert_eq!(pool.stats().idle, 1, "the per-key limit holds");
+    assert_eq!(connector.opened.load(Ordering::SeqCst), 3);
+    drop((held, second));
+    assert_consistent(&pool);
+}
+
+#[tokio::test(start_paused = true)]
 async fn min_idle_leaves_a_key_with_an_open_circuit_alone() {
     let (pool, connector) = pool_with(PoolLimits {
         min_idle_per_host: 2,
