@@ -3,6 +3,7 @@
 // for Agent and fetch traffic, and system errors shaped as Node's.
 import test from 'ava'
 import http from 'node:http'
+import net from 'node:net'
 import { once } from 'node:events'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -103,4 +104,78 @@ test('system errors carry errno and syscall, and their message starts as Node’
   t.teardown(() => agent.close())
   const viaAgent = await t.throwsAsync(undici.request(`http://127.0.0.1:${port}/`, { dispatcher: agent }))
   t.like(viaAgent, { code: 'ECONNREFUSED', syscall: 'connect', errno: -111 })
+})
+
+test('a Blob whose type holds CR or LF is refused as undici refuses it, and nothing is sent', async (t) => {
+  const server = await useServer(t, recordingServer)
+  const agent = new Agent()
+  t.teardown(() => agent.close())
+  class MaliciousBlob extends Blob {
+    get type() {
+      return 'text/html\r\nX-Injected: true'
+    }
+  }
+  const err = await t.throwsAsync(undici.request(`${server.origin}/blob`, { dispatcher: agent, method: 'POST', body: new MaliciousBlob(['hello']) }))
+  t.true(err instanceof undici.errors.InvalidArgumentError)
+  t.is(err.message, 'invalid content-type header')
+  t.is(server.requests.length, 0)
+})
+
+test('a chunked body cut by the server’s close: HTTPParserError (Invalid EOF state) through the Agent, reason chunked-eof for request()', async (t) => {
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {})
+    socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n'))
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  const url = `http://127.0.0.1:${server.address().port}/`
+  const agent = new Agent()
+  t.teardown(() => agent.close())
+  const res = await undici.request(url, { dispatcher: agent })
+  const viaAgent = await t.throwsAsync(res.body.text())
+  t.is(viaAgent.name, 'HTTPParserError')
+  t.is(viaAgent.message, 'Response does not match the HTTP/1.1 protocol (Invalid EOF state)')
+  const pool = usePool(t, Pool)
+  const own = await t.throwsAsync((await pool.request(url)).body.text())
+  t.like(own, { code: 'PCONN_SOCKET_CLOSED', reason: 'chunked-eof' })
+})
+
+test('rawHeaders through the Agent keep the names as the server sent them; request() still lower-cases', async (t) => {
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {})
+    socket.on('data', () => socket.write('HTTP/1.1 200 OK\r\nX-Custom-Header: Value\r\nContent-Length: 2\r\n\r\nok'))
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  const url = `http://127.0.0.1:${server.address().port}/`
+  const agent = new Agent()
+  t.teardown(() => agent.close())
+  const raw = await new Promise((resolve, reject) => {
+    let names
+    agent.dispatch(
+      { origin: new URL(url).origin, path: '/', method: 'GET' },
+      {
+        onConnect() {},
+        onHeaders(status, rawHeaders) {
+          names = rawHeaders.filter((_, i) => i % 2 === 0).map(String)
+          return true
+        },
+        onData() {
+          return true
+        },
+        onComplete: () => resolve(names),
+        onError: reject,
+      },
+    )
+  })
+  t.deepEqual(raw, ['X-Custom-Header', 'Content-Length'])
+  const res = await undici.request(url, { dispatcher: agent })
+  t.is(res.headers['x-custom-header'], 'Value', 'undici’s own headers object lower-cases')
+  await res.body.text()
+  const pool = usePool(t, Pool)
+  const own = await pool.request(url)
+  t.deepEqual(Object.keys(own.headers), ['x-custom-header', 'content-length'])
+  await own.body.text()
 })

@@ -37,8 +37,11 @@ export type TlsFailureReason =
 
 /** Where a failure happened: the peer an operation was for. */
 export interface PeerDetails {
-  /** For `PCONN_TLS`: why the handshake failed. */
-  reason?: TlsFailureReason
+  /**
+   * For `PCONN_TLS`: why the handshake failed. For `PCONN_SOCKET_CLOSED`:
+   * `'chunked-eof'` when the server closed in the middle of a chunked body.
+   */
+  reason?: TlsFailureReason | 'chunked-eof'
   /** The host of the key the operation was for. */
   host?: string
   /** Its port. */
@@ -66,7 +69,7 @@ export interface PeerDetails {
 export class PconnError extends Error implements PeerDetails {
   /** Stable code to switch on: a {@link PconnErrorCode} or an errno name. */
   readonly code: PconnErrorCode | (string & {})
-  readonly reason?: TlsFailureReason
+  readonly reason?: TlsFailureReason | 'chunked-eof'
   readonly host?: string
   readonly port?: number
   readonly address?: string
@@ -160,7 +163,7 @@ export function fromInfo(info: NativeErrorInfo): Error {
   }
   if (info.code === 'ABORT_ERR') return abortError()
   const details: PeerDetails = {
-    reason: (info.reason ?? undefined) as TlsFailureReason | undefined,
+    reason: (info.reason ?? undefined) as PeerDetails['reason'],
     host: info.host ?? undefined,
     port: info.port ?? undefined,
     address: info.address ?? undefined,

@@ -5,6 +5,7 @@
  * | pconn                                   | undici                                        |
  * |-----------------------------------------|-----------------------------------------------|
  * | `PCONN_SOCKET_CLOSED`                   | `SocketError('other side closed')`, `UND_ERR_SOCKET` |
+ * | `PCONN_SOCKET_CLOSED`, reason `chunked-eof` | `HTTPParserError`, `HPE_INVALID_EOF_STATE` (a chunked body cut short) |
  * | `PCONN_HEADERS_TIMEOUT`                 | `HeadersTimeoutError`, `UND_ERR_HEADERS_TIMEOUT` |
  * | `PCONN_BODY_TIMEOUT`                    | `BodyTimeoutError`, `UND_ERR_BODY_TIMEOUT`     |
  * | `PCONN_CONNECT_TIMEOUT`                 | `ConnectTimeoutError`, `UND_ERR_CONNECT_TIMEOUT` |
@@ -71,6 +72,11 @@ export function toUndiciError(err: unknown, socket: () => SocketInfo): Error {
   const code = (err as { code?: unknown }).code
   switch (code) {
     case 'PCONN_SOCKET_CLOSED': {
+      if ((err as { reason?: unknown }).reason === 'chunked-eof') {
+        // llhttp's verdict on a chunked body cut by EOF, as undici reports it.
+        const parserError = new errors.HTTPParserError('Response does not match the HTTP/1.1 protocol (Invalid EOF state)')
+        return withCause(Object.assign(parserError, { code: 'HPE_INVALID_EOF_STATE' }), err)
+      }
       const mapped = withCause(new errors.SocketError('other side closed'), err)
       mapped.socket = socket()
       return mapped

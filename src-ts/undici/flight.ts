@@ -229,7 +229,8 @@ export class Flight implements Pending {
       if (req.reset === true) headers.push('connection', 'close')
       const headersTimeout = req.headersTimeout ?? host.headersTimeout
       const bodyTimeout = req.bodyTimeout ?? host.bodyTimeout
-      let flags = RequestFlag.Cancellable
+      // rawHeaders keep the wire's case, as undici's do.
+      let flags = RequestFlag.Cancellable | RequestFlag.RawHeaderCase
       // The peer's address for the channels' socket, only when they are watched.
       if (channels.sendHeaders.hasSubscribers || channels.connected.hasSubscribers) flags |= RequestFlag.Detailed
       const servername = req.servername || host.servername

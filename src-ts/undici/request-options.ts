@@ -290,7 +290,11 @@ function bodySource(body: unknown): BodySource {
     return { kind: 'stream', stream, destroy }
   }
   if (isFormData(body)) return { kind: 'form', form: body }
-  if (isBlob(body)) return { kind: 'blob', blob: body }
+  if (isBlob(body)) {
+    // Its type becomes the content-type header: no CR or LF may smuggle another.
+    if (/[\r\n]/.test(body.type)) throw new errors.InvalidArgumentError('invalid content-type header')
+    return { kind: 'blob', blob: body }
+  }
   if (typeof (body as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator] === 'function') {
     const iterable = body as AsyncIterable<unknown>
     const it = body as { return?: unknown; throw?: unknown }

@@ -64,6 +64,9 @@ pub enum Error {
     ForeignConnection,
     /// The peer closed (or reset) while a request was in flight.
     SocketClosed(String),
+    /// The peer closed in the middle of a chunked response body (a
+    /// `SocketClosed` whose `reason` says so, for undici's `HTTPParserError`).
+    ChunkedEof,
     HeadersTimeout {
         timeout_ms: u64,
     },
@@ -119,7 +122,7 @@ impl Error {
             Error::Tls { .. } => "PCONN_TLS",
             Error::AlreadyReleased => "PCONN_ALREADY_RELEASED",
             Error::ForeignConnection => "ERR_INVALID_ARG_VALUE",
-            Error::SocketClosed(_) => "PCONN_SOCKET_CLOSED",
+            Error::SocketClosed(_) | Error::ChunkedEof => "PCONN_SOCKET_CLOSED",
             Error::HeadersTimeout { .. } => "PCONN_HEADERS_TIMEOUT",
             Error::BodyTimeout { .. } => "PCONN_BODY_TIMEOUT",
             Error::HttpParse(_) => "PCONN_HTTP_PARSE",
@@ -204,6 +207,7 @@ impl Error {
     pub fn reason(&self) -> Option<&'static str> {
         match self {
             Error::Tls { reason, .. } => Some(reason.as_str()),
+            Error::ChunkedEof => Some("chunked-eof"),
             _ => None,
         }
     }
@@ -284,6 +288,7 @@ impl fmt::Display for Error {
             Error::AlreadyReleased => write!(f, "this connection was already released to the pool; acquire a new one"),
             Error::ForeignConnection => write!(f, "this connection belongs to another pool; release it to the pool that acquired it"),
             Error::SocketClosed(m) => write!(f, "the peer closed the connection: {m}"),
+            Error::ChunkedEof => write!(f, "the peer closed the connection: the server closed it in the middle of a chunked body (the response is incomplete)"),
             Error::HeadersTimeout { timeout_ms } => write!(f, "response headers did not arrive within headersTimeoutMs ({timeout_ms} ms)"),
             Error::BodyTimeout { timeout_ms } => write!(f, "the body stalled for more than bodyTimeoutMs ({timeout_ms} ms): the server stopped sending the response, or stopped reading the request"),
             Error::HttpParse(m) => write!(f, "malformed HTTP response: {m}"),

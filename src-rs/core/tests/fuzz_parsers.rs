@@ -33,9 +33,11 @@ fn exercise_head(input: &[u8], max: usize) {
     assert!(used <= input.len() && used <= max);
     assert!((100..=999).contains(&head.status), "{}", head.status);
     let _ = head.reason().len();
-    for (name, value) in head.headers() {
-        assert!(name.iter().all(|b| !b.is_ascii_uppercase()));
-        let _ = (name.len(), value.len());
+    let mut lowered = head.clone();
+    lowered.lowercase_names();
+    for ((name, value), (low, same)) in head.headers().zip(lowered.headers()) {
+        assert!(low.iter().all(|b| !b.is_ascii_uppercase()));
+        assert!(name.eq_ignore_ascii_case(low) && value == same);
     }
     for method in ["GET", "HEAD", "POST"] {
         if let Ok((framing, _)) = head.framing(method) {

@@ -31,7 +31,8 @@ pub struct ErrorInfo {
     pub code: String,
     /// What failed, naming the peer (`... (https://example.com:443)`).
     pub message: String,
-    /// Why TLS failed (`unknown-issuer`, `hostname-mismatch`, ...).
+    /// Why TLS failed (`unknown-issuer`, `hostname-mismatch`, ...), or
+    /// `chunked-eof` for a chunked body cut short.
     pub reason: Option<String>,
     /// The host and port of the key the operation was for.
     pub host: Option<String>,

@@ -118,6 +118,9 @@ pub enum RequestFlag {
     Idempotent = 8,
     /// Undo the body's `Content-Encoding` (gzip, deflate, br), as fetch does.
     Decompress = 16,
+    /// Keep the response's header names as the server sent them (undici's
+    /// `rawHeaders`); otherwise they are lower-cased.
+    RawHeaderCase = 32,
 }
 
 /// A request whose body streams: its chunks go through `write`.
@@ -243,6 +246,7 @@ impl NativePool {
             idempotent: flag(RequestFlag::Idempotent),
             timed: flag(RequestFlag::Detailed),
             decompress: flag(RequestFlag::Decompress),
+            raw_header_case: flag(RequestFlag::RawHeaderCase),
             cancel: None,
         };
         let streamed = flag(RequestFlag::StreamBody);

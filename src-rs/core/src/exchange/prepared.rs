@@ -35,6 +35,9 @@ pub struct RequestOptions {
     pub timed: bool,
     /// Undo the body's `Content-Encoding` (gzip, deflate, br), as fetch does.
     pub decompress: bool,
+    /// Keep an HTTP/1.1 response's header names as the server sent them
+    /// (undici's `rawHeaders`); otherwise they are lower-cased.
+    pub raw_header_case: bool,
 }
 
 impl Default for RequestOptions {
@@ -48,6 +51,7 @@ impl Default for RequestOptions {
             cancel: None,
             timed: false,
             decompress: false,
+            raw_header_case: false,
         }
     }
 }

@@ -103,7 +103,7 @@ impl Source {
 /// released), what is buffered of any other. Never waits for body bytes.
 pub(super) fn finish_http1(
     pooled: Pooled,
-    head: ResponseHead,
+    mut head: ResponseHead,
     framing: Framing,
     reusable: bool,
     upload: Option<JoinHandle<Result<()>>>,
@@ -115,6 +115,9 @@ pub(super) fn finish_http1(
         _ if opts.decompress => content_decoder(&head)?,
         _ => None,
     };
+    if !opts.raw_header_case {
+        head.lowercase_names();
+    }
     let eager = matches!(framing, Framing::None)
         || matches!(framing, Framing::Length(n) if n <= EAGER_BODY_LIMIT);
     let facts = Facts::of(&pooled, reused);
@@ -212,7 +215,7 @@ fn respond(
 fn content_decoder(head: &ResponseHead) -> Result<Option<ContentDecoder>> {
     let mut codings = Vec::new();
     for (name, value) in head.headers() {
-        if name == b"content-encoding" {
+        if name.eq_ignore_ascii_case(b"content-encoding") {
             if !codings.is_empty() {
                 codings.push(b',');
             }

@@ -87,6 +87,10 @@ impl BodyDecoder {
                 Ok(())
             }
             State::Done => Ok(()),
+            State::Chunked(_) => {
+                self.state = State::Failed;
+                Err(Error::ChunkedEof)
+            }
             _ => {
                 self.state = State::Failed;
                 Err(Error::SocketClosed(

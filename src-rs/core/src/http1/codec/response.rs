@@ -90,15 +90,12 @@ fn parse_with<'b>(
             // empty part may be a static "" instead (a status line without
             // a reason phrase): it becomes an empty span.
             let at = |part: &[u8]| span_in(buf, part);
-            let mut raw = buf[..len].to_vec();
+            let raw = buf[..len].to_vec();
             let headers: Vec<(Span, Span)> = response
                 .headers
                 .iter()
                 .map(|h| (at(h.name.as_bytes()), at(h.value)))
                 .collect();
-            for &((start, end), _) in &headers {
-                raw[start as usize..end as usize].make_ascii_lowercase();
-            }
             let status = response.code.unwrap_or(0);
             if status < 100 {
                 return Ok(Err(parse_error(format!(
@@ -175,6 +172,14 @@ impl ResponseHead {
         })
     }
 
+    /// Lower-case every header name in place (what `request()` and `fetch`
+    /// show; the undici Agent keeps the wire's case for `rawHeaders`).
+    pub fn lowercase_names(&mut self) {
+        for &((start, end), _) in &self.headers {
+            self.raw[start as usize..end as usize].make_ascii_lowercase();
+        }
+    }
+
     fn span(&self, (start, end): Span) -> &[u8] {
         &self.raw[start as usize..end as usize]
     }
@@ -184,7 +189,8 @@ impl ResponseHead {
         self.span(self.reason)
     }
 
-    /// Every header line in order: lower-case name, value as sent.
+    /// Every header line in order: name (as sent, until
+    /// `lowercase_names`), value as sent.
     pub fn headers(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
         self.headers
             .iter()
@@ -194,7 +200,7 @@ impl ResponseHead {
     /// Every value of header `name` (lower-case), split on commas.
     fn tokens<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.headers()
-            .filter(move |(n, _)| *n == name.as_bytes())
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .flat_map(|(_, v)| v.split(|&b| b == b','))
             .map(<[u8]>::trim_ascii)
             .filter(|t| !t.is_empty())
@@ -219,7 +225,9 @@ impl ResponseHead {
         {
             return Ok((Framing::None, self.status != 101));
         }
-        let has_length = self.headers().any(|(n, _)| n == b"content-length");
+        let has_length = self
+            .headers()
+            .any(|(n, _)| n.eq_ignore_ascii_case(b"content-length"));
         if let Some(last) = self.tokens("transfer-encoding").last() {
             // Transfer-Encoding wins over Content-Length, but a message with
             // both (or TE in HTTP/1.0) may be a smuggling attempt: never reuse.
@@ -307,8 +315,15 @@ mod tests {
             (h.status, h.version, h.reason()),
             (200, HttpVersion::Http11, &b"OK"[..])
         );
-        assert_eq!(h.headers().nth(1), Some((&b"x-a"[..], &b"1"[..])));
+        assert_eq!(
+            h.headers().nth(1),
+            Some((&b"X-A"[..], &b"1"[..])),
+            "as sent"
+        );
         assert_eq!(h.headers().len(), 3);
+        let mut lowered = h.clone();
+        lowered.lowercase_names();
+        assert_eq!(lowered.headers().nth(1), Some((&b"x-a"[..], &b"1"[..])));
         assert_eq!(h.framing("GET").unwrap(), (Framing::Length(5), true));
         assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le", MAX_HEAD_BYTES)
             .unwrap()
