@@ -540,15 +540,15 @@ test('invalid options are refused as undici refuses them, before anything is sen
   t.is(seen.requests.length, 0)
 })
 
-test('upgrade and CONNECT are refused with NotSupportedError; nothing reaches the server', async (t) => {
+test('upgrade and CONNECT to a server that does not take them fail with undici’s SocketError; the connections close', async (t) => {
   const { seen, origin } = await useHttpServer(t, (req, res) => res.end('ok'))
   const agent = useAgent(t)
   const up = await t.throwsAsync(undici.upgrade({ origin, path: '/ws', dispatcher: agent, protocol: 'websocket' }))
-  t.is(up.code, 'UND_ERR_NOT_SUPPORTED')
-  t.true(up instanceof errors.NotSupportedError)
-  const conn = await t.throwsAsync(undici.connect({ origin, path: '/', dispatcher: agent }))
-  t.is(conn.code, 'UND_ERR_NOT_SUPPORTED')
-  t.is(seen.opened, 0)
+  t.is(up.code, 'UND_ERR_SOCKET')
+  const conn = await t.throwsAsync(undici.connect({ origin, path: 'example.test:443', dispatcher: agent }))
+  t.is(conn.code, 'UND_ERR_SOCKET')
+  await eventually(() => seen.closed === seen.opened && agent.pool.stats().connections === 0, 3000, 'the connections to close')
+  t.true(seen.opened >= 1)
 })
 
 test('errors: ECONNREFUSED passes through with its code, as undici reports it', async (t) => {

@@ -6,7 +6,8 @@
 //
 // DIR is a checkout of nodejs/undici at a v7 tag (git clone --branch v7.29.0
 // https://github.com/nodejs/undici). It needs no `npm install`: the two
-// packages its fetch tests require are installed once into DIR/.pconn-deps.
+// packages its fetch tests require (and `ws`, for its WebSocket tests) are
+// installed once into DIR/.pconn-deps.
 //
 // --mode fetch (default): undici's `fetch` export (what `require('../..')`
 //   gives the tests) is pconn's `fetch`, and so is `globalThis.fetch`.
@@ -56,8 +57,8 @@ if (!existsSync(join(pconnRoot, 'dist', 'index.js'))) {
 
 // The packages undici's fetch and request tests require beyond undici itself.
 const deps = join(root, '.pconn-deps')
-const packages = ['@metcoder95/https-pem@1', '@sinonjs/fake-timers@12', '@matteo.collina/tspl@0.2', 'abort-controller@3']
-if (!existsSync(join(deps, 'node_modules', 'abort-controller'))) {
+const packages = ['@metcoder95/https-pem@1', '@sinonjs/fake-timers@12', '@matteo.collina/tspl@0.2', 'abort-controller@3', 'ws@8']
+if (!existsSync(join(deps, 'node_modules', 'abort-controller')) || !existsSync(join(deps, 'node_modules', 'ws'))) {
   mkdirSync(deps, { recursive: true })
   console.log('installing the tests\' own dependencies into', deps)
   execFileSync('npm', ['install', '--prefix', deps, '--no-save', '--no-audit', '--no-fund', ...packages], { stdio: 'inherit' })

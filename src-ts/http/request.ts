@@ -45,6 +45,15 @@ export interface RequestOptions {
    */
   idempotent?: boolean
   /**
+   * With a body, over HTTP/1.1: send `Expect: 100-continue` with the head
+   * and the body only once the server answers `100 Continue` (or after a
+   * second without an answer, for servers that ignore it, as curl does).
+   * A final answer instead (a 401, 413, 417...) is the response: the body
+   * is never sent and the connection is not reused. Over HTTP/2 the body
+   * goes at once. Default false.
+   */
+  expectContinue?: boolean
+  /**
    * Connect to this Unix domain socket instead of the URL's host (which
    * still goes in the Host header). Part of the key: such connections
    * serve only requests for the same socket. Default: none.
@@ -75,13 +84,17 @@ function check(pool: Pool, url: unknown, options: RequestOptions): Checked {
   const target = socketPath === undefined ? pool.target(href) : pool.target(href, { socketPath })
   const method = options.method ?? 'GET'
   if (typeof method !== 'string') throw invalidArgType('options.method', 'of type string', method)
-  const { signal, idempotent, headersTimeoutMs, bodyTimeoutMs } = options
+  const { signal, idempotent, expectContinue, headersTimeoutMs, bodyTimeoutMs } = options
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an AbortSignal', signal)
   if (idempotent !== undefined && typeof idempotent !== 'boolean') throw invalidArgType('options.idempotent', 'of type boolean', idempotent)
+  if (expectContinue !== undefined && typeof expectContinue !== 'boolean') {
+    throw invalidArgType('options.expectContinue', 'of type boolean', expectContinue)
+  }
   const observed = requestsObserved()
   let flags = 0
   if (signal !== undefined) flags |= RequestFlag.Cancellable
   if (idempotent === true) flags |= RequestFlag.Idempotent
+  if (expectContinue === true) flags |= RequestFlag.ExpectContinue
   if (observed) flags |= RequestFlag.Detailed
   return {
     target,

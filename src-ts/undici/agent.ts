@@ -5,7 +5,9 @@ import { Pool } from '../pool.js'
 import { channels } from './channels.js'
 import { Flight, type FlightHost } from './flight.js'
 import { assertRawHandler, unwrapHandler, type AnyHandler } from './handler.js'
-import { errors, undici } from './peer.js'
+import { MockRegistry } from './mock-registry.js'
+import { Upgrade } from './upgrade.js'
+import { errors, internals, undici } from './peer.js'
 import { checkDispatch, checkTimeout, type DispatchOptionsInput } from './request-options.js'
 
 /**
@@ -80,6 +82,8 @@ export interface AgentState extends FlightHost {
   onClosed: Callback[] | null
   onDestroyed: Callback[] | null
   idle: Array<() => void>
+  /** The mock pools of an undici MockAgent wrapping this Agent. */
+  mocks?: MockRegistry
 }
 
 const CONNECT_KEYS = new Set(['socketPath', 'servername', 'timeout', 'rejectUnauthorized', 'ca', 'cert', 'key'])
@@ -148,13 +152,14 @@ function makePool(poolOptions: PoolOptions, connect: AgentConnectOptions): Pool 
  * ...; connect errors such as `ECONNREFUSED` pass through with their
  * `code`; pconn's error stays as `cause`).
  *
+ * `upgrade` and `CONNECT` (WebSocket, `undici.upgrade`, `undici.connect`)
+ * hand the connection to `onUpgrade` as a socket (see upgrade.ts).
+ *
  * Differences from undici's Agent:
- * - Response header names arrive lower-cased (pconn's parser does not keep
- *   the wire case); order and repeated headers are kept.
- * - `upgrade`, `CONNECT` (so WebSocket and `undici.connect`) and the
- *   `expect` header are refused with `NotSupportedError`; a path that is
- *   an absolute URL is refused. HTTP/2 is offered to https origins unless
- *   `allowH2: false` (undici's option, a Pool option here).
+ * - The `expect` header is refused with `NotSupportedError`, as undici
+ *   does (use `expectContinue`); a path that is an absolute URL is
+ *   refused. HTTP/2 is offered to https origins unless `allowH2: false`
+ *   (undici's option, a Pool option here).
  * - `maxRedirections` other than 0 is refused, as in undici 7: use
  *   `interceptors.redirect()`.
  * - Connections are pconn's: keyed and limited by the Pool's options.
@@ -241,6 +246,11 @@ export class Agent extends undici.Dispatcher {
       },
     }
     Object.defineProperty(this, kState, { value: state })
+    if (internals !== undefined) {
+      // undici's MockAgent keeps its mock pools here (see mock-registry.ts).
+      state.mocks = new MockRegistry((o, h) => this.#send(o, h))
+      Object.defineProperty(this, internals.kClients, { value: state.mocks })
+    }
   }
 
   /** The pconn Pool the requests run on (for `stats()`, or to share with `request()`). */
@@ -294,6 +304,14 @@ export class Agent extends undici.Dispatcher {
    * thrown when the handler has no `onError`.
    */
   override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    // Wrapped by undici's MockAgent: an origin it mocks goes to its mock pool.
+    const mock = this[kState].mocks?.mockFor((options as { origin?: unknown } | null)?.origin)
+    if (mock !== undefined) return mock.dispatch(options, handler)
+    return this.#send(options, handler)
+  }
+
+  /** Send through pconn (what `dispatch` does when no mock takes the request). */
+  #send(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     if (handler === null || typeof handler !== 'object') throw new errors.InvalidArgumentError('handler must be an object')
     const raw = unwrapHandler(handler as AnyHandler)
     const state = this[kState]
@@ -302,9 +320,11 @@ export class Agent extends undici.Dispatcher {
       if (state.destroyed || state.onDestroyed !== null) throw new errors.ClientDestroyedError()
       if (state.closed) throw new errors.ClientClosedError()
       const checked = checkDispatch(options as DispatchOptionsInput)
-      assertRawHandler(raw)
+      const upgrade = checked.request.upgrade !== null || checked.request.method === 'CONNECT'
+      assertRawHandler(raw, upgrade)
       if (channels.create.hasSubscribers) channels.create.publish({ request: checked.request })
-      new Flight(state, checked, raw).start()
+      if (upgrade) new Upgrade(state, checked, raw).start()
+      else new Flight(state, checked, raw).start()
       return true
     } catch (err) {
       if (typeof raw.onError !== 'function') throw err

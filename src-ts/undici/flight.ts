@@ -34,8 +34,8 @@ export interface FlightHost {
   /** The Agent's defaults, in ms (undefined: pconn's own, 300000). */
   readonly headersTimeout: number | undefined
   readonly bodyTimeout: number | undefined
-  /** Requests in flight. */
-  readonly inflight: Set<Flight>
+  /** Requests in flight (and upgrades not yet handed over). */
+  readonly inflight: Set<{ fail(err: Error): void }>
   /** Called when a flight ends. */
   settled(): void
 }
@@ -231,6 +231,8 @@ export class Flight implements Pending {
       const bodyTimeout = req.bodyTimeout ?? host.bodyTimeout
       // rawHeaders keep the wire's case, as undici's do.
       let flags = RequestFlag.Cancellable | RequestFlag.RawHeaderCase
+      // undici honours it over HTTP/2 only; pconn over HTTP/1.1 too.
+      if (req.expectContinue) flags |= RequestFlag.ExpectContinue
       // The peer's address for the channels' socket, only when they are watched.
       if (channels.sendHeaders.hasSubscribers || channels.connected.hasSubscribers) flags |= RequestFlag.Detailed
       const servername = req.servername || host.servername

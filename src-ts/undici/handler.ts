@@ -5,6 +5,7 @@
  * (`onRequestStart`, `onResponseStart`, ... with a controller) is adapted
  * to them by {@link unwrapHandler}.
  */
+import type { Duplex } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import { errors, undici } from './peer.js'
 
@@ -18,6 +19,8 @@ export interface RawHandler {
   onError(err: Error): void
   onBodySent?(chunk: Buffer): void
   onRequestSent?(): void
+  /** An upgrade or CONNECT succeeded: the connection is the handler's, as `socket`. */
+  onUpgrade?(statusCode: number, rawHeaders: Buffer[], socket: Duplex): void
 }
 
 /** A handler as callers pass it: either style, every callback optional. */
@@ -25,7 +28,7 @@ export type AnyHandler = Partial<RawHandler> & Dispatcher.DispatchHandler
 
 type NewHandler = Pick<
   Dispatcher.DispatchHandler,
-  'onRequestStart' | 'onResponseStart' | 'onResponseData' | 'onResponseEnd' | 'onResponseError' | 'onResponseStarted'
+  'onRequestStart' | 'onRequestUpgrade' | 'onResponseStart' | 'onResponseData' | 'onResponseEnd' | 'onResponseError' | 'onResponseStarted'
 >
 
 /*
@@ -113,6 +116,10 @@ class UnwrapHandler implements RawHandler {
     this.#handler.onResponseStarted?.()
   }
 
+  onUpgrade(statusCode: number, rawHeaders: Buffer[], socket: Duplex): void {
+    this.#handler.onRequestUpgrade?.(this.#ctrl(), statusCode, parseHeaders(rawHeaders), socket)
+  }
+
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusMessage: string): boolean {
     const c = this.#ctrl()
     c[kResume] = resume
@@ -146,12 +153,17 @@ export function unwrapHandler(handler: AnyHandler): Partial<RawHandler> {
 }
 
 /** undici's check of an old-style handler (lib/core/util.js assertRequestHandler). */
-export function assertRawHandler(handler: Partial<RawHandler>): asserts handler is RawHandler {
+export function assertRawHandler(handler: Partial<RawHandler>, upgrade = false): asserts handler is RawHandler {
   if (handler instanceof UnwrapHandler) return
   if (typeof handler.onConnect !== 'function') throw new errors.InvalidArgumentError('invalid onConnect method')
   if (typeof handler.onError !== 'function') throw new errors.InvalidArgumentError('invalid onError method')
   if (typeof handler.onBodySent !== 'function' && handler.onBodySent !== undefined) {
     throw new errors.InvalidArgumentError('invalid onBodySent method')
+  }
+  if (upgrade) {
+    // An upgrade or CONNECT ends in onUpgrade, not in a response body.
+    if (typeof handler.onUpgrade !== 'function') throw new errors.InvalidArgumentError('invalid onUpgrade method')
+    return
   }
   if (typeof handler.onHeaders !== 'function') throw new errors.InvalidArgumentError('invalid onHeaders method')
   if (typeof handler.onData !== 'function') throw new errors.InvalidArgumentError('invalid onData method')

@@ -16,3 +16,19 @@ function load(): typeof Undici {
 
 export const undici = load()
 export const errors = undici.errors
+
+/**
+ * undici's internal symbols that let its `MockAgent` wrap a pconn Agent
+ * (undici 7's `lib/core/symbols.js`); without them a MockAgent cannot.
+ */
+export const internals = loadInternals()
+
+function loadInternals(): { kClients: symbol; kDispatch: symbol } | undefined {
+  try {
+    const symbols = require('undici/lib/core/symbols.js') as { kClients?: unknown; kDispatch?: unknown }
+    const { kClients, kDispatch } = symbols
+    return typeof kClients === 'symbol' && typeof kDispatch === 'symbol' ? { kClients, kDispatch } : undefined
+  } catch {
+    return undefined
+  }
+}

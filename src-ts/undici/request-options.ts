@@ -121,7 +121,7 @@ export class DispatchRequest {
   readonly body: unknown
   readonly idempotent: boolean
   readonly blocking: boolean
-  readonly upgrade: string | null = null
+  readonly upgrade: string | null
   servername: string | null = null
   readonly headersTimeout: number | undefined
   readonly bodyTimeout: number | undefined
@@ -144,6 +144,7 @@ export class DispatchRequest {
     this.bodyTimeout = opts.bodyTimeout == null ? undefined : (opts.bodyTimeout as number)
     this.expectContinue = opts.expectContinue == null ? false : (opts.expectContinue as boolean)
     this.typeOfService = opts.typeOfService == null ? undefined : (opts.typeOfService as number)
+    this.upgrade = typeof opts.upgrade === 'string' && opts.upgrade !== '' ? opts.upgrade : null
   }
 
   /** Add a header, checked as the options' headers are (OpenTelemetry adds `traceparent` so). */
@@ -325,17 +326,18 @@ export function checkTimeout(name: string, value: unknown): number | undefined {
 
 /**
  * Check `opts` as undici's Request constructor does (same order, same
- * errors). Upgrades and CONNECT are refused with `NotSupportedError`, and a
- * path that is an absolute URL (a proxy's request target) too: pconn sends
- * origin-form targets only.
+ * errors). A path that is an absolute URL (a proxy's request target) is
+ * refused with `NotSupportedError`: pconn sends origin-form targets only
+ * (and authority-form for CONNECT).
  */
 export function checkDispatch(opts: DispatchOptionsInput): CheckedDispatch {
   const target = parseOrigin(opts.origin)
   const { path, method, upgrade } = opts
   if (typeof method !== 'string') throw new errors.InvalidArgumentError('method must be a string')
   if (typeof path !== 'string') throw new errors.InvalidArgumentError('path must be a string')
-  if (method === 'CONNECT') throw new errors.NotSupportedError('CONNECT is not supported by the pconn Agent')
-  if (path[0] !== '/') {
+  // CONNECT's target is an authority (`host:port`), any other's a path.
+  if (method === 'CONNECT' ? path === '' || /\s/.test(path) : path[0] !== '/') {
+    if (method === 'CONNECT') throw new errors.InvalidArgumentError('invalid CONNECT target')
     if (path.startsWith('http://') || path.startsWith('https://')) {
       throw new errors.NotSupportedError('absolute-form request paths are not supported by the pconn Agent')
     }
@@ -343,10 +345,7 @@ export function checkDispatch(opts: DispatchOptionsInput): CheckedDispatch {
   }
   if (BAD_PATH.test(path)) throw new errors.InvalidArgumentError('invalid request path')
   if (!TOKEN.test(method)) throw new errors.InvalidArgumentError('invalid request method')
-  if (upgrade) {
-    if (typeof upgrade !== 'string') throw new errors.InvalidArgumentError('upgrade must be a string')
-    throw new errors.NotSupportedError('upgrade is not supported by the pconn Agent')
-  }
+  if (upgrade && typeof upgrade !== 'string') throw new errors.InvalidArgumentError('upgrade must be a string')
   checkTimeout('headersTimeout', opts.headersTimeout)
   checkTimeout('bodyTimeout', opts.bodyTimeout)
   if (opts.reset != null && typeof opts.reset !== 'boolean') throw new errors.InvalidArgumentError('invalid reset')

@@ -121,6 +121,9 @@ pub enum RequestFlag {
     /// Keep the response's header names as the server sent them (undici's
     /// `rawHeaders`); otherwise they are lower-cased.
     RawHeaderCase = 32,
+    /// Over HTTP/1.1, send `Expect: 100-continue` and the body only after
+    /// the server's 100 (or a second without an answer).
+    ExpectContinue = 64,
 }
 
 /// A request whose body streams: its chunks go through `write`.
@@ -247,6 +250,7 @@ impl NativePool {
             timed: flag(RequestFlag::Detailed),
             decompress: flag(RequestFlag::Decompress),
             raw_header_case: flag(RequestFlag::RawHeaderCase),
+            expect_continue: flag(RequestFlag::ExpectContinue),
             cancel: None,
         };
         let streamed = flag(RequestFlag::StreamBody);

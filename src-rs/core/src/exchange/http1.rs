@@ -27,6 +27,10 @@ const HEAD_READ_SIZE: usize = 4 * 1024;
 /// Safety margin under a server's `Keep-Alive: timeout` (node:http uses 1 s).
 const KEEP_ALIVE_MARGIN: Duration = Duration::from_secs(1);
 
+/// How long a request with `Expect: 100-continue` waits for the server's
+/// 100 before sending its body anyway (as curl does).
+const CONTINUE_WAIT: Duration = Duration::from_secs(1);
+
 /// Request bodies are written in pieces of this size, each within the body
 /// timeout, so a peer that stops reading is noticed.
 const UPLOAD_PIECE: usize = 64 * 1024;
@@ -55,9 +59,35 @@ pub(super) async fn attempt(
     let conn = pooled.connection();
     let io = conn.io().clone();
     let mut reader = io.read_side().await;
+    let mut wire = prepared.wire.slice(written..);
+    if prepared.expect_continue {
+        // The head alone, then the server's word: 100 lets the body go, a
+        // final answer means it is not wanted (and the connection, whose
+        // request is unfinished, is not reused).
+        send_request(
+            io.clone(),
+            wire,
+            RequestBody::Empty,
+            prepared.framing,
+            opts.body_timeout,
+        )
+        .await?;
+        wire = Bytes::new();
+        let method = &prepared.head.method;
+        let waiting = read_until(&mut reader, method, opts.max_header_size, true);
+        match tokio::time::timeout(CONTINUE_WAIT, waiting).await {
+            Ok(Ok(Some(mut answer))) => {
+                answer.reusable = false;
+                return Ok(answer);
+            }
+            Ok(Err(failure)) => return Err(failure),
+            // 100, or no word in time (servers that ignore Expect): send it.
+            Ok(Ok(None)) | Err(_) => {}
+        }
+    }
     let mut send: Sending = Box::pin(send_request(
         io.clone(),
-        prepared.wire.slice(written..),
+        wire,
         if prepared.joined {
             RequestBody::Empty
         } else {
@@ -67,6 +97,7 @@ pub(super) async fn attempt(
         opts.body_timeout,
     ));
     let read = read_head(&mut reader, &prepared.head.method, opts.max_header_size);
+
     tokio::pin!(read);
     let sent = tokio::select! {
         // The send first: a response already waiting when the request goes
@@ -213,12 +244,28 @@ async fn read_head(
     method: &str,
     max_head: usize,
 ) -> std::result::Result<Answer, AttemptError> {
+    read_until(reader, method, max_head, false)
+        .await?
+        .ok_or_else(|| AttemptError::answered(Error::HttpParse("no final response head".into())))
+}
+
+/// Read up to the end of the final response head, or (`stop_at_continue`)
+/// of a `100 Continue` (then `None`).
+async fn read_until(
+    reader: &mut ReadSide<'_>,
+    method: &str,
+    max_head: usize,
+    stop_at_continue: bool,
+) -> std::result::Result<Option<Answer>, AttemptError> {
     let answered = AttemptError::answered;
     loop {
         match parse_head(reader.buffered(), max_head) {
             Err(error) => return Err(answered(error)),
             Ok(Some((head, used))) => {
                 reader.consume(used);
+                if stop_at_continue && head.status == 100 {
+                    return Ok(None);
+                }
                 if head.is_interim() {
                     continue;
                 }
@@ -231,12 +278,12 @@ async fn read_head(
                 }
                 let (framing, reusable) = head.framing(method).map_err(answered)?;
                 let reusable = reusable && head.allows_keep_alive();
-                return Ok(Answer {
+                return Ok(Some(Answer {
                     head,
                     framing,
                     reusable,
                     upload: None,
-                });
+                }));
             }
             Ok(None) => {
                 let started = !reader.buffered().is_empty();

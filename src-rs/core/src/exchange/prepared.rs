@@ -38,6 +38,9 @@ pub struct RequestOptions {
     /// Keep an HTTP/1.1 response's header names as the server sent them
     /// (undici's `rawHeaders`); otherwise they are lower-cased.
     pub raw_header_case: bool,
+    /// Over HTTP/1.1, send `Expect: 100-continue` with a body and send the
+    /// body only once the server says 100 (or after `CONTINUE_WAIT`).
+    pub expect_continue: bool,
 }
 
 impl Default for RequestOptions {
@@ -52,6 +55,7 @@ impl Default for RequestOptions {
             timed: false,
             decompress: false,
             raw_header_case: false,
+            expect_continue: false,
         }
     }
 }
@@ -146,6 +150,9 @@ pub struct Prepared {
     pub(super) idempotent: bool,
     /// The body can be sent again (not a stream).
     pub(super) replayable: bool,
+    /// The HTTP/1.1 head says `Expect: 100-continue`: the body waits for
+    /// the server's 100 (never joined to the head).
+    pub(super) expect_continue: bool,
 }
 
 impl Prepared {
@@ -162,9 +169,20 @@ impl Prepared {
                 .headers
                 .iter()
                 .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"));
-        let mut wire = head.encode(key.host_header(), framing);
+        let expect_continue = opts.expect_continue && !matches!(body, RequestBody::Empty);
+        let mut wire = if expect_continue {
+            // HTTP/1.1 only: HTTP/2 sends the body at once.
+            let mut expecting = head.clone();
+            expecting
+                .headers
+                .push(("expect".into(), "100-continue".into()));
+            expecting.encode(key.host_header(), framing)
+        } else {
+            head.encode(key.host_header(), framing)
+        };
         let replayable = body.is_replayable();
         let joined = match &body {
+            _ if expect_continue => false,
             RequestBody::Bytes(bytes) if bytes.len() <= JOIN_BODY_LIMIT => {
                 wire.extend_from_slice(bytes);
                 true
@@ -180,6 +198,7 @@ impl Prepared {
             framing,
             idempotent,
             replayable,
+            expect_continue,
         })
     }
 

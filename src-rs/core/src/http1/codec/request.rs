@@ -36,6 +36,7 @@ impl RequestBody {
 }
 
 /// A validated request head.
+#[derive(Debug, Clone)]
 pub struct RequestHead {
     pub method: String,
     pub path: String,

@@ -1,0 +1,162 @@
+// Upgrades through the pconn Agent: undici's WebSocket, dispatcher.upgrade()
+// and dispatcher.connect() against node:http servers, the connection handed
+// over as a socket and never returned to the pool.
+import test from 'ava'
+import http from 'node:http'
+import https from 'node:https'
+import { createHash } from 'node:crypto'
+import { once } from 'node:events'
+import * as undici from 'undici'
+import { Agent } from '../dist/undici/index.js'
+import { makeSelfSigned } from './helpers/certs.mjs'
+import { eventually, useServer } from './helpers/servers.mjs'
+
+const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
+
+/** A text frame from the server (unmasked, short payloads). */
+function textFrame(text) {
+  const payload = Buffer.from(text)
+  return Buffer.concat([Buffer.from([0x81, payload.length]), payload])
+}
+
+/**
+ * Masked client frames (short payloads) as they arrive in pieces: calls
+ * `onFrame(opcode, text)` for each whole one.
+ */
+function frameReader(onFrame) {
+  let buf = Buffer.alloc(0)
+  return (data) => {
+    buf = Buffer.concat([buf, data])
+    while (buf.length >= 6) {
+      const length = buf[1] & 0x7f
+      if (buf.length < 6 + length) return
+      const mask = buf.subarray(2, 6)
+      const payload = Buffer.from(buf.subarray(6, 6 + length))
+      for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i % 4]
+      onFrame(buf[0] & 0x0f, payload.toString())
+      buf = buf.subarray(6 + length)
+    }
+  }
+}
+
+/**
+ * A node:http server that upgrades: WebSocket handshakes (echoing text
+ * frames as "echo: ..."), other upgrades (echoing raw bytes), and CONNECT
+ * (echoing raw bytes); it counts the sockets it saw close.
+ */
+async function upgradingServer(tls) {
+  const seen = { upgrades: [], connects: [], closed: 0, sockets: new Set() }
+  const server = tls ? https.createServer(tls, (req, res) => res.end('plain')) : http.createServer((req, res) => res.end('plain'))
+  server.on('upgrade', (req, socket) => {
+    seen.upgrades.push(req.headers.upgrade)
+    seen.sockets.add(socket)
+    socket.on('close', () => seen.closed++)
+    socket.on('error', () => {})
+    // node:http's sockets allow half-open: close when the client does.
+    socket.on('end', () => socket.end())
+    if (req.headers.upgrade.toLowerCase() === 'websocket') {
+      const accept = createHash('sha1').update(req.headers['sec-websocket-key'] + WS_GUID).digest('base64')
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`)
+      socket.on(
+        'data',
+        frameReader((opcode, text) => {
+          if (opcode === 1) socket.write(textFrame(`echo: ${text}`))
+          else if (opcode === 8) socket.end(Buffer.from([0x88, 0]))
+        }),
+      )
+    } else {
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${req.headers.upgrade}\r\nConnection: Upgrade\r\n\r\n`)
+      socket.on('data', (d) => socket.write(d))
+    }
+  })
+  server.on('connect', (req, socket) => {
+    seen.connects.push(req.url)
+    seen.sockets.add(socket)
+    socket.on('close', () => seen.closed++)
+    socket.on('error', () => {})
+    socket.on('end', () => socket.end())
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n')
+    socket.on('data', (d) => socket.write(d))
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return Object.assign(seen, {
+    origin: `${tls ? 'https' : 'http'}://127.0.0.1:${server.address().port}`,
+    async close() {
+      for (const s of seen.sockets) s.destroy()
+      server.close()
+    },
+  })
+}
+
+function useAgent(t) {
+  const agent = new Agent()
+  t.teardown(() => agent.destroy())
+  return agent
+}
+
+test('undici’s WebSocket over the pconn Agent exchanges messages', async (t) => {
+  const server = await useServer(t, upgradingServer)
+  const agent = useAgent(t)
+  const ws = new undici.WebSocket(`ws://127.0.0.1:${new URL(server.origin).port}/chat`, { dispatcher: agent })
+  await once(ws, 'open')
+  ws.send('hello')
+  const [message] = await once(ws, 'message')
+  t.is(message.data, 'echo: hello')
+  ws.close()
+  await once(ws, 'close')
+  t.deepEqual(server.upgrades, ['websocket'])
+  await eventually(() => server.closed === 1, 3000, 'the server to see the socket close')
+  await eventually(() => agent.pool.stats().connections === 0, 3000, 'the connection to leave the pool')
+})
+
+test('undici’s WebSocket over TLS (wss:) through the pconn Agent', async (t) => {
+  const tls = makeSelfSigned(['127.0.0.1'])
+  const server = await useServer(t, upgradingServer, tls)
+  const agent = new Agent({ connect: { ca: tls.cert } })
+  t.teardown(() => agent.destroy())
+  const ws = new undici.WebSocket(`wss://127.0.0.1:${new URL(server.origin).port}/`, { dispatcher: agent })
+  await once(ws, 'open')
+  ws.send('over tls')
+  const [message] = await once(ws, 'message')
+  t.is(message.data, 'echo: over tls')
+  ws.close()
+  await once(ws, 'close')
+})
+
+test('dispatcher.upgrade(): a socket both ways; it leaves the pool and closes with destroy()', async (t) => {
+  const server = await useServer(t, upgradingServer)
+  const agent = useAgent(t)
+  const { headers, socket } = await agent.upgrade({ origin: server.origin, path: '/', protocol: 'x-echo' })
+  t.is(headers.upgrade, 'x-echo')
+  socket.setNoDelay(true).setKeepAlive(true).ref()
+  socket.write('ping')
+  const [data] = await once(socket, 'data')
+  t.is(data.toString(), 'ping')
+  t.is(agent.pool.stats().active, 1, 'on loan to the socket')
+  socket.destroy()
+  await eventually(() => server.closed === 1 && agent.pool.stats().connections === 0, 3000, 'the close')
+  t.is(agent.pool.stats().idle, 0, 'never parked')
+})
+
+test('dispatcher.connect(): CONNECT answered 200 gives a tunnel socket; a refused upgrade fails and closes its connection', async (t) => {
+  const server = await useServer(t, upgradingServer)
+  const agent = useAgent(t)
+  const { statusCode, socket } = await agent.connect({ origin: server.origin, path: 'example.test:443' })
+  t.is(statusCode, 200)
+  t.deepEqual(server.connects, ['example.test:443'])
+  socket.write('through the tunnel')
+  const [echoed] = await once(socket, 'data')
+  t.is(echoed.toString(), 'through the tunnel')
+  socket.end()
+  await eventually(() => server.closed === 1 && agent.pool.stats().connections === 0, 3000, 'the tunnel to close')
+  // A server that answers an upgrade with a plain 200 refuses it.
+  const plain = http.createServer((req, res) => res.end('no upgrade here'))
+  plain.listen(0, '127.0.0.1')
+  await once(plain, 'listening')
+  t.teardown(() => plain.close())
+  const origin = `http://127.0.0.1:${plain.address().port}`
+  const err = await t.throwsAsync(agent.upgrade({ origin, path: '/', protocol: 'x-echo' }))
+  t.is(err.code, 'UND_ERR_SOCKET')
+  await eventually(() => agent.pool.stats().connections === 0, 3000, 'the refused connection to close')
+})

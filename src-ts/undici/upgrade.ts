@@ -1,0 +1,201 @@
+/**
+ * Upgrades and `CONNECT` through the Agent (undici's `upgrade()`,
+ * `connect()` and `WebSocket`). The request goes out on a connection of
+ * the pool taken as a raw loan: pconn writes the head, reads the answer,
+ * and on `101 Switching Protocols` (or a 2xx to `CONNECT`) hands the
+ * connection to the handler's `onUpgrade` as a `net.Socket`-like `Duplex`.
+ * The connection never returns to the pool: it closes with the socket.
+ */
+import { Duplex } from 'node:stream'
+import type { Connection } from '../connection.js'
+import type { CheckedDispatch, DispatchRequest, ParsedOrigin } from './request-options.js'
+import type { FlightHost } from './flight.js'
+import type { RawHandler } from './handler.js'
+import { channels, socketInfo } from './channels.js'
+import { toUndiciError } from './errors.js'
+import { errors } from './peer.js'
+
+/** Largest answer head read before the upgrade (as node's `maxHeaderSize`). */
+const MAX_ANSWER_HEAD = 16 * 1024
+
+/** A connection handed over by an upgrade, as a socket. */
+export class UpgradedSocket extends Duplex {
+  readonly #conn: Connection
+  #released = false
+
+  constructor(conn: Connection, rest: Buffer) {
+    super({ allowHalfOpen: false })
+    this.#conn = conn
+    if (rest.length > 0) this.push(rest)
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.#conn.remoteAddress
+  }
+
+  get remotePort(): number | undefined {
+    return this.#conn.remotePort
+  }
+
+  override _read(): void {
+    if (this.#released) return
+    this.#conn.read().then(
+      (chunk) => {
+        if (chunk === null) this.push(null)
+        else this.push(chunk)
+      },
+      (err: unknown) => {
+        // A read cut short by our own close is the end, not an error.
+        if (this.#released) this.push(null)
+        else this.destroy(err as Error)
+      },
+    )
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.#conn.write(chunk).then(() => callback(), callback)
+  }
+
+  /** `end()`: the connection closes (pconn connections do not half-close). */
+  override _final(callback: (error?: Error | null) => void): void {
+    this.#release()
+    callback()
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    this.#release()
+    callback(err)
+  }
+
+  #release(): void {
+    if (this.#released) return
+    this.#released = true
+    this.#conn.release(false)
+  }
+
+  // Accepted as net.Socket accepts them; pconn sets its own socket options.
+  setNoDelay(): this {
+    return this
+  }
+  setKeepAlive(): this {
+    return this
+  }
+  setTimeout(): this {
+    return this
+  }
+  ref(): this {
+    return this
+  }
+  unref(): this {
+    return this
+  }
+}
+
+/** The request head as it goes out, with the upgrade's own headers. */
+function requestHead(target: ParsedOrigin, req: DispatchRequest): string {
+  let text = `${req.method} ${req.path} HTTP/1.1\r\n`
+  let hasHost = false
+  for (let i = 0; i < req.headers.length; i += 2) {
+    const name = String(req.headers[i])
+    const value = req.headers[i + 1]!
+    if (name.toLowerCase() === 'host') hasHost = true
+    for (const v of Array.isArray(value) ? value : [value]) text += `${name}: ${v}\r\n`
+  }
+  if (!hasHost) text = text.replace('\r\n', `\r\nhost: ${target.host}\r\n`)
+  if (req.upgrade) text += `connection: upgrade\r\nupgrade: ${req.upgrade}\r\n`
+  return `${text}\r\n`
+}
+
+/** Status, raw headers and the bytes after the head, once a whole head arrived. */
+function parseAnswer(buf: Buffer): { statusCode: number; rawHeaders: Buffer[]; rest: Buffer } | undefined {
+  const end = buf.indexOf('\r\n\r\n')
+  if (end < 0) return undefined
+  const lines = buf.subarray(0, end).toString('latin1').split('\r\n')
+  const statusCode = Number(/^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '')?.[1])
+  if (!Number.isInteger(statusCode)) throw new errors.HTTPParserError('Response does not match the HTTP/1.1 protocol (invalid status line)')
+  const rawHeaders: Buffer[] = []
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(':')
+    if (colon <= 0) throw new errors.HTTPParserError('Response does not match the HTTP/1.1 protocol (invalid header line)')
+    rawHeaders.push(Buffer.from(line.slice(0, colon), 'latin1'), Buffer.from(line.slice(colon + 1).trim(), 'latin1'))
+  }
+  return { statusCode, rawHeaders, rest: buf.subarray(end + 4) }
+}
+
+/** One upgrade or CONNECT in flight (until `onUpgrade` or `onError`). */
+export class Upgrade {
+  readonly #host: FlightHost
+  readonly #target: ParsedOrigin
+  readonly #request: DispatchRequest
+  readonly #handler: RawHandler
+  #conn: Connection | undefined
+  #done = false
+
+  constructor(host: FlightHost, checked: CheckedDispatch, handler: RawHandler) {
+    this.#host = host
+    this.#target = checked.target
+    this.#request = checked.request
+    this.#handler = handler
+  }
+
+  start(): void {
+    this.#host.inflight.add(this)
+    this.#handler.onConnect((reason) => this.fail(reason ?? new errors.RequestAbortedError()))
+    if (!this.#done) this.#run().catch((err: unknown) => this.fail(err as Error))
+  }
+
+  async #run(): Promise<void> {
+    if (this.#host.socketPath !== undefined) {
+      throw new errors.NotSupportedError('upgrade and CONNECT over connect.socketPath are not supported by the pconn Agent')
+    }
+    const pool = this.#host.pool
+    const conn = await pool.acquire(this.#target.origin)
+    this.#conn = conn
+    if (this.#done) {
+      conn.release(false)
+      return
+    }
+    await conn.write(requestHead(this.#target, this.#request))
+    let buf: Buffer = Buffer.alloc(0)
+    let answer: ReturnType<typeof parseAnswer>
+    while ((answer = parseAnswer(buf)) === undefined) {
+      if (buf.length > MAX_ANSWER_HEAD) throw new errors.HeadersOverflowError()
+      const chunk = await conn.read()
+      if (chunk === null) throw new errors.SocketError('other side closed')
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk])
+      if (this.#done) return
+    }
+    const { statusCode, rawHeaders, rest } = answer
+    const connect = this.#request.method === 'CONNECT'
+    const upgraded = connect ? statusCode >= 200 && statusCode < 300 : statusCode === 101
+    if (!upgraded) throw new errors.SocketError(connect ? 'bad connect' : 'bad upgrade')
+    this.#done = true
+    this.#host.inflight.delete(this)
+    this.#conn = undefined
+    if (channels.headers.hasSubscribers) {
+      channels.headers.publish({ request: this.#request, response: { statusCode, headers: rawHeaders, statusText: '' } })
+    }
+    const socket = new UpgradedSocket(conn, rest)
+    try {
+      this.#handler.onUpgrade?.(statusCode, rawHeaders, socket)
+    } finally {
+      this.#host.settled()
+    }
+  }
+
+  /** End the upgrade with `err` (before `onUpgrade`): the connection closes. */
+  fail(err: Error): void {
+    if (this.#done) return
+    this.#done = true
+    this.#host.inflight.delete(this)
+    this.#conn?.release(false)
+    this.#conn = undefined
+    const error = toUndiciError(err, () => socketInfo(this.#target, this.#host))
+    if (channels.error.hasSubscribers) channels.error.publish({ request: this.#request, error })
+    try {
+      this.#handler.onError(error)
+    } finally {
+      this.#host.settled()
+    }
+  }
+}
