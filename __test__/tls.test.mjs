@@ -250,3 +250,34 @@ test("tls.ca: 'system' uses the operating system's store (which does not know a 
   const err = await t.throwsAsync(pool.request(`https://localhost:${port}/`), { code: 'PCONN_TLS' })
   t.is(err.reason, 'unknown-issuer')
 })
+
+test('certificate failures say what is wrong with whose certificate, with Node’s code: on the cause for pconn, as the code through the Agent and on fetch’s cause', async (t) => {
+  const { Agent } = await import('../dist/undici/index.js')
+  const undici = await import('undici')
+  const selfSigned = makeSelfSigned(['127.0.0.1'])
+  const cases = [
+    // [server certificate (chain), pool's trust, Node's code]
+    [selfSigned, undefined, 'DEPTH_ZERO_SELF_SIGNED_CERT', 'CN=127.0.0.1'],
+    [leaf, otherCa.cert, 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CN=localhost'],
+    [{ key: leaf.key, cert: leaf.cert + ca.cert }, otherCa.cert, 'SELF_SIGNED_CERT_IN_CHAIN', 'CN=localhost'],
+    [makeLeaf(ca, ['api.example.test']), ca.cert, 'ERR_TLS_CERT_ALTNAME_INVALID', 'CN=api.example.test'],
+  ]
+  for (const [served, trust, nodeCode, subject] of cases) {
+    const server = await useServer(t, tlsEchoServer, served)
+    const url = `https://127.0.0.1:${server.port}/`
+    const tls = trust === undefined ? undefined : { ca: trust }
+    const pool = usePool(t, Pool, { tls })
+    const own = await t.throwsAsync(pool.request(url))
+    t.is(own.code, 'PCONN_TLS', nodeCode)
+    t.is(own.cause?.code, nodeCode)
+    t.true(own.message.includes(subject), own.message)
+    t.false(/Other\(|OtherError|\(UNIX\)/.test(own.message), own.message)
+    const fetched = await t.throwsAsync(pool.fetch(url), { instanceOf: TypeError, message: 'fetch failed' })
+    t.is(fetched.cause.code, nodeCode)
+    t.is(fetched.cause.cause.code, 'PCONN_TLS')
+    const agent = new Agent({ tls })
+    t.teardown(() => agent.close())
+    const viaAgent = await t.throwsAsync(undici.request(url, { dispatcher: agent }))
+    t.is(viaAgent.code, nodeCode)
+  }
+})

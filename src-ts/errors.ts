@@ -156,6 +156,20 @@ function causeOf(message: string, code: string | null | undefined): Error {
   return typeof code === 'string' ? Object.assign(cause, { code }) : cause
 }
 
+/**
+ * A certificate failure as Node reports it: an Error whose `code` is Node's
+ * for the same failure (`DEPTH_ZERO_SELF_SIGNED_CERT`, `CERT_HAS_EXPIRED`,
+ * `ERR_TLS_CERT_ALTNAME_INVALID`...), with pconn's `PCONN_TLS` error as its
+ * cause; `undefined` for any other error. What the undici Agent and fetch
+ * report, as undici's own do.
+ */
+export function nodeTlsError(err: unknown): Error | undefined {
+  if (!(err instanceof Error) || (err as { code?: unknown }).code !== 'PCONN_TLS') return undefined
+  const code = (err.cause as { code?: unknown } | undefined)?.code
+  if (typeof code !== 'string') return undefined
+  return Object.assign(new Error(err.message, { cause: err }), { code })
+}
+
 /** The error a native failure report becomes. */
 export function fromInfo(info: NativeErrorInfo): Error {
   if (info.code === 'ERR_INVALID_ARG_VALUE') {

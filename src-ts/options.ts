@@ -152,9 +152,10 @@ export interface PoolOptions {
    */
   circuitBreaker?: CircuitBreakerOptions
   /**
-   * Send connections through an HTTP proxy: `'http://[user:pass@]host:port'`
+   * Send connections through a proxy: `'http://[user:pass@]host:port'`
    * (every key: HTTP, HTTPS and raw TCP/TLS, through a `CONNECT` tunnel),
-   * or `'env'` for `HTTP_PROXY` / `HTTPS_PROXY` / `NO_PROXY` (and their
+   * `'socks5h://[user:pass@]host[:1080]'` (SOCKS5, the proxy resolves the
+   * target's name) or `'socks5://...'` (pconn resolves it first), or `'env'` for `HTTP_PROXY` / `HTTPS_PROXY` / `NO_PROXY` (and their
    * lower-case forms, which win) as undici's `EnvHttpProxyAgent` reads
    * them, for HTTP and HTTPS keys only, read once when the pool is made.
    * Proxied connections are keyed with their proxy and never serve direct

@@ -9,6 +9,7 @@ import { RequestFlag } from '../../native/index.js'
 import { startExchange } from '../http/exchange.js'
 import { headerLines } from '../http/headers.js'
 import { publishLoan } from '../diagnostics.js'
+import { nodeTlsError } from '../errors.js'
 import { RESPONSE_REUSED, RESPONSE_STATUS_BITS, type ResponseParts } from '../native.js'
 import type { Pool } from '../pool.js'
 import { integrityMatches } from './integrity.js'
@@ -26,9 +27,9 @@ const MAX_REDIRECTS = 20
 /** Node's own fetch, taken before anyone sets `globalThis.fetch` to pconn's. */
 const nodeFetch = globalThis.fetch
 
-/** A network error as Node's fetch reports it. */
+/** A network error as Node's fetch reports it (a certificate failure's cause carries Node's code). */
 function fetchFailed(cause: unknown): TypeError {
-  return new TypeError('fetch failed', { cause })
+  return new TypeError('fetch failed', { cause: nodeTlsError(cause) ?? cause })
 }
 
 /** Send one request; its response head, or the failure. */

@@ -13,10 +13,12 @@
  * | `ABORT_ERR`                             | `RequestAbortedError`, `UND_ERR_ABORTED`       |
  * | `ERR_INVALID_ARG_*`                     | `InvalidArgumentError`, `UND_ERR_INVALID_ARG` (a body stream of the wrong length: `RequestContentLengthMismatchError`) |
  * | `PCONN_HTTP_PARSE`, head too large      | `HeadersOverflowError`, `UND_ERR_HEADERS_OVERFLOW` |
- * | errno names (`ECONNREFUSED`...), `PCONN_TLS`, other `PCONN_HTTP_PARSE`, `PCONN_QUEUE_FULL`, `PCONN_ACQUIRE_TIMEOUT` | unchanged (undici passes connect errors through too) |
+ * | `PCONN_TLS` of a certificate             | an `Error` with Node's code (`DEPTH_ZERO_SELF_SIGNED_CERT`...), pconn's as `cause` |
+ * | errno names (`ECONNREFUSED`...), other `PCONN_TLS`, other `PCONN_HTTP_PARSE`, `PCONN_QUEUE_FULL`, `PCONN_ACQUIRE_TIMEOUT` | unchanged (undici passes connect errors through too) |
  *
  * A mapped error keeps pconn's as its `cause`.
  */
+import { nodeTlsError } from '../errors.js'
 import { errors } from './peer.js'
 
 /** What undici's `SocketError.socket` and the channels' `socket` carry. */
@@ -97,6 +99,9 @@ export function toUndiciError(err: unknown, socket: () => SocketInfo): Error {
         return withCause(new errors.RequestContentLengthMismatchError(err.message), err)
       }
       return withCause(new errors.InvalidArgumentError(err.message), err)
+    case 'PCONN_TLS':
+      // As undici passes node:tls' error through: Node's code for it.
+      return nodeTlsError(err) ?? err
     case 'PCONN_HTTP_PARSE':
       if (/maxHeaderSize|more than \d+ headers/.test(err.message)) {
         return withCause(new errors.HeadersOverflowError(err.message), err)

@@ -55,9 +55,14 @@ pub enum Error {
     ConnectTimeout {
         timeout_ms: u64,
     },
+    /// `detail` is rustls' own words (the error's cause); `node_code` what
+    /// Node calls the same certificate failure; `subject` the refused
+    /// certificate's common name.
     Tls {
         reason: TlsReason,
         detail: String,
+        node_code: Option<&'static str>,
+        subject: Option<String>,
     },
     AlreadyReleased,
     /// The connection belongs to a different pool.
@@ -185,12 +190,14 @@ impl Error {
     }
 
     /// The code of the error this one stands for, when it has its own
-    /// (the last connect failure behind an open circuit).
+    /// (the last connect failure behind an open circuit; Node's code for a
+    /// certificate failure).
     pub fn cause_code(&self) -> Option<&'static str> {
         match self {
             Error::CircuitOpen {
                 cause_code, cause, ..
             } if !cause.is_empty() => Some(cause_code),
+            Error::Tls { node_code, .. } => *node_code,
             _ => None,
         }
     }
@@ -284,7 +291,7 @@ impl fmt::Display for Error {
             Error::QueueFull { max_pending } => write!(f, "too many waiting acquires (maxPending is {max_pending}); raise maxPending or maxConnectionsPerHost, or shed load"),
             Error::AcquireTimeout { waited_ms } => write!(f, "no connection became available within acquireTimeoutMs ({waited_ms} ms); are connections being released?"),
             Error::ConnectTimeout { timeout_ms } => write!(f, "connect did not complete within connectTimeoutMs ({timeout_ms} ms)"),
-            Error::Tls { reason, detail } => write!(f, "TLS handshake failed ({}): {detail}", reason.as_str()),
+            Error::Tls { reason, detail, subject, .. } => write_tls(f, *reason, detail, subject.as_deref()),
             Error::AlreadyReleased => write!(f, "this connection was already released to the pool; acquire a new one"),
             Error::ForeignConnection => write!(f, "this connection belongs to another pool; release it to the pool that acquired it"),
             Error::SocketClosed(m) => write!(f, "the peer closed the connection: {m}"),
@@ -301,6 +308,32 @@ impl fmt::Display for Error {
             Error::CircuitOpen { failures, half_open: false, .. } => write!(f, "the circuit breaker is open after {failures} connect failures in a row: requests fail at once until circuitBreaker.cooldownMs has passed and a trial connect succeeds"),
             Error::CircuitOpen { half_open: true, .. } => write!(f, "the circuit breaker is half-open: its trial connect is under way, other requests fail at once until it succeeds"),
         }
+    }
+}
+
+/// A TLS failure in words: what went wrong with whose certificate, and
+/// what to do about it (rustls' own words are the error's cause).
+fn write_tls(
+    f: &mut fmt::Formatter<'_>,
+    reason: TlsReason,
+    detail: &str,
+    subject: Option<&str>,
+) -> fmt::Result {
+    let cert = match subject {
+        Some(cn) => format!("the server's certificate (CN={cn})"),
+        None => "the server's certificate".to_string(),
+    };
+    write!(f, "TLS handshake failed ({}): ", reason.as_str())?;
+    match reason {
+        TlsReason::UnknownIssuer => write!(f, "{cert} is not signed by a trusted authority (self-signed, or its issuer is missing); trust its CA with tls.ca"),
+        TlsReason::HostnameMismatch => write!(f, "{cert} is not valid for this host name; check the URL's host or tls.servername"),
+        TlsReason::Expired => write!(f, "{cert} has expired"),
+        TlsReason::NotYetValid => write!(f, "{cert} is not valid yet; check the certificate and this machine's clock"),
+        TlsReason::BadCertificate if subject.is_some() => write!(f, "{cert} was refused ({detail})"),
+        TlsReason::BadCertificate => write!(f, "a certificate was refused ({detail}); if it was ours, check tls.cert and tls.key"),
+        TlsReason::CertificateRequired => write!(f, "the server requires a client certificate; set tls.cert and tls.key"),
+        TlsReason::Protocol => write!(f, "the server and pconn agree on no TLS version or cipher suite, or the peer does not speak TLS ({detail})"),
+        TlsReason::Config => write!(f, "{detail}"),
     }
 }
 

@@ -41,10 +41,17 @@ async fn tls_server_with(names: &[&str], adjust: impl FnOnce(&mut CertificatePar
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    // Names of their own, as real certificates have (rcgen gives both one).
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "pconn test CA");
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
     let leaf_key = KeyPair::generate().unwrap();
     let mut params =
         CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, names[0]);
     adjust(&mut params);
     let leaf = params.signed_by(&leaf_key, &ca).unwrap();
     let port = serve(leaf.der().to_vec(), leaf_key.serialize_der()).await;
@@ -151,16 +158,23 @@ async fn echo_once(pool: &pconn_core::Pool, key: &Key, bytes: &[u8]) {
     c.release(true);
 }
 
-/// Acquiring `key` fails with PCONN_TLS and `reason`, leaving nothing open.
-async fn assert_refused(pool: &pconn_core::Pool, key: &Key, reason: &str) {
+/// Acquiring `key` fails with PCONN_TLS, `reason` and Node's code for the
+/// same failure, in words with no Rust debug text, leaving nothing open.
+async fn assert_refused(pool: &pconn_core::Pool, key: &Key, reason: &str, node_code: &str) {
     let err = pool
         .acquire(key, &AcquireOptions::default())
         .await
         .unwrap_err();
     assert_eq!(
-        (err.code(), err.reason()),
-        ("PCONN_TLS", Some(reason)),
+        (err.code(), err.reason(), err.cause_code()),
+        ("PCONN_TLS", Some(reason), Some(node_code)),
         "{err}"
+    );
+    let message = err.to_string();
+    assert!(message.contains("certificate (CN="), "{message}");
+    assert!(
+        !message.contains("Other(") && !message.contains("(UNIX)"),
+        "{message}"
     );
     let s = pool.stats();
     assert_eq!((s.connections, s.connecting), (0, 0));
@@ -171,7 +185,13 @@ async fn unknown_issuer_is_refused_with_a_reason() {
     let server = tls_server(&["localhost"]).await;
     let pool = pool(PoolConfig::default());
     let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
-    assert_refused(&pool, &key, "unknown-issuer").await;
+    assert_refused(
+        &pool,
+        &key,
+        "unknown-issuer",
+        "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -179,7 +199,7 @@ async fn expired_certificate_is_refused_with_a_reason() {
     let server = tls_server_with(&["localhost"], expired_in_2020).await;
     let pool = pool(with_ca(&server.ca_pem));
     let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
-    assert_refused(&pool, &key, "expired").await;
+    assert_refused(&pool, &key, "expired", "CERT_HAS_EXPIRED").await;
 }
 
 #[tokio::test]
@@ -187,7 +207,7 @@ async fn a_certificate_not_yet_valid_is_refused_as_such_not_as_expired() {
     let server = tls_server_with(&["localhost"], valid_from_2999).await;
     let pool = pool(with_ca(&server.ca_pem));
     let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
-    assert_refused(&pool, &key, "not-yet-valid").await;
+    assert_refused(&pool, &key, "not-yet-valid", "CERT_NOT_YET_VALID").await;
 }
 
 #[tokio::test]
@@ -195,7 +215,13 @@ async fn wrong_hostname_is_refused_with_a_reason() {
     let server = tls_server(&["other.test"]).await;
     let pool = pool(with_ca(&server.ca_pem));
     let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
-    assert_refused(&pool, &key, "hostname-mismatch").await;
+    assert_refused(
+        &pool,
+        &key,
+        "hostname-mismatch",
+        "ERR_TLS_CERT_ALTNAME_INVALID",
+    )
+    .await;
     // The servername override makes the same server acceptable, under another key.
     let named = key.with_servername("other.test").unwrap();
     pool.acquire(&named, &AcquireOptions::default())
@@ -250,10 +276,17 @@ async fn a_pinned_self_signed_ca_certificate_is_trusted_for_its_name_only() {
         &common::pool(with_ca(&server.ca_pem)),
         &other,
         "hostname-mismatch",
+        "ERR_TLS_CERT_ALTNAME_INVALID",
     )
     .await;
     // Without the pin, the same certificate is an unknown issuer.
-    assert_refused(&common::pool(PoolConfig::default()), &key, "unknown-issuer").await;
+    assert_refused(
+        &common::pool(PoolConfig::default()),
+        &key,
+        "unknown-issuer",
+        "DEPTH_ZERO_SELF_SIGNED_CERT",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -261,5 +294,5 @@ async fn a_pinned_self_signed_certificate_that_expired_is_refused() {
     let server = self_signed_ca_server(&["localhost"], expired_in_2020).await;
     let pool = pool(with_ca(&server.ca_pem));
     let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
-    assert_refused(&pool, &key, "expired").await;
+    assert_refused(&pool, &key, "expired", "CERT_HAS_EXPIRED").await;
 }

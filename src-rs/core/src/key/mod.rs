@@ -16,7 +16,7 @@ mod proxy_route;
 use crate::error::{Error, Result};
 pub use origin::{bracket_if_v6, normalize_host};
 pub(crate) use origin::{parse_whatwg, socket_path};
-pub use proxy_route::ProxyRoute;
+pub use proxy_route::{ProxyKind, ProxyRoute};
 
 /// The protocols a pool can connect for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

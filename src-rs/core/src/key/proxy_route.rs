@@ -7,58 +7,92 @@ use percent_encoding::percent_decode_str;
 use super::origin::bracket_if_v6;
 use crate::error::{Error, Result};
 
-/// An HTTP proxy as a key's route: where it is and how to authenticate.
+/// How a proxy is spoken to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProxyKind {
+    /// An HTTP proxy: a `CONNECT` tunnel.
+    Http,
+    /// A SOCKS5 proxy: `socks5h://` sends the host name for the proxy to
+    /// resolve, `socks5://` resolves it here first.
+    Socks5 { remote_dns: bool },
+}
+
+/// A proxy as a key's route: where it is and how to authenticate.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ProxyRoute {
+    pub kind: ProxyKind,
     /// Lower-cased; IPv6 literals without brackets.
     pub host: String,
     pub port: u16,
     /// The `Proxy-Authorization` value (`Basic ...`), from the proxy URL's
     /// credentials: tunnels opened with other credentials are not shared.
     pub authorization: Option<String>,
+    /// The user name and password, for SOCKS5's own authentication.
+    pub credentials: Option<(String, String)>,
 }
 
 impl std::fmt::Display for ProxyRoute {
-    /// `http://host:port`, never the credentials.
+    /// `scheme://host:port`, never the credentials.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}:{}", bracket_if_v6(&self.host), self.port)
+        let scheme = match self.kind {
+            ProxyKind::Http => "http",
+            ProxyKind::Socks5 { remote_dns: true } => "socks5h",
+            ProxyKind::Socks5 { remote_dns: false } => "socks5",
+        };
+        write!(f, "{scheme}://{}:{}", bracket_if_v6(&self.host), self.port)
     }
 }
 
 impl ProxyRoute {
-    /// Parse `http://[user:pass@]host[:port]` (port 80 by default).
+    /// Parse `http://[user:pass@]host[:port]` (port 80 by default),
+    /// `socks5://` or `socks5h://` (port 1080 by default).
     pub fn parse(url: &str) -> Result<ProxyRoute> {
         let bad = |why: &str| Error::InvalidArgument(format!("invalid proxy URL: {why}"));
         let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-        if parsed.scheme() != "http" {
-            return Err(bad(
-                "only http:// proxies are supported (TLS to the proxy is not)",
-            ));
-        }
+        let (kind, default_port) = match parsed.scheme() {
+            "http" => (ProxyKind::Http, 80),
+            "socks5" => (ProxyKind::Socks5 { remote_dns: false }, 1080),
+            "socks5h" => (ProxyKind::Socks5 { remote_dns: true }, 1080),
+            "https" => {
+                return Err(bad(
+                    "https:// proxies (TLS to the proxy) are not supported yet: use an http://, socks5:// or socks5h:// proxy",
+                ))
+            }
+            other => {
+                return Err(bad(&format!(
+                    "{other}:// is not a proxy scheme pconn speaks (http, socks5, socks5h)"
+                )))
+            }
+        };
         let host = match parsed.host() {
-            Some(url::Host::Domain(d)) => d.to_string(),
+            // socks5h:// is not a special scheme: its host is left as typed.
+            Some(url::Host::Domain(d)) => super::origin::normalize_host(d)?,
             Some(url::Host::Ipv4(ip)) => ip.to_string(),
             Some(url::Host::Ipv6(ip)) => ip.to_string(),
             None => return Err(bad("it has no host")),
         };
-        let authorization = if parsed.username().is_empty() && parsed.password().is_none() {
+        let credentials = if parsed.username().is_empty() && parsed.password().is_none() {
             None
         } else {
             let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
-            let pair = format!(
-                "{}:{}",
+            Some((
                 decode(parsed.username()),
-                decode(parsed.password().unwrap_or(""))
-            );
-            Some(format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(pair)
+                decode(parsed.password().unwrap_or("")),
             ))
         };
+        let authorization = credentials.as_ref().map(|(user, pass)| {
+            let pair = format!("{user}:{pass}");
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        });
         Ok(ProxyRoute {
+            kind,
             host,
-            port: parsed.port_or_known_default().unwrap_or(80),
+            port: parsed.port().unwrap_or(default_port),
             authorization,
+            credentials,
         })
     }
 }

@@ -15,7 +15,7 @@ use super::spread::{AddressBook, AddressLease};
 use super::tls::{self, TlsOptions};
 use super::{dns, happy_eyeballs, proxy};
 use crate::error::{Error, Result};
-use crate::key::{Key, Route};
+use crate::key::{Key, ProxyKind, Route};
 use crate::pool::{BoxFuture, Connect, IdleWatch};
 
 /// How a pool's connections are opened.
@@ -137,8 +137,16 @@ impl Connector {
                 ))
             }
             Route::Proxy(proxy) => {
+                // socks5:// resolves the target here; socks5h:// and HTTP
+                // proxies are given its name.
+                let resolved = match proxy.kind {
+                    ProxyKind::Socks5 { remote_dns: false } => {
+                        self.resolver.resolve(key.host()).await?.first().copied()
+                    }
+                    _ => None,
+                };
                 let opened = self.tcp(key, &proxy.host, proxy.port).await?;
-                proxy::tunnel(&opened.0, key, proxy).await?;
+                proxy::tunnel(&opened.0, key, proxy, resolved).await?;
                 opened
             }
         };

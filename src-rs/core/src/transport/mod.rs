@@ -9,12 +9,14 @@
 //!   the `lookup` option); racing the addresses; spreading connections
 //!   over them;
 //! - `tls`: the rustls configuration, trust, and failure reasons;
-//! - `proxy`: which keys go through a proxy, and the `CONNECT` tunnel;
+//! - `proxy`, `socks5`: which keys go through a proxy, and the tunnel
+//!   (HTTP `CONNECT` or SOCKS5);
 //! - `connection`: `Connection` and its halves (`Duplex`, `ReadSide`, `WriteSide`);
 //! - `http2`: an HTTP/2 connection's task, streams, GOAWAY and PING;
 //! - `socket`, `read_buffer`, `watcher`: the socket under a connection,
 //!   bytes read and not consumed, the watcher of a parked connection.
 
+mod cert_facts;
 mod connection;
 mod connector;
 mod dns;
@@ -23,6 +25,7 @@ mod http2;
 mod proxy;
 mod read_buffer;
 mod socket;
+mod socks5;
 mod spread;
 mod tls;
 mod watcher;

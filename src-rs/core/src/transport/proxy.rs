@@ -1,17 +1,19 @@
-//! HTTP proxies: which keys go through one (a pool's `proxy` setting, or
-//! the `HTTP_PROXY` family of environment variables) and the `CONNECT`
-//! tunnel every proxied connection starts with.
+//! Proxies: which keys go through one (a pool's `proxy` setting, or the
+//! `HTTP_PROXY` family of environment variables) and the tunnel every
+//! proxied connection starts with: HTTP `CONNECT`, or a SOCKS5 `CONNECT`.
 //!
 //! Every proxied connection is a tunnel, plain HTTP included (as undici's
 //! `ProxyAgent` does by default): the proxy sees only the target's host and
 //! port, and TLS runs end to end through it.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::socket::Socket;
+use super::socks5;
 use crate::error::{Error, Result};
 use crate::http1::codec::{parse_head, MAX_HEAD_BYTES};
-use crate::key::{bracket_if_v6, Key, ProxyRoute, Scheme};
+use crate::key::{bracket_if_v6, Key, ProxyKind, ProxyRoute, Scheme};
 
 /// Which keys of a pool go through which proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,11 +43,20 @@ impl ProxyPolicy {
     /// keys, lower case first and an empty value meaning none; `no_proxy` /
     /// `NO_PROXY` exempts hosts. Raw `tcp` and `tls` keys stay direct.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ProxyPolicy> {
-        let pick =
-            |lower: &str, upper: &str| var(lower).or_else(|| var(upper)).filter(|v| !v.is_empty());
-        let route = |v: Option<String>| {
-            v.map(|url| ProxyRoute::parse(&url).map(Arc::new))
-                .transpose()
+        // The value and the name of the variable it came from.
+        let pick = |lower: &'static str, upper: &'static str| {
+            let named = |name: &'static str| var(name).map(|v| (v, name));
+            named(lower)
+                .or_else(|| named(upper))
+                .filter(|(v, _)| !v.is_empty())
+        };
+        let route = |v: Option<(String, &'static str)>| {
+            v.map(|(url, name)| {
+                ProxyRoute::parse(&url)
+                    .map(Arc::new)
+                    .map_err(|e| Error::InvalidArgument(format!("{name}: {e}")))
+            })
+            .transpose()
         };
         let http = route(pick("http_proxy", "HTTP_PROXY"))?;
         let https = route(pick("https_proxy", "HTTPS_PROXY"))?.or_else(|| http.clone());
@@ -53,7 +64,11 @@ impl ProxyPolicy {
             http,
             https,
             raw: None,
-            no_proxy: NoProxy::parse(&pick("no_proxy", "NO_PROXY").unwrap_or_default()),
+            no_proxy: NoProxy::parse(
+                &pick("no_proxy", "NO_PROXY")
+                    .map(|(v, _)| v)
+                    .unwrap_or_default(),
+            ),
         })
     }
 
@@ -117,10 +132,24 @@ impl NoProxy {
     }
 }
 
-/// Ask the proxy on `socket` for a tunnel to `key`'s host and port. On
-/// success the socket carries the target's bytes; any other answer is
-/// `PCONN_PROXY` with the proxy's status.
-pub(crate) async fn tunnel(socket: &Socket, key: &Key, proxy: &ProxyRoute) -> Result<()> {
+/// Ask the proxy on `socket` for a tunnel to `key`'s host and port (to
+/// `resolved` instead of the host name, when given: `socks5://`). On
+/// success the socket carries the target's bytes; a refusal is
+/// `PCONN_PROXY` (with the status of an HTTP proxy's answer).
+pub(crate) async fn tunnel(
+    socket: &Socket,
+    key: &Key,
+    proxy: &ProxyRoute,
+    resolved: Option<IpAddr>,
+) -> Result<()> {
+    match proxy.kind {
+        ProxyKind::Http => http_tunnel(socket, key, proxy).await,
+        ProxyKind::Socks5 { .. } => socks5::tunnel(socket, key, proxy, resolved).await,
+    }
+}
+
+/// An HTTP proxy's `CONNECT` tunnel.
+async fn http_tunnel(socket: &Socket, key: &Key, proxy: &ProxyRoute) -> Result<()> {
     let authority = format!("{}:{}", bracket_if_v6(key.host()), key.port());
     let mut request = format!(
         "CONNECT {authority} HTTP/1.1\r\nhost: {authority}\r\nproxy-connection: keep-alive\r\n"
@@ -213,7 +242,19 @@ mod tests {
             "no credentials shown"
         );
         assert!(ProxyRoute::parse("https://p:1").is_err());
-        assert!(ProxyRoute::parse("socks5://p:1").is_err());
+        let socks = ProxyRoute::parse("socks5h://u:p@Socks.example").unwrap();
+        assert_eq!(socks.kind, ProxyKind::Socks5 { remote_dns: true });
+        assert_eq!(socks.to_string(), "socks5h://socks.example:1080");
+        assert_eq!(socks.credentials, Some(("u".into(), "p".into())));
+        let local = ProxyRoute::parse("socks5://10.0.0.1:9050").unwrap();
+        assert_eq!(local.kind, ProxyKind::Socks5 { remote_dns: false });
+        assert!(ProxyRoute::parse("ftp://p:1").is_err());
+    }
+
+    #[test]
+    fn a_bad_proxy_variable_is_named() {
+        let err = ProxyPolicy::from_env(env(&[("HTTPS_PROXY", "https://p:1")])).unwrap_err();
+        assert!(err.to_string().starts_with("HTTPS_PROXY: "), "{err}");
     }
 
     #[test]

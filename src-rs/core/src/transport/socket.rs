@@ -72,6 +72,9 @@ impl Transport {
     pub(crate) fn try_write(&self, data: &[u8]) -> io::Result<usize> {
         either!(self, s => s.try_write(data))
     }
+    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        either!(self, s => s.try_read(buf))
+    }
     pub(crate) fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         either!(self, s => s.try_write_vectored(bufs))
     }
@@ -205,6 +208,23 @@ impl Socket {
             }
         }
         Ok(())
+    }
+
+    /// Read exactly `buf.len()` bytes (a SOCKS reply); false if the peer
+    /// closed first.
+    pub(crate) async fn read_exact(&self, buf: &mut [u8]) -> io::Result<bool> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.stream.try_read(&mut buf[filled..]) {
+                Ok(0) => return Ok(false),
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.stream.readable().await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
     }
 
     /// Read one HTTP head, up to and including its blank line (CRLF or a

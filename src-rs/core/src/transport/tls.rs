@@ -13,6 +13,7 @@ use rustls::{
     RootCertStore, SignatureScheme,
 };
 
+use super::cert_facts;
 use crate::error::{Error, Result, TlsReason};
 
 /// Which certificates a pool trusts.
@@ -49,6 +50,8 @@ fn config_error(detail: impl Into<String>) -> Error {
     Error::Tls {
         reason: TlsReason::Config,
         detail: detail.into(),
+        node_code: None,
+        subject: None,
     }
 }
 
@@ -180,6 +183,8 @@ pub(crate) fn handshake_error(e: io::Error) -> Error {
         return Error::Tls {
             reason: TlsReason::Protocol,
             detail: "the peer closed during the handshake".into(),
+            node_code: None,
+            subject: None,
         };
     }
     Error::Io(e)
@@ -190,43 +195,58 @@ pub(crate) fn handshake_error(e: io::Error) -> Error {
 /// that arrives with the first read).
 pub(super) fn tls_failure(e: &io::Error) -> Option<Error> {
     let err = e.get_ref()?.downcast_ref::<rustls::Error>()?;
-    let reason = match err {
-        rustls::Error::InvalidCertificate(cert) => match cert {
-            CertificateError::UnknownIssuer => TlsReason::UnknownIssuer,
-            // A self-signed CA certificate that is not pinned in `tls.ca`.
-            CertificateError::Other(other) if is_ca_used_as_end_entity(other) => {
-                TlsReason::UnknownIssuer
-            }
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                TlsReason::HostnameMismatch
-            }
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                TlsReason::Expired
-            }
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                TlsReason::NotYetValid
-            }
-            _ => TlsReason::BadCertificate,
-        },
+    let verdict = match err {
+        rustls::Error::InvalidCertificate(CertificateError::Other(other)) => {
+            other.0.downcast_ref::<CertVerdict>()
+        }
+        _ => None,
+    };
+    let reason = match (verdict, err) {
+        (Some(verdict), _) => certificate_reason(&verdict.error),
+        (None, rustls::Error::InvalidCertificate(cert)) => certificate_reason(cert),
         // The server's verdict on our certificate.
-        rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => {
+        (None, rustls::Error::AlertReceived(AlertDescription::CertificateRequired)) => {
             TlsReason::CertificateRequired
         }
-        rustls::Error::AlertReceived(
-            AlertDescription::BadCertificate
-            | AlertDescription::UnsupportedCertificate
-            | AlertDescription::CertificateRevoked
-            | AlertDescription::CertificateExpired
-            | AlertDescription::CertificateUnknown
-            | AlertDescription::UnknownCA
-            | AlertDescription::AccessDenied,
+        (
+            None,
+            rustls::Error::AlertReceived(
+                AlertDescription::BadCertificate
+                | AlertDescription::UnsupportedCertificate
+                | AlertDescription::CertificateRevoked
+                | AlertDescription::CertificateExpired
+                | AlertDescription::CertificateUnknown
+                | AlertDescription::UnknownCA
+                | AlertDescription::AccessDenied,
+            ),
         ) => TlsReason::BadCertificate,
         _ => TlsReason::Protocol,
     };
     Some(Error::Tls {
         reason,
         detail: err.to_string(),
+        node_code: verdict.and_then(|v| v.node_code),
+        subject: verdict.and_then(|v| v.subject.clone()),
     })
+}
+
+/// Why a server certificate was refused.
+fn certificate_reason(cert: &CertificateError) -> TlsReason {
+    match cert {
+        CertificateError::UnknownIssuer => TlsReason::UnknownIssuer,
+        // A self-signed CA certificate that is not pinned in `tls.ca`.
+        CertificateError::Other(other) if is_ca_used_as_end_entity(other) => {
+            TlsReason::UnknownIssuer
+        }
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            TlsReason::HostnameMismatch
+        }
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => TlsReason::Expired,
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            TlsReason::NotYetValid
+        }
+        _ => TlsReason::BadCertificate,
+    }
 }
 
 /// The usual verification (webpki against the roots), except that a server
@@ -262,8 +282,16 @@ impl ServerCertVerifier for PinnedOrWebPki {
                         .any(|p| p.as_ref() == end_entity.as_ref()) =>
             {
                 let cert = ParsedCertificate::try_from(end_entity)?;
-                verify_server_name(&cert, server_name)?;
+                verify_server_name(&cert, server_name).map_err(|e| match e {
+                    rustls::Error::InvalidCertificate(error) => {
+                        explain(error, end_entity, intermediates)
+                    }
+                    other => other,
+                })?;
                 Ok(ServerCertVerified::assertion())
+            }
+            Err(rustls::Error::InvalidCertificate(error)) => {
+                Err(explain(error, end_entity, intermediates))
             }
             other => other,
         }
@@ -290,6 +318,69 @@ impl ServerCertVerifier for PinnedOrWebPki {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
     }
+}
+
+/// A certificate failure with what Node would call it and whose
+/// certificate it was, carried inside rustls' error to `tls_failure`.
+#[derive(Debug)]
+struct CertVerdict {
+    error: CertificateError,
+    node_code: Option<&'static str>,
+    subject: Option<String>,
+}
+
+impl std::fmt::Display for CertVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}",
+            rustls::Error::InvalidCertificate(self.error.clone())
+        )
+    }
+}
+
+impl std::error::Error for CertVerdict {}
+
+/// Wrap a verification failure with Node's code for it and the subject.
+fn explain(
+    error: CertificateError,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+) -> rustls::Error {
+    let untrusted_root = || {
+        let last = intermediates
+            .last()
+            .map_or(end_entity.as_ref(), |c| c.as_ref());
+        cert_facts::is_self_issued(last)
+    };
+    let node_code = match &error {
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            Some("CERT_HAS_EXPIRED")
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            Some("CERT_NOT_YET_VALID")
+        }
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            Some("ERR_TLS_CERT_ALTNAME_INVALID")
+        }
+        CertificateError::Revoked => Some("CERT_REVOKED"),
+        CertificateError::BadSignature => Some("CERT_SIGNATURE_FAILURE"),
+        CertificateError::UnknownIssuer | CertificateError::Other(_) => {
+            Some(match (intermediates.is_empty(), untrusted_root()) {
+                (true, true) => "DEPTH_ZERO_SELF_SIGNED_CERT",
+                (false, true) => "SELF_SIGNED_CERT_IN_CHAIN",
+                (true, false) => "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+                (false, false) => "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+            })
+        }
+        _ => None,
+    };
+    let verdict = CertVerdict {
+        error,
+        node_code,
+        subject: cert_facts::subject_common_name(end_entity),
+    };
+    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(verdict))))
 }
 
 fn is_ca_used_as_end_entity(error: &OtherError) -> bool {
