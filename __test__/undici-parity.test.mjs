@@ -33,6 +33,18 @@ async function recordingServer() {
   })
 }
 
+/** A node:net server that calls `answer(socket)` for each request's bytes; its URL. */
+async function rawServer(t, answer) {
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {})
+    socket.on('data', () => answer(socket))
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  return `http://127.0.0.1:${server.address().port}/`
+}
+
 const connectionHeader = (req) => {
   const at = req.rawHeaders.findIndex((h, i) => i % 2 === 0 && h.toLowerCase() === 'connection')
   return at < 0 ? undefined : req.rawHeaders[at + 1]
@@ -122,14 +134,7 @@ test('a Blob whose type holds CR or LF is refused as undici refuses it, and noth
 })
 
 test('a chunked body cut by the server’s close: HTTPParserError (Invalid EOF state) through the Agent, reason chunked-eof for request()', async (t) => {
-  const server = net.createServer((socket) => {
-    socket.on('error', () => {})
-    socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n'))
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => server.close())
-  const url = `http://127.0.0.1:${server.address().port}/`
+  const url = await rawServer(t, (socket) => socket.end('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n'))
   const agent = new Agent()
   t.teardown(() => agent.close())
   const res = await undici.request(url, { dispatcher: agent })
@@ -142,14 +147,7 @@ test('a chunked body cut by the server’s close: HTTPParserError (Invalid EOF s
 })
 
 test('rawHeaders through the Agent keep the names as the server sent them; request() still lower-cases', async (t) => {
-  const server = net.createServer((socket) => {
-    socket.on('error', () => {})
-    socket.on('data', () => socket.write('HTTP/1.1 200 OK\r\nX-Custom-Header: Value\r\nContent-Length: 2\r\n\r\nok'))
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => server.close())
-  const url = `http://127.0.0.1:${server.address().port}/`
+  const url = await rawServer(t, (socket) => socket.write('HTTP/1.1 200 OK\r\nX-Custom-Header: Value\r\nContent-Length: 2\r\n\r\nok'))
   const agent = new Agent()
   t.teardown(() => agent.close())
   const raw = await new Promise((resolve, reject) => {
