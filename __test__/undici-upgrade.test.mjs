@@ -44,8 +44,8 @@ function frameReader(onFrame) {
  * frames as "echo: ..."), other upgrades (echoing raw bytes), and CONNECT
  * (echoing raw bytes); it counts the sockets it saw close.
  */
-async function upgradingServer(tls) {
-  const seen = { upgrades: [], connects: [], closed: 0, sockets: new Set() }
+async function upgradingServer(tls, { challenge = false } = {}) {
+  const seen = { upgrades: [], connects: [], closed: 0, sockets: new Set(), authorizations: [] }
   const server = tls ? https.createServer(tls, (req, res) => res.end('plain')) : http.createServer((req, res) => res.end('plain'))
   server.on('upgrade', (req, socket) => {
     seen.upgrades.push(req.headers.upgrade)
@@ -54,6 +54,11 @@ async function upgradingServer(tls) {
     socket.on('error', () => {})
     // node:http's sockets allow half-open: close when the client does.
     socket.on('end', () => socket.end())
+    seen.authorizations.push(req.headers.authorization)
+    if (challenge && req.headers.authorization === undefined) {
+      socket.end('HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="test"\r\nContent-Length: 0\r\n\r\n')
+      return
+    }
     if (req.headers.upgrade.toLowerCase() === 'websocket') {
       const accept = createHash('sha1').update(req.headers['sec-websocket-key'] + WS_GUID).digest('base64')
       socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`)
@@ -108,6 +113,16 @@ test('undici’s WebSocket over the pconn Agent exchanges messages', async (t) =
   t.deepEqual(server.upgrades, ['websocket'])
   await eventually(() => server.closed === 1, 3000, 'the server to see the socket close')
   await eventually(() => agent.pool.stats().connections === 0, 3000, 'the connection to leave the pool')
+})
+
+test('an answer that does not upgrade reaches fetch as a response: WebSocket’s 401 then a retry with the URL’s credentials', async (t) => {
+  const server = await useServer(t, upgradingServer, undefined, { challenge: true })
+  const agent = useAgent(t)
+  const ws = new undici.WebSocket(`ws://user:pass@127.0.0.1:${new URL(server.origin).port}/path`, { dispatcher: agent })
+  await once(ws, 'open')
+  t.deepEqual(server.authorizations, [undefined, `Basic ${Buffer.from('user:pass').toString('base64')}`])
+  ws.close()
+  await once(ws, 'close')
 })
 
 test('undici’s WebSocket over TLS (wss:) through the pconn Agent', async (t) => {

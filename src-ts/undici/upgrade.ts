@@ -4,6 +4,7 @@
  * the pool taken as a raw loan: pconn writes the head, reads the answer,
  * and on `101 Switching Protocols` (or a 2xx to `CONNECT`) hands the
  * connection to the handler's `onUpgrade` as a `net.Socket`-like `Duplex`.
+ * Any other answer is a response for a handler that reads one (fetch's).
  * The connection never returns to the pool: it closes with the socket.
  */
 import { Duplex } from 'node:stream'
@@ -168,7 +169,14 @@ export class Upgrade {
     const { statusCode, rawHeaders, rest } = answer
     const connect = this.#request.method === 'CONNECT'
     const upgraded = connect ? statusCode >= 200 && statusCode < 300 : statusCode === 101
-    if (!upgraded) throw new errors.SocketError(connect ? 'bad connect' : 'bad upgrade')
+    if (!upgraded) {
+      // Not upgraded: a handler that reads responses gets this one (fetch's
+      // WebSocket sees a 401 and tries again with credentials); undici's
+      // upgrade() and connect() handlers refuse it in onHeaders.
+      if (typeof this.#handler.onHeaders !== 'function') throw new errors.SocketError(connect ? 'bad connect' : 'bad upgrade')
+      await this.#respond(conn, statusCode, rawHeaders, rest)
+      return
+    }
     this.#done = true
     this.#host.inflight.delete(this)
     this.#conn = undefined
@@ -178,6 +186,46 @@ export class Upgrade {
     const socket = new UpgradedSocket(conn, rest)
     try {
       this.#handler.onUpgrade?.(statusCode, rawHeaders, socket)
+    } finally {
+      this.#host.settled()
+    }
+  }
+
+  /**
+   * Deliver an answer that did not upgrade as a response: its head, then a
+   * body framed by Content-Length (or running to the close); the
+   * connection closes after it.
+   */
+  async #respond(conn: Connection, statusCode: number, rawHeaders: Buffer[], rest: Buffer): Promise<void> {
+    let length: number | undefined
+    for (let i = 0; i < rawHeaders.length; i += 2) {
+      const name = rawHeaders[i]!.toString('latin1').toLowerCase()
+      if (name === 'transfer-encoding') throw new errors.SocketError('bad upgrade')
+      if (name === 'content-length') length = Number(rawHeaders[i + 1]!.toString('latin1'))
+    }
+    this.#handler.onHeaders(statusCode, rawHeaders, () => {}, '')
+    let left = length ?? Infinity
+    let chunk: Buffer | null = rest
+    while (left > 0 && !this.#done) {
+      if (chunk !== null && chunk.length > 0) {
+        const piece = chunk.subarray(0, Math.min(chunk.length, left))
+        left -= piece.length
+        this.#handler.onData(piece)
+      }
+      if (left === 0) break
+      chunk = await conn.read()
+      if (chunk === null) {
+        if (length !== undefined) throw new errors.SocketError('other side closed')
+        break
+      }
+    }
+    if (this.#done) return
+    this.#done = true
+    this.#host.inflight.delete(this)
+    this.#conn = undefined
+    conn.release(false)
+    try {
+      this.#handler.onComplete([])
     } finally {
       this.#host.settled()
     }
