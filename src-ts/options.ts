@@ -154,6 +154,7 @@ export interface PoolOptions {
   /**
    * Send connections through a proxy: `'http://[user:pass@]host:port'`
    * (every key: HTTP, HTTPS and raw TCP/TLS, through a `CONNECT` tunnel),
+   * `'https://...'` (the same over TLS to the proxy, checked with `tls`),
    * `'socks5h://[user:pass@]host[:1080]'` (SOCKS5, the proxy resolves the
    * target's name) or `'socks5://...'` (pconn resolves it first), or `'env'` for `HTTP_PROXY` / `HTTPS_PROXY` / `NO_PROXY` (and their
    * lower-case forms, which win) as undici's `EnvHttpProxyAgent` reads

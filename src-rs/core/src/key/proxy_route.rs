@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 pub enum ProxyKind {
     /// An HTTP proxy: a `CONNECT` tunnel.
     Http,
+    /// The same over TLS to the proxy (`https://`).
+    Https,
     /// A SOCKS5 proxy: `socks5h://` sends the host name for the proxy to
     /// resolve, `socks5://` resolves it here first.
     Socks5 { remote_dns: bool },
@@ -36,6 +38,7 @@ impl std::fmt::Display for ProxyRoute {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let scheme = match self.kind {
             ProxyKind::Http => "http",
+            ProxyKind::Https => "https",
             ProxyKind::Socks5 { remote_dns: true } => "socks5h",
             ProxyKind::Socks5 { remote_dns: false } => "socks5",
         };
@@ -45,7 +48,7 @@ impl std::fmt::Display for ProxyRoute {
 
 impl ProxyRoute {
     /// Parse `http://[user:pass@]host[:port]` (port 80 by default),
-    /// `socks5://` or `socks5h://` (port 1080 by default).
+    /// `https://` (443), `socks5://` or `socks5h://` (1080).
     pub fn parse(url: &str) -> Result<ProxyRoute> {
         let bad = |why: &str| Error::InvalidArgument(format!("invalid proxy URL: {why}"));
         let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
@@ -53,14 +56,10 @@ impl ProxyRoute {
             "http" => (ProxyKind::Http, 80),
             "socks5" => (ProxyKind::Socks5 { remote_dns: false }, 1080),
             "socks5h" => (ProxyKind::Socks5 { remote_dns: true }, 1080),
-            "https" => {
-                return Err(bad(
-                    "https:// proxies (TLS to the proxy) are not supported yet: use an http://, socks5:// or socks5h:// proxy",
-                ))
-            }
+            "https" => (ProxyKind::Https, 443),
             other => {
                 return Err(bad(&format!(
-                    "{other}:// is not a proxy scheme pconn speaks (http, socks5, socks5h)"
+                    "{other}:// is not a proxy scheme pconn speaks (http, https, socks5, socks5h)"
                 )))
             }
         };

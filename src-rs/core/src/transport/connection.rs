@@ -28,7 +28,66 @@ use crate::pool::{IdleWatch, Liveness, Poolable};
 /// Size of one `read()` chunk handed to users.
 pub const READ_CHUNK: usize = 64 * 1024;
 
-pub(crate) type Tls = TlsStream<SharedTcp>;
+/// The TLS stream under a connection: over the socket, or (through an
+/// `https://` proxy) inside the TLS stream to the proxy.
+pub(crate) enum Tls {
+    Direct(TlsStream<SharedTcp>),
+    Nested(Box<TlsStream<TlsStream<SharedTcp>>>),
+}
+
+impl AsyncRead for Tls {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Tls::Direct(s) => Pin::new(s).poll_read(cx, buf),
+            Tls::Nested(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Tls {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Tls::Direct(s) => Pin::new(s).poll_write(cx, buf),
+            Tls::Nested(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Tls::Direct(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Tls::Nested(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Tls::Direct(s) => s.is_write_vectored(),
+            Tls::Nested(s) => s.is_write_vectored(),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Tls::Direct(s) => Pin::new(s).poll_flush(cx),
+            Tls::Nested(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Tls::Direct(s) => Pin::new(s).poll_shutdown(cx),
+            Tls::Nested(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
 
 /// How a connection's bytes reach the socket.
 pub(crate) enum Stream {

@@ -6,16 +6,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::{SockRef, TcpKeepalive};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use super::connection::{Connection, OpenTimes, Stream};
+use super::connection::{Connection, OpenTimes, Stream, Tls};
 use super::http2;
 use super::socket::{SharedTcp, Socket, Transport};
 use super::spread::{AddressBook, AddressLease};
 use super::tls::{self, TlsOptions};
 use super::{dns, happy_eyeballs, proxy};
 use crate::error::{Error, Result};
-use crate::key::{Key, ProxyKind, Route};
+use crate::key::{Key, ProxyKind, ProxyRoute, Route};
 use crate::pool::{BoxFuture, Connect, IdleWatch};
 
 /// How a pool's connections are opened.
@@ -50,6 +52,13 @@ impl Default for ConnectOptions {
             lookup: None,
         }
     }
+}
+
+/// A socket connected (and tunnelled), on its way to being a connection.
+struct Reached {
+    socket: Arc<Socket>,
+    remote_addr: Option<SocketAddr>,
+    opened: OpenTimes,
 }
 
 /// Opens TCP and TLS connections for keys, with one pool's settings.
@@ -119,6 +128,9 @@ impl Connector {
     async fn open(&self, key: &Key, watch: IdleWatch<Key>) -> Result<Connection> {
         let start = Instant::now();
         let (socket, remote_addr) = match key.route() {
+            Route::Proxy(proxy) if proxy.kind == ProxyKind::Https => {
+                return self.open_through_tls_proxy(key, proxy, watch, start).await;
+            }
             Route::Direct => self.tcp(key, key.host(), key.port()).await?,
             #[cfg(unix)]
             Route::Unix(path) => {
@@ -165,7 +177,66 @@ impl Connector {
                 watch,
             ));
         }
-        let shared = SharedTcp(socket.clone());
+        let through = SharedTcp(socket.clone());
+        let tls = self.handshake(key, through).await?;
+        opened.tls = connected.elapsed();
+        let reached = Reached {
+            socket,
+            remote_addr,
+            opened,
+        };
+        self.secured(key, tls, Tls::Direct, reached, watch).await
+    }
+
+    /// Through an `https://` proxy: TLS to the proxy, `CONNECT` inside it,
+    /// then (for a TLS key) TLS to the target inside that.
+    async fn open_through_tls_proxy(
+        &self,
+        key: &Key,
+        proxy: &ProxyRoute,
+        watch: IdleWatch<Key>,
+        start: Instant,
+    ) -> Result<Connection> {
+        let (socket, remote_addr) = self.tcp(key, &proxy.host, proxy.port).await?;
+        let name = tls::server_name(&proxy.host)?;
+        let mut to_proxy = self
+            .tls_http1
+            .connect(name, SharedTcp(socket.clone()))
+            .await
+            .map_err(tls::handshake_error)?;
+        proxy::tunnel_over(&mut to_proxy, key, proxy).await?;
+        let connected = Instant::now();
+        let mut opened = OpenTimes {
+            connect: connected - start,
+            tls: Duration::ZERO,
+        };
+        if !key.uses_tls() {
+            let stream = Stream::Tls(Box::new(Tls::Direct(to_proxy)));
+            return Ok(Connection::new(
+                stream,
+                socket,
+                remote_addr,
+                None,
+                opened,
+                watch,
+            ));
+        }
+        let tls = self.handshake(key, to_proxy).await?;
+        opened.tls = connected.elapsed();
+        let nested = |tls| Tls::Nested(Box::new(tls));
+        let reached = Reached {
+            socket,
+            remote_addr,
+            opened,
+        };
+        self.secured(key, tls, nested, reached, watch).await
+    }
+
+    /// The TLS handshake with `key`'s host over `io`.
+    async fn handshake<S>(&self, key: &Key, io: S) -> Result<TlsStream<S>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         let name = tls::server_name(key.tls_name())?;
         let connector = if key.offers_http2() {
             &self.tls_h2
@@ -174,17 +245,36 @@ impl Connector {
         } else {
             &self.tls
         };
-        let tls = connector
-            .connect(name, shared)
+        connector
+            .connect(name, io)
             .await
-            .map_err(tls::handshake_error)?;
-        opened.tls = connected.elapsed();
+            .map_err(tls::handshake_error)
+    }
+
+    /// The connection over an established TLS session: HTTP/2 when the
+    /// server chose it, else a stream (`wrap` says how it sits on the socket).
+    async fn secured<S>(
+        &self,
+        key: &Key,
+        tls: TlsStream<S>,
+        wrap: impl FnOnce(TlsStream<S>) -> Tls,
+        reached: Reached,
+        watch: IdleWatch<Key>,
+    ) -> Result<Connection>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Reached {
+            socket,
+            remote_addr,
+            opened,
+        } = reached;
         let alpn = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
         if key.offers_http2() && alpn.as_deref() == Some(b"h2") {
             let h2 = http2::handshake(tls, socket.clone(), watch).await?;
             return Ok(Connection::http2(h2, socket, remote_addr, opened));
         }
-        let stream = Stream::Tls(Box::new(tls));
+        let stream = Stream::Tls(Box::new(wrap(tls)));
         Ok(Connection::new(
             stream,
             socket,

@@ -9,6 +9,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
 use super::socket::Socket;
 use super::socks5;
 use crate::error::{Error, Result};
@@ -143,13 +145,50 @@ pub(crate) async fn tunnel(
     resolved: Option<IpAddr>,
 ) -> Result<()> {
     match proxy.kind {
-        ProxyKind::Http => http_tunnel(socket, key, proxy).await,
+        ProxyKind::Http | ProxyKind::Https => http_tunnel(socket, key, proxy).await,
         ProxyKind::Socks5 { .. } => socks5::tunnel(socket, key, proxy, resolved).await,
     }
 }
 
-/// An HTTP proxy's `CONNECT` tunnel.
+/// An HTTP proxy's `CONNECT` tunnel over the raw socket.
 async fn http_tunnel(socket: &Socket, key: &Key, proxy: &ProxyRoute) -> Result<()> {
+    let (authority, request) = connect_request(key, proxy);
+    socket.write_all(request.as_bytes()).await?;
+    let head = match socket.read_head(MAX_HEAD_BYTES).await {
+        Ok(head) => head,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(too_large(proxy, &authority))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    judge_answer(head.as_deref(), proxy, &authority)
+}
+
+/// The same tunnel through a TLS connection to an `https://` proxy: the
+/// answer is read byte by byte, so that nothing of the tunnel is taken.
+pub(crate) async fn tunnel_over<S>(io: &mut S, key: &Key, proxy: &ProxyRoute) -> Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (authority, request) = connect_request(key, proxy);
+    io.write_all(request.as_bytes()).await?;
+    io.flush().await?;
+    let mut head = Vec::with_capacity(256);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() >= MAX_HEAD_BYTES {
+            return Err(too_large(proxy, &authority));
+        }
+        if io.read(&mut byte).await? == 0 {
+            return judge_answer(None, proxy, &authority);
+        }
+        head.push(byte[0]);
+    }
+    judge_answer(Some(&head), proxy, &authority)
+}
+
+/// The target's authority, and the `CONNECT` request for it.
+fn connect_request(key: &Key, proxy: &ProxyRoute) -> (String, String) {
     let authority = format!("{}:{}", bracket_if_v6(key.host()), key.port());
     let mut request = format!(
         "CONNECT {authority} HTTP/1.1\r\nhost: {authority}\r\nproxy-connection: keep-alive\r\n"
@@ -158,30 +197,37 @@ async fn http_tunnel(socket: &Socket, key: &Key, proxy: &ProxyRoute) -> Result<(
         request.push_str(&format!("proxy-authorization: {auth}\r\n"));
     }
     request.push_str("\r\n");
-    socket.write_all(request.as_bytes()).await?;
-    let refused = |status: Option<u16>, what: String| Error::Proxy {
+    (authority, request)
+}
+
+fn refused(proxy: &ProxyRoute, status: Option<u16>, message: String) -> Error {
+    Error::Proxy {
         proxy: proxy.to_string(),
         status,
-        message: what,
-    };
-    let head = match socket.read_head(MAX_HEAD_BYTES).await {
-        Ok(Some(head)) => head,
-        Ok(None) => {
-            return Err(refused(
-                None,
-                format!("closed the connection before answering CONNECT {authority}"),
-            ))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            return Err(refused(
-                None,
-                format!("answered CONNECT {authority} with a head over {MAX_HEAD_BYTES} bytes"),
-            ))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let Some((status, reason)) = parse_connect_answer(&head) else {
+        message,
+    }
+}
+
+fn too_large(proxy: &ProxyRoute, authority: &str) -> Error {
+    refused(
+        proxy,
+        None,
+        format!("answered CONNECT {authority} with a head over {MAX_HEAD_BYTES} bytes"),
+    )
+}
+
+/// The tunnel is open on a 2xx answer; anything else is `PCONN_PROXY`.
+fn judge_answer(head: Option<&[u8]>, proxy: &ProxyRoute, authority: &str) -> Result<()> {
+    let Some(head) = head else {
         return Err(refused(
+            proxy,
+            None,
+            format!("closed the connection before answering CONNECT {authority}"),
+        ));
+    };
+    let Some((status, reason)) = parse_connect_answer(head) else {
+        return Err(refused(
+            proxy,
             None,
             format!("sent a malformed answer to CONNECT {authority}"),
         ));
@@ -189,6 +235,7 @@ async fn http_tunnel(socket: &Socket, key: &Key, proxy: &ProxyRoute) -> Result<(
     match status {
         200..=299 => Ok(()),
         status => Err(refused(
+            proxy,
             Some(status),
             format!("answered {status} {reason} to CONNECT {authority}"),
         )),
@@ -241,7 +288,8 @@ mod tests {
             "http://proxy.example:3128",
             "no credentials shown"
         );
-        assert!(ProxyRoute::parse("https://p:1").is_err());
+        let tls = ProxyRoute::parse("https://p").unwrap();
+        assert_eq!((tls.kind, tls.port), (ProxyKind::Https, 443));
         let socks = ProxyRoute::parse("socks5h://u:p@Socks.example").unwrap();
         assert_eq!(socks.kind, ProxyKind::Socks5 { remote_dns: true });
         assert_eq!(socks.to_string(), "socks5h://socks.example:1080");
@@ -253,7 +301,7 @@ mod tests {
 
     #[test]
     fn a_bad_proxy_variable_is_named() {
-        let err = ProxyPolicy::from_env(env(&[("HTTPS_PROXY", "https://p:1")])).unwrap_err();
+        let err = ProxyPolicy::from_env(env(&[("HTTPS_PROXY", "ftp://p:1")])).unwrap_err();
         assert!(err.to_string().starts_with("HTTPS_PROXY: "), "{err}");
     }
 
