@@ -122,11 +122,9 @@ pub(super) async fn attempt(
     prepared: &mut Prepared,
     opts: &RequestOptions,
 ) -> std::result::Result<Answer, AttemptError> {
-    if h2.quiet_for() >= PING_AFTER_QUIET {
-        h2.ping(Some(PING_LIMIT))
-            .await
-            .map_err(AttemptError::refused)?;
-    }
+    h2.ping_if_quiet(PING_AFTER_QUIET, PING_LIMIT)
+        .await
+        .map_err(AttemptError::refused)?;
     let request = request_of(key, &prepared.head, prepared.framing)?;
     let body = prepared.body_for_attempt();
     let end_of_stream = matches!(body, RequestBody::Empty);

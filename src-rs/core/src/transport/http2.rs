@@ -188,6 +188,23 @@ impl Http2 {
     /// the pool drops it); the error says why.
     pub async fn ping(&self, limit: Option<Duration>) -> Result<()> {
         let mut pings = self.shared.pings.lock().await;
+        self.ping_locked(&mut pings, limit).await
+    }
+
+    /// `ping` if the connection has been quiet for `quiet`; requests that
+    /// wait behind a PING in flight take its answer instead of their own.
+    pub async fn ping_if_quiet(&self, quiet: Duration, limit: Duration) -> Result<()> {
+        if self.quiet_for() < quiet {
+            return Ok(());
+        }
+        let mut pings = self.shared.pings.lock().await;
+        if self.quiet_for() < quiet {
+            return Ok(());
+        }
+        self.ping_locked(&mut pings, Some(limit)).await
+    }
+
+    async fn ping_locked(&self, pings: &mut PingPong, limit: Option<Duration>) -> Result<()> {
         let pong = pings.ping(Ping::opaque());
         let answered = match limit {
             None => pong.await.map_err(h2_error),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::socket::Socket;
+use super::socket::{head_end, Socket};
 use super::socks5;
 use crate::error::{Error, Result};
 use crate::http1::codec::{parse_head, MAX_HEAD_BYTES};
@@ -175,7 +175,8 @@ where
     io.flush().await?;
     let mut head = Vec::with_capacity(256);
     let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
+    // The same end of head as on the raw socket (a bare LF too, judged later).
+    while head_end(&head).is_none() {
         if head.len() >= MAX_HEAD_BYTES {
             return Err(too_large(proxy, &authority));
         }

@@ -361,7 +361,7 @@ impl AsyncWrite for SharedTcp {
 
 /// The length of the head at the start of `bytes`: up to the end of its
 /// first empty line, whether lines end in CRLF or a bare LF.
-fn head_end(bytes: &[u8]) -> Option<usize> {
+pub(crate) fn head_end(bytes: &[u8]) -> Option<usize> {
     for (i, &b) in bytes.iter().enumerate() {
         if b == b'\n' {
             match (bytes.get(i + 1), bytes.get(i + 2)) {
