@@ -20,7 +20,7 @@ use super::state::{Aftermath, Host, SharedConn, Sharing, State};
 use super::stats::CloseReason;
 use super::waiters::{Deliver, Waiter};
 use super::{Delivery, PoolInner};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TlsReason};
 
 /// The error of an acquire the key's circuit refuses (the key's entry,
 /// made to ask, is settled again).
@@ -354,7 +354,18 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
         after: &mut Aftermath<K, C>,
     ) {
         let host = st.host_mut(key);
-        let Some(error) = error else {
+        // A bad argument (a proxy URL's credentials, a TLS setting) says
+        // nothing of the server: only failures to reach it count.
+        let Some(error) = error.filter(|e| {
+            !matches!(
+                e,
+                Error::InvalidArgument(_)
+                    | Error::Tls {
+                        reason: TlsReason::Config,
+                        ..
+                    }
+            )
+        }) else {
             host.circuit.abandoned();
             return;
         };

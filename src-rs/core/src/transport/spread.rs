@@ -51,6 +51,11 @@ impl AddressBook {
     pub(crate) fn plan(self: &Arc<Self>, key: &Key, addrs: &[IpAddr]) -> (Vec<IpAddr>, Attempt) {
         let now = Instant::now();
         let mut keys = self.keys();
+        // Cooldowns that ran out on keys no longer connected to go here.
+        keys.retain(|_, addresses| {
+            addresses.retain(|a| !a.is_unused(now));
+            !addresses.is_empty()
+        });
         let known = keys.get(key);
         let rank = |ip: &IpAddr| match known.and_then(|v| v.iter().find(|a| a.ip == *ip)) {
             Some(a) => (
@@ -193,5 +198,11 @@ mod tests {
         tokio::time::advance(FAILED_COOLDOWN).await;
         assert_eq!(book.plan(&key, &addrs).0[0], addrs[0], "cooled down");
         assert!(book.snapshot().is_empty(), "nothing kept once unused");
+        // A key never connected to again loses its cooldowns once they ran out.
+        let other = Key::parse_url("http://other.test/").unwrap();
+        book.failed(&other, addrs[0]);
+        tokio::time::advance(FAILED_COOLDOWN).await;
+        drop(book.plan(&key, &addrs));
+        assert!(book.snapshot().is_empty(), "{:?}", book.snapshot().len());
     }
 }

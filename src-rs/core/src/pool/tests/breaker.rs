@@ -162,6 +162,24 @@ async fn a_failed_trial_opens_the_circuit_again_and_an_abandoned_one_lets_anothe
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_bad_setting_is_not_a_failure_of_the_server() {
+    let (pool, connector) = pool_with(breaker(1, 1_000));
+    connector
+        .plans
+        .lock()
+        .unwrap()
+        .insert("a".into(), Plan::BadSetting);
+    for _ in 0..3 {
+        let e = pool.acquire(&key("a"), &opts()).await.unwrap_err();
+        assert_eq!(e.code(), "ERR_INVALID_ARG_VALUE");
+    }
+    assert_eq!(
+        pool.stats().hosts["tcp://a:1"].circuit,
+        CircuitState::Closed
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn without_a_breaker_failures_never_refuse() {
     let (pool, connector) = pool_with(PoolLimits::default());
     refuse(&connector, "down", true);

@@ -118,6 +118,8 @@ impl Drop for Fake {
 enum Plan {
     Open,
     Refuse,
+    /// Fails as a bad setting would (says nothing of the server).
+    BadSetting,
     Hang,
     /// Multiplexed, with this many streams.
     Multiplexed(usize),
@@ -145,6 +147,9 @@ impl Connect<Key, Fake> for Arc<Connector> {
             let streams = match self.plan(key) {
                 Plan::Refuse => {
                     return Err(Error::Io(std::io::ErrorKind::ConnectionRefused.into()))
+                }
+                Plan::BadSetting => {
+                    return Err(Error::InvalidArgument("a bad proxy password".into()))
                 }
                 Plan::Hang => std::future::pending().await,
                 Plan::Multiplexed(n) => Some(n),
