@@ -45,10 +45,11 @@ function frameReader(onFrame) {
  * (echoing raw bytes); it counts the sockets it saw close.
  */
 async function upgradingServer(tls, { challenge = false } = {}) {
-  const seen = { upgrades: [], connects: [], closed: 0, sockets: new Set(), authorizations: [] }
+  const seen = { upgrades: [], connects: [], closed: 0, sockets: new Set(), authorizations: [], hosts: [] }
   const server = tls ? https.createServer(tls, (req, res) => res.end('plain')) : http.createServer((req, res) => res.end('plain'))
   server.on('upgrade', (req, socket) => {
     seen.upgrades.push(req.headers.upgrade)
+    seen.hosts.push(req.headers.host)
     seen.sockets.add(socket)
     socket.on('close', () => seen.closed++)
     socket.on('error', () => {})
@@ -174,4 +175,41 @@ test('dispatcher.connect(): CONNECT answered 200 gives a tunnel socket; a refuse
   const err = await t.throwsAsync(agent.upgrade({ origin, path: '/', protocol: 'x-echo' }))
   t.is(err.code, 'UND_ERR_SOCKET')
   await eventually(() => agent.pool.stats().connections === 0, 3000, 'the refused connection to close')
+})
+
+test('upgrades keep undici’s handler rules: the caller’s Host header, a throwing onConnect or onUpgrade, and headersTimeout for a silent server', async (t) => {
+  const server = await useServer(t, upgradingServer)
+  const hosts = []
+  const agent = useAgent(t)
+  // The Host header given is the one sent.
+  const { socket } = await agent.upgrade({ origin: server.origin, path: '/', protocol: 'x-echo', headers: { host: 'virtual.test' } })
+  socket.destroy()
+  t.deepEqual(server.hosts, ['virtual.test'])
+  // onConnect throws: the error reaches onError and close() still finishes.
+  const thrown = new Error('from onConnect')
+  const errors = []
+  agent.dispatch(
+    { origin: server.origin, path: '/', method: 'GET', upgrade: 'x-echo' },
+    { onConnect() { throw thrown }, onUpgrade() {}, onError: (e) => errors.push(e) },
+  )
+  t.deepEqual(errors, [thrown])
+  // onUpgrade throws: the socket is destroyed, so the connection closes.
+  const before = server.closed
+  agent.dispatch(
+    { origin: server.origin, path: '/', method: 'GET', upgrade: 'x-echo' },
+    { onConnect() {}, onUpgrade() { throw new Error('from onUpgrade') }, onError() {} },
+  )
+  await eventually(() => server.closed >= before + 2 && agent.pool.stats().connections === 0, 3000, 'the connections to close')
+  await agent.close()
+  // A server that takes the upgrade request and never answers: headersTimeout.
+  const silent = http.createServer()
+  silent.on('upgrade', (req, s) => hosts.push(req.headers.host) && s.on('error', () => {}))
+  silent.listen(0, '127.0.0.1')
+  await once(silent, 'listening')
+  t.teardown(() => { silent.closeAllConnections(); silent.close() })
+  const impatient = new Agent({ headersTimeout: 200 })
+  t.teardown(() => impatient.destroy())
+  const err = await t.throwsAsync(impatient.upgrade({ origin: `http://127.0.0.1:${silent.address().port}`, path: '/', protocol: 'x' }))
+  t.is(err.code, 'UND_ERR_HEADERS_TIMEOUT')
+  t.deepEqual(hosts, [`127.0.0.1:${silent.address().port}`])
 })

@@ -124,7 +124,12 @@ export function publishConnect(
 
 /** The request head as undici's `sendHeaders` message has it. */
 export function sendHeadersText(request: DispatchRequest, target: ParsedOrigin): string {
-  let text = `${request.method} ${request.path} HTTP/1.1\r\nhost: ${request.host ?? target.host}\r\nconnection: ${request.reset === true ? 'close' : 'keep-alive'}\r\n`
+  return headText(request, target, request.reset === true ? 'close' : 'keep-alive')
+}
+
+/** A request's head lines (without the blank line), with `connection` as given. */
+export function headText(request: DispatchRequest, target: ParsedOrigin, connection: string): string {
+  let text = `${request.method} ${request.path} HTTP/1.1\r\nhost: ${request.host ?? target.host}\r\nconnection: ${connection}\r\n`
   const list = request.headers
   for (let i = 0; i < list.length; i += 2) {
     const value = list[i + 1]

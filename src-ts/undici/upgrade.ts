@@ -12,9 +12,12 @@ import type { Connection } from '../connection.js'
 import type { CheckedDispatch, DispatchRequest, ParsedOrigin } from './request-options.js'
 import type { FlightHost } from './flight.js'
 import type { RawHandler } from './handler.js'
-import { channels, socketInfo } from './channels.js'
+import { channels, headText, socketInfo } from './channels.js'
 import { toUndiciError } from './errors.js'
 import { errors } from './peer.js'
+
+/** undici's default `headersTimeout`, for an answer to an upgrade. */
+const DEFAULT_HEADERS_TIMEOUT = 300_000
 
 /** Largest answer head read before the upgrade (as node's `maxHeaderSize`). */
 const MAX_ANSWER_HEAD = 16 * 1024
@@ -92,21 +95,6 @@ export class UpgradedSocket extends Duplex {
   }
 }
 
-/** The request head as it goes out, with the upgrade's own headers. */
-function requestHead(target: ParsedOrigin, req: DispatchRequest): string {
-  let text = `${req.method} ${req.path} HTTP/1.1\r\n`
-  let hasHost = false
-  for (let i = 0; i < req.headers.length; i += 2) {
-    const name = String(req.headers[i])
-    const value = req.headers[i + 1]!
-    if (name.toLowerCase() === 'host') hasHost = true
-    for (const v of Array.isArray(value) ? value : [value]) text += `${name}: ${v}\r\n`
-  }
-  if (!hasHost) text = text.replace('\r\n', `\r\nhost: ${target.host}\r\n`)
-  if (req.upgrade) text += `connection: upgrade\r\nupgrade: ${req.upgrade}\r\n`
-  return `${text}\r\n`
-}
-
 /** Status, raw headers and the bytes after the head, once a whole head arrived. */
 function parseAnswer(buf: Buffer): { statusCode: number; rawHeaders: Buffer[]; rest: Buffer } | undefined {
   const end = buf.indexOf('\r\n\r\n')
@@ -131,6 +119,8 @@ export class Upgrade {
   readonly #handler: RawHandler
   #conn: Connection | undefined
   #done = false
+  /** The headers timeout, until the answer's head is in. */
+  #timer: NodeJS.Timeout | undefined
 
   constructor(host: FlightHost, checked: CheckedDispatch, handler: RawHandler) {
     this.#host = host
@@ -141,22 +131,39 @@ export class Upgrade {
 
   start(): void {
     this.#host.inflight.add(this)
-    this.#handler.onConnect((reason) => this.fail(reason ?? new errors.RequestAbortedError()))
-    if (!this.#done) this.#run().catch((err: unknown) => this.fail(err as Error))
+    try {
+      this.#handler.onConnect((reason) => this.fail(reason ?? new errors.RequestAbortedError()))
+    } catch (err) {
+      this.fail(err as Error)
+      return
+    }
+    if (this.#done) return
+    const limit = this.#request.headersTimeout ?? this.#host.headersTimeout ?? DEFAULT_HEADERS_TIMEOUT
+    if (limit > 0) this.#timer = setTimeout(() => this.fail(new errors.HeadersTimeoutError('Headers Timeout Error')), limit).unref()
+    this.#run().catch((err: unknown) => this.fail(err as Error))
   }
 
   async #run(): Promise<void> {
     if (this.#host.socketPath !== undefined) {
       throw new errors.NotSupportedError('upgrade and CONNECT over connect.socketPath are not supported by the pconn Agent')
     }
-    const pool = this.#host.pool
-    const conn = await pool.acquire(this.#target.origin)
+    const target = this.#target
+    const req = this.#request
+    // A raw loan (never HTTP/2), under the TLS name a request would use.
+    const secure = target.protocol === 'https:'
+    const conn = await this.#host.pool.acquire({
+      scheme: secure ? 'https' : 'http',
+      host: target.hostname,
+      port: target.portNumber,
+      servername: secure ? (req.servername ?? this.#host.servername) : undefined,
+    })
     this.#conn = conn
     if (this.#done) {
       conn.release(false)
       return
     }
-    await conn.write(requestHead(this.#target, this.#request))
+    const connection = req.upgrade ? `upgrade\r\nupgrade: ${req.upgrade}` : 'keep-alive'
+    await conn.write(`${headText(req, target, connection)}\r\n`)
     let buf: Buffer = Buffer.alloc(0)
     let answer: ReturnType<typeof parseAnswer>
     while ((answer = parseAnswer(buf)) === undefined) {
@@ -177,18 +184,28 @@ export class Upgrade {
       await this.#respond(conn, statusCode, rawHeaders, rest)
       return
     }
-    this.#done = true
-    this.#host.inflight.delete(this)
-    this.#conn = undefined
+    this.#finish()
     if (channels.headers.hasSubscribers) {
       channels.headers.publish({ request: this.#request, response: { statusCode, headers: rawHeaders, statusText: '' } })
     }
     const socket = new UpgradedSocket(conn, rest)
     try {
       this.#handler.onUpgrade?.(statusCode, rawHeaders, socket)
+    } catch {
+      // As undici: the socket of a handler that threw is destroyed (without
+      // an 'error' event nobody would listen to).
+      socket.destroy()
     } finally {
       this.#host.settled()
     }
+  }
+
+  /** The upgrade is over (handed on, answered or failed): out of flight. */
+  #finish(): void {
+    this.#done = true
+    this.#host.inflight.delete(this)
+    this.#conn = undefined
+    clearTimeout(this.#timer)
   }
 
   /**
@@ -203,6 +220,7 @@ export class Upgrade {
       if (name === 'transfer-encoding') throw new errors.SocketError('bad upgrade')
       if (name === 'content-length') length = Number(rawHeaders[i + 1]!.toString('latin1'))
     }
+    clearTimeout(this.#timer)
     this.#handler.onHeaders(statusCode, rawHeaders, () => {}, '')
     let left = length ?? Infinity
     let chunk: Buffer | null = rest
@@ -220,12 +238,13 @@ export class Upgrade {
       }
     }
     if (this.#done) return
-    this.#done = true
-    this.#host.inflight.delete(this)
-    this.#conn = undefined
+    this.#finish()
     conn.release(false)
     try {
       this.#handler.onComplete([])
+    } catch (err) {
+      // As undici: an exception from onComplete goes to onError.
+      this.#handler.onError(err as Error)
     } finally {
       this.#host.settled()
     }
@@ -234,10 +253,8 @@ export class Upgrade {
   /** End the upgrade with `err` (before `onUpgrade`): the connection closes. */
   fail(err: Error): void {
     if (this.#done) return
-    this.#done = true
-    this.#host.inflight.delete(this)
     this.#conn?.release(false)
-    this.#conn = undefined
+    this.#finish()
     const error = toUndiciError(err, () => socketInfo(this.#target, this.#host))
     if (channels.error.hasSubscribers) channels.error.publish({ request: this.#request, error })
     try {
