@@ -197,3 +197,38 @@ test('undici’s MockAgent wraps the pconn Agent: mocks intercept, enableNetConn
   t.is(server.requests.length, 1)
   t.deepEqual(mockAgent.pendingInterceptors(), [])
 })
+
+test('through a MockAgent the Agent’s own rules hold: a new-style handler completes from a mock, an unmatched request reaches onError, a closed Agent refuses', async (t) => {
+  const agent = new Agent()
+  const mockAgent = new undici.MockAgent({ agent })
+  // The Agent is closed below: closing the MockAgent then reports it.
+  t.teardown(() => mockAgent.close().catch(() => {}))
+  const origin = 'http://mocked.test'
+  mockAgent.get(origin).intercept({ path: '/new', method: 'GET' }).reply(200, 'new style')
+  mockAgent.disableNetConnect()
+  const body = await new Promise((resolve, reject) => {
+    const chunks = []
+    mockAgent.dispatch(
+      { origin, path: '/new', method: 'GET' },
+      {
+        onRequestStart() {},
+        onResponseStart() {},
+        onResponseData(_, chunk) {
+          chunks.push(chunk)
+        },
+        onResponseEnd: () => resolve(Buffer.concat(chunks).toString()),
+        onResponseError: (_, err) => reject(err),
+      },
+    )
+  })
+  t.is(body, 'new style')
+  const unmatched = await new Promise((resolve) => {
+    mockAgent.dispatch({ origin, path: '/other', method: 'GET' }, { onConnect() {}, onHeaders() {}, onData() {}, onComplete() {}, onError: resolve })
+  })
+  t.is(unmatched.code, 'UND_MOCK_ERR_MOCK_NOT_MATCHED')
+  await agent.close()
+  const refused = await new Promise((resolve) => {
+    mockAgent.dispatch({ origin, path: '/new', method: 'GET' }, { onConnect() {}, onHeaders() {}, onData() {}, onComplete() {}, onError: resolve })
+  })
+  t.true(['UND_ERR_CLOSED', 'UND_ERR_DESTROYED'].includes(refused.code), refused.code)
+})

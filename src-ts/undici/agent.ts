@@ -248,7 +248,7 @@ export class Agent extends undici.Dispatcher {
     Object.defineProperty(this, kState, { value: state })
     if (internals !== undefined) {
       // undici's MockAgent keeps its mock pools here (see mock-registry.ts).
-      state.mocks = new MockRegistry((o, h) => this.#send(o, h))
+      state.mocks = new MockRegistry((o, h) => this.#send(o, h, false))
       Object.defineProperty(this, internals.kClients, { value: state.mocks })
     }
   }
@@ -304,14 +304,16 @@ export class Agent extends undici.Dispatcher {
    * thrown when the handler has no `onError`.
    */
   override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    // Wrapped by undici's MockAgent: an origin it mocks goes to its mock pool.
-    const mock = this[kState].mocks?.mockFor((options as { origin?: unknown } | null)?.origin)
-    if (mock !== undefined) return mock.dispatch(options, handler)
-    return this.#send(options, handler)
+    return this.#send(options, handler, true)
   }
 
-  /** Send through pconn (what `dispatch` does when no mock takes the request). */
-  #send(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+  /**
+   * The request's handler unwrapped and the Agent's state checked, as
+   * undici's dispatchers do; then (with `mocked`, when an undici MockAgent
+   * wraps this Agent) an origin it mocks goes to its mock pool, whose
+   * unmatched requests come back here with `mocked` false.
+   */
+  #send(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler, mocked: boolean): boolean {
     if (handler === null || typeof handler !== 'object') throw new errors.InvalidArgumentError('handler must be an object')
     const raw = unwrapHandler(handler as AnyHandler)
     const state = this[kState]
@@ -319,6 +321,8 @@ export class Agent extends undici.Dispatcher {
       if (options === null || typeof options !== 'object') throw new errors.InvalidArgumentError('opts must be an object.')
       if (state.destroyed || state.onDestroyed !== null) throw new errors.ClientDestroyedError()
       if (state.closed) throw new errors.ClientClosedError()
+      const mock = mocked ? state.mocks?.mockFor(options.origin) : undefined
+      if (mock !== undefined) return mock.dispatch(options, raw as Dispatcher.DispatchHandler)
       const checked = checkDispatch(options as DispatchOptionsInput)
       const upgrade = checked.request.upgrade !== null || checked.request.method === 'CONNECT'
       assertRawHandler(raw, upgrade)
