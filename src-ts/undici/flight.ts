@@ -370,8 +370,11 @@ export class Flight implements Pending {
           this.#next = value
         } else {
           this.#rest = undefined
-          const block = Buffer.from(value as string, 'latin1')
-          this.#trailers = { slab: block, start: 0, end: block.length }
+          // The end of the body: its trailer lines, if any (usually none).
+          if (value !== '') {
+            const block = Buffer.from(value as string, 'latin1')
+            this.#trailers = { slab: block, start: 0, end: block.length }
+          }
         }
         this.#pump()
       },
