@@ -45,7 +45,6 @@ export type NativePool = Binding.NativePool
 export type NativeKey = Binding.NativeKey
 export type NativeConnection = Binding.NativeConnection
 export type NativeBody = Binding.NativeBody
-export type NativeTarget = Binding.NativeTarget
 export type NativeRequest = Binding.NativeRequest
 export type NativeErrorInfo = Binding.ErrorInfo
 /** How an exchange went: its stages' times (ms) and its peer. */

@@ -129,21 +129,17 @@ function start(pool: Pool, req: Checked, body: OutgoingBody): Promise<Response> 
     return Promise.reject(err)
   }
   if (signal?.aborted) return fail(abortError(signal))
-  let exchange: { id: number; response: Promise<ResponseParts> }
-  try {
-    exchange = exchangeResponse(pool, {
-      key: target,
-      path: target.path,
-      method: req.method,
-      headers: req.headers,
-      body,
-      flags: req.flags,
-      headersTimeoutMs: req.headersTimeoutMs,
-      bodyTimeoutMs: req.bodyTimeoutMs,
-    })
-  } catch (err) {
-    return fail(err)
-  }
+  // A failure to start is the Promise's rejection (the exchange starts in its executor).
+  const exchange = exchangeResponse(pool, {
+    key: target,
+    path: target.path,
+    method: req.method,
+    headers: req.headers,
+    body,
+    flags: req.flags,
+    headersTimeoutMs: req.headersTimeoutMs,
+    bodyTimeoutMs: req.bodyTimeoutMs,
+  })
   const onAbort = signal === undefined ? undefined : () => pool.native.cancel(exchange.id)
   if (onAbort !== undefined) signal?.addEventListener('abort', onAbort, { once: true })
   return exchange.response.then(
