@@ -81,14 +81,26 @@ export async function tlsEchoServer({ cert, key, ca, requestCert = false, ALPNPr
   return listen(server, tracker)
 }
 
-/** A port nothing listens on. */
+// Ports below the kernel's ephemeral range: `listen(0)` and outgoing
+// connections never take them, so a port found free there stays closed
+// while other tests start servers concurrently (a port freed from the
+// ephemeral range was seen handed to the next test's server at once).
+const CLOSED_PORTS = { low: 20000, high: 32767 }
+
+/** A port nothing listens on, and no `listen(0)` elsewhere will take. */
 export async function closedPort() {
-  const server = net.createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address()
-  server.close()
-  await once(server, 'close')
-  return port
+  for (;;) {
+    const port = CLOSED_PORTS.low + Math.floor(Math.random() * (CLOSED_PORTS.high - CLOSED_PORTS.low))
+    const server = net.createServer()
+    const free = await new Promise((resolve) => {
+      server.once('error', () => resolve(false))
+      server.listen(port, '127.0.0.1', () => resolve(true))
+    })
+    if (!free) continue
+    server.close()
+    await once(server, 'close')
+    return port
+  }
 }
 
 /** Wait until `cond()` is true, polling; fails the test after `ms`. */
