@@ -89,12 +89,13 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
         // A retry's fresh connection, at the key's limit, takes the room of
         // the key's longest-parked connection (likely as stale as the one
         // that failed) rather than queue behind connections it must skip.
-        let room = st.hosts.get(key).is_none_or(|h| self.may_connect(key, h))
-            || (fresh && self.close_oldest_idle(st, key, after));
+        // The circuit is asked first: a connect it refuses makes no room.
+        let circuit_lets_connect = !breaker || st.host_mut(key).circuit.may_connect();
+        let room = circuit_lets_connect
+            && (st.hosts.get(key).is_none_or(|h| self.may_connect(key, h))
+                || (fresh && self.close_oldest_idle(st, key, after)));
         if room && (self.global_room(st) || self.evict_idle(st, key, after)) {
-            if breaker && !st.host_mut(key).circuit.connects_as_trial() {
-                return Err(refusal(st, key));
-            }
+            st.host_mut(key).circuit.connecting();
             st.entered(key, Slot::Connecting);
             return Ok(Step::Connect);
         }

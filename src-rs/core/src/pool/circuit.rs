@@ -67,7 +67,7 @@ impl Circuit {
     /// Whether an acquire may go on now; an open circuit whose cooldown
     /// passed turns half-open (the transition is returned with the verdict).
     /// A half-open circuit lets acquires on only to connect as the trial
-    /// (`connects_as_trial`) or to use a connection already open.
+    /// (`may_connect`) or to use a connection already open.
     pub(crate) fn admit(&mut self, now: Instant) -> (bool, Transition) {
         match self.state {
             CircuitState::Closed => (true, None),
@@ -82,15 +82,20 @@ impl Circuit {
     }
 
     /// Whether a connect may start now: always with the circuit closed;
-    /// half-open, only the one trial.
-    pub(crate) fn connects_as_trial(&mut self) -> bool {
+    /// half-open, only the one trial. Asked before room is made for the
+    /// connect, so a refused acquire closes no idle connection.
+    pub(crate) fn may_connect(&self) -> bool {
         match self.state {
             CircuitState::Closed => true,
-            CircuitState::HalfOpen if !self.trial_in_flight => {
-                self.trial_in_flight = true;
-                true
-            }
-            _ => false,
+            CircuitState::HalfOpen => !self.trial_in_flight,
+            CircuitState::Open => false,
+        }
+    }
+
+    /// A connect starts (`may_connect` said yes): half-open, it is the trial.
+    pub(crate) fn connecting(&mut self) {
+        if self.state == CircuitState::HalfOpen {
+            self.trial_in_flight = true;
         }
     }
 

@@ -180,6 +180,31 @@ async fn a_bad_setting_is_not_a_failure_of_the_server() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_acquire_refused_during_the_trial_closes_no_idle_connection_to_make_room() {
+    let (pool, connector) = pool_with(PoolLimits {
+        max_connections: Some(2),
+        ..breaker(1, 500)
+    });
+    let up = pool.acquire(&key("up"), &opts()).await.unwrap();
+    up.release(true);
+    refuse(&connector, "down", true);
+    let k = key("down");
+    assert!(pool.acquire(&k, &opts()).await.is_err());
+    advance(Duration::from_millis(500)).await;
+    let Acquiring::Connect(_trial) = pool.begin_acquire(&k, &opts()).unwrap() else {
+        panic!("the trial connects");
+    };
+    // At maxConnections, a connect would evict "up"'s idle connection.
+    let e = pool
+        .begin_acquire(&k, &opts())
+        .err()
+        .expect("refused during the trial");
+    assert_eq!(e.code(), "PCONN_CIRCUIT_OPEN");
+    assert_eq!(pool.stats().hosts["tcp://up:1"].idle, 1, "nothing evicted");
+    assert_consistent(&pool);
+}
+
+#[tokio::test(start_paused = true)]
 async fn without_a_breaker_failures_never_refuse() {
     let (pool, connector) = pool_with(PoolLimits::default());
     refuse(&connector, "down", true);
