@@ -7,12 +7,27 @@ import { Pool } from '../dist/index.js'
 import { useServer, usePool } from './helpers/servers.mjs'
 import { startWorker } from './helpers/worker-driver.mjs'
 
+/**
+ * Holds answers until `want` requests wait, over every server sharing it,
+ * so that a batch of `want` concurrent requests needs `want` connections
+ * however slowly the test submits them (none can reuse another's).
+ */
+class Gate {
+  want = 1
+  #held = []
+  hold(answer) {
+    this.#held.push(answer)
+    if (this.#held.length < this.want) return
+    for (const release of this.#held.splice(0)) release()
+  }
+}
+
 /** A node:http server on `host:port` that answers its name and counts connections. */
-async function namedServer(name, host, port = 0) {
+async function namedServer(name, host, port = 0, gate = new Gate()) {
   const seen = { name, opened: 0, sockets: new Set() }
   const server = http.createServer((req, res) => {
     req.resume()
-    req.on('end', () => res.end(name))
+    req.on('end', () => gate.hold(() => res.end(name)))
   })
   server.on('connection', (socket) => {
     seen.opened++
@@ -31,19 +46,26 @@ async function namedServer(name, host, port = 0) {
   })
 }
 
-/** Two servers on one port, on 127.0.0.1 and 127.0.0.2. */
+/** Two servers on one port, on 127.0.0.1 and 127.0.0.2, sharing a gate. */
 async function twoAddresses(t) {
-  const a = await useServer(t, namedServer, 'A', '127.0.0.1')
-  const b = await useServer(t, namedServer, 'B', '127.0.0.2', a.port)
-  return { a, b, url: `http://svc.pconn.test:${a.port}/` }
+  const gate = new Gate()
+  const a = await useServer(t, namedServer, 'A', '127.0.0.1', 0, gate)
+  const b = await useServer(t, namedServer, 'B', '127.0.0.2', a.port, gate)
+  return { a, b, gate, url: `http://svc.pconn.test:${a.port}/` }
+}
+
+/** `count` requests to `url` at once, each answered only when all wait. */
+function batch(pool, gate, url, count) {
+  gate.want = count
+  return Promise.all(Array.from({ length: count }, () => pool.request(url).then((r) => r.body.text())))
 }
 
 const twoAnswers = () => ['127.0.0.1', '127.0.0.2']
 
 test('8 concurrent requests to a name with two addresses open 4 connections on each; stats show them', async (t) => {
-  const { a, b, url } = await twoAddresses(t)
+  const { a, b, gate, url } = await twoAddresses(t)
   const pool = usePool(t, Pool, { lookup: twoAnswers })
-  const bodies = await Promise.all(Array.from({ length: 8 }, () => pool.request(url).then((r) => r.body.text())))
+  const bodies = await batch(pool, gate, url, 8)
   t.is(bodies.filter((x) => x === 'A').length, 4)
   t.is(bodies.filter((x) => x === 'B').length, 4)
   t.is(a.opened, 4)
@@ -59,21 +81,21 @@ test('8 concurrent requests to a name with two addresses open 4 connections on e
 })
 
 test('stopping one server moves new connections to the other without a failed idempotent request', async (t) => {
-  const { a, b, url } = await twoAddresses(t)
+  const { a, b, gate, url } = await twoAddresses(t)
   const pool = usePool(t, Pool, { lookup: twoAnswers })
-  await Promise.all(Array.from({ length: 8 }, () => pool.request(url).then((r) => r.body.text())))
+  await batch(pool, gate, url, 8)
   await b.close()
-  const bodies = await Promise.all(Array.from({ length: 8 }, () => pool.request(url).then((r) => r.body.text())))
-  t.deepEqual(bodies, Array(8).fill('A'))
+  t.deepEqual(await batch(pool, gate, url, 8), Array(8).fill('A'))
   t.is(a.opened, 8, 'four more connections on A')
-  const more = await Promise.all(Array.from({ length: 4 }, () => pool.request(url).then((r) => r.body.text())))
-  t.deepEqual(more, Array(4).fill('A'))
+  const { addresses } = pool.stats().hosts[`http://svc.pconn.test:${a.port}`]
+  t.deepEqual(addresses.filter((x) => x.connections > 0), [{ address: '127.0.0.1', connections: 8 }], 'none left on the stopped address')
+  t.deepEqual(await batch(pool, gate, url, 4), Array(4).fill('A'))
 })
 
 test('spreadAddresses: false keeps DNS order: every connection on the first address', async (t) => {
-  const { a, b, url } = await twoAddresses(t)
+  const { a, b, gate, url } = await twoAddresses(t)
   const pool = usePool(t, Pool, { lookup: twoAnswers, spreadAddresses: false })
-  await Promise.all(Array.from({ length: 8 }, () => pool.request(url).then((r) => r.body.text())))
+  await batch(pool, gate, url, 8)
   t.is(a.opened, 8)
   t.is(b.opened, 0)
   t.deepEqual(pool.stats().hosts[`http://svc.pconn.test:${a.port}`].addresses, [])
