@@ -137,6 +137,14 @@ test('lookup failures fail the connect with ENOTFOUND and the reason as cause; b
   t.throws(() => new Pool({ spreadAddresses: 1 }), { code: 'ERR_INVALID_ARG_TYPE' })
 })
 
+test('a lookup that never answers: the connect timeout and an abort end the connect, and nothing stays waiting for the answer', async (t) => {
+  const pool = usePool(t, Pool, { lookup: () => new Promise(() => {}), connectTimeoutMs: 100 })
+  await t.throwsAsync(pool.request('http://svc.pconn.test:1/'), { code: 'PCONN_CONNECT_TIMEOUT' })
+  await t.throwsAsync(pool.request('http://other.pconn.test:1/', { signal: AbortSignal.timeout(50) }), { name: 'TimeoutError' })
+  t.is(pool.stats().connections, 0)
+  t.is(pool.debugLookupsWaiting(), 0)
+})
+
 test('a shared pool spreads the connections of two threads over both addresses', async (t) => {
   const { a, b, url } = await twoAddresses(t)
   const options = { shared: `spread-${a.port}` }

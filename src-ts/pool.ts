@@ -277,6 +277,11 @@ export class Pool {
     return run<void>((id) => this.native.debugPanic(id, where))
   }
 
+  /** @internal Test hook: the `lookup` option's lookups still waiting for an answer. */
+  debugLookupsWaiting(): number {
+    return this.native.debugLookupsWaiting()
+  }
+
   /**
    * @internal Test hook: operations completed in one batch, each as its
    * fault says; one that cannot be delivered must fail alone.

@@ -57,11 +57,14 @@ impl JsLookup {
         let (tx, rx) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.waiting().insert(id, tx);
+        // However this ends (answered, or the connect given up at its
+        // timeout or abort while the user's function never answers), the
+        // entry goes.
+        let _entry = Waiting { lookup: self, id };
         let status = self
             .ask
             .call((id, host).into(), ThreadsafeFunctionCallMode::NonBlocking);
         if status != Status::Ok {
-            self.waiting().remove(&id);
             return Err(LookupFailure::with_cause(
                 "ENOTFOUND",
                 "the pool's lookup function cannot be called any more (the thread that made the pool exited)",
@@ -73,6 +76,11 @@ impl JsLookup {
                 "the lookup was never answered",
             ))
         })
+    }
+
+    /// Lookups asked and not yet answered or given up.
+    pub(crate) fn waiting_count(&self) -> usize {
+        self.waiting().len()
     }
 
     /// The façade's answer to lookup `id`: addresses, or the message of
@@ -91,6 +99,18 @@ impl JsLookup {
         };
         // The connect may have given up meanwhile.
         let _ = tx.send(answer);
+    }
+}
+
+/// One asked lookup's entry in `waiting`, removed when the asking ends.
+struct Waiting<'a> {
+    lookup: &'a JsLookup,
+    id: u32,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.lookup.waiting().remove(&self.id);
     }
 }
 

@@ -320,6 +320,15 @@ impl NativePool {
         }
         Ok(())
     }
+
+    /// Test hook, only when `PCONN_TEST_HOOKS=1`: how many of the `lookup`
+    /// option's lookups wait for an answer (none once their connects
+    /// ended), or 0 without the option.
+    #[napi(catch_unwind)]
+    pub fn debug_lookups_waiting(&self) -> napi::Result<u32, Code> {
+        test_hooks_on()?;
+        Ok(self.lookup.as_ref().map_or(0, |l| l.waiting_count()) as u32)
+    }
 }
 
 fn test_hooks_on() -> napi::Result<(), Code> {
