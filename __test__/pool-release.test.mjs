@@ -1,5 +1,9 @@
 import test from 'ava'
+import net from 'node:net'
+import tls from 'node:tls'
+import { once } from 'node:events'
 import { Pool } from '../dist/index.js'
+import { makeCa, makeLeaf } from './helpers/certs.mjs'
 import { tcpEchoServer, eventually, sleep, useServer, usePool } from './helpers/servers.mjs'
 
 test('release(conn, false) closes the connection instead of pooling it', async (t) => {
@@ -117,3 +121,48 @@ test('conn.release() is the same as pool.release(conn)', async (t) => {
   t.throws(() => conn.release(), { code: 'PCONN_ALREADY_RELEASED' })
   await pool.shutdownAll()
 })
+
+/** A server that answers only once the client has ended its side (TCP or TLS). */
+async function answersAfterEof(t, tlsOptions) {
+  const seen = { closed: 0 }
+  const onSocket = (socket) => {
+    const got = []
+    socket.on('error', () => {})
+    socket.on('close', () => seen.closed++)
+    socket.on('data', (d) => got.push(d))
+    socket.on('end', () => socket.end(`after EOF: ${Buffer.concat(got)}`))
+  }
+  const server = tlsOptions ? tls.createServer({ ...tlsOptions, allowHalfOpen: true }, onSocket) : net.createServer({ allowHalfOpen: true }, onSocket)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  return Object.assign(seen, { port: server.address().port })
+}
+
+async function readToEnd(conn) {
+  const chunks = []
+  for (let chunk; (chunk = await conn.read()) !== null; ) chunks.push(chunk)
+  return Buffer.concat(chunks).toString()
+}
+
+const halfClose = test.macro({
+  async exec(t, scheme) {
+    const ca = makeCa()
+    const server = await answersAfterEof(t, scheme === 'tls' ? makeLeaf(ca, ['localhost']) : undefined)
+    const pool = usePool(t, Pool, { tls: { ca: ca.cert } })
+    const conn = await pool.acquire(`${scheme}://localhost:${server.port}`)
+    await conn.write('the question')
+    const ended = conn.end()
+    t.is(conn.end(), ended, 'a second end() is the first')
+    await ended
+    await t.throwsAsync(conn.write('more'), { code: 'ERR_STREAM_WRITE_AFTER_END' })
+    t.is(await readToEnd(conn), 'after EOF: the question', 'the server read EOF, and its answer still arrived')
+    pool.release(conn)
+    t.like(pool.stats(), { idle: 0, connections: 0 }, 'an ended connection is never pooled')
+    await eventually(() => server.closed === 1, 3000, 'the server to see the close')
+  },
+  title: (_, scheme) => `conn.end() half-closes a ${scheme} connection: the peer reads EOF, its answer still arrives, and the connection is not pooled again`,
+})
+
+test(halfClose, 'tcp')
+test(halfClose, 'tls')

@@ -177,6 +177,29 @@ test('dispatcher.connect(): CONNECT answered 200 gives a tunnel socket; a refuse
   await eventually(() => agent.pool.stats().connections === 0, 3000, 'the refused connection to close')
 })
 
+test('dispatcher.connect(): end() half-closes the tunnel as a net.Socket does: the server reads EOF and its answer still arrives', async (t) => {
+  let closed = 0
+  const server = http.createServer()
+  server.on('connect', (req, socket) => {
+    socket.on('error', () => {})
+    socket.on('close', () => closed++)
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n')
+    const got = []
+    socket.on('data', (d) => got.push(d))
+    socket.on('end', () => socket.end(`after EOF: ${Buffer.concat(got)}`))
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  const agent = useAgent(t)
+  const { socket } = await agent.connect({ origin: `http://127.0.0.1:${server.address().port}`, path: 'example.test:443' })
+  socket.end('the question')
+  const chunks = []
+  for await (const chunk of socket) chunks.push(chunk)
+  t.is(Buffer.concat(chunks).toString(), 'after EOF: the question')
+  await eventually(() => closed === 1 && agent.pool.stats().connections === 0, 3000, 'the tunnel to close')
+})
+
 test('upgrades keep undici’s handler rules: the caller’s Host header, a throwing onConnect or onUpgrade, and headersTimeout for a silent server', async (t) => {
   const server = await useServer(t, upgradingServer)
   const hosts = []

@@ -1,5 +1,5 @@
 /** A connection on loan from a pool: raw bytes in and out. */
-import { fromNative, invalidArgType } from './errors.js'
+import { fromNative, invalidArgType, PconnError } from './errors.js'
 import { completionOf, nextOperationId, run, type NativeConnection } from './native.js'
 
 /** What a pool needs to know about a loan it handed out. */
@@ -23,6 +23,8 @@ export class Connection {
   readonly #poolId: number
   readonly #stopLeakWatch: (() => void) | undefined
   readonly #release: (conn: Connection, keepAliveOk: boolean) => void
+  /** The half-close, once `end()` was called. */
+  #ended: Promise<void> | undefined
 
   static {
     loanOf = (conn) =>
@@ -81,6 +83,10 @@ export class Connection {
     if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
       return Promise.reject(invalidArgType('data', 'a string, Buffer or Uint8Array', data))
     }
+    if (this.#ended !== undefined && !this.released) {
+      const err = new PconnError('ERR_STREAM_WRITE_AFTER_END', `write after end(): this connection's sending side is shut down (${this.key})`)
+      return Promise.reject(err)
+    }
     const bytes = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength)
     const id = nextOperationId()
     let written: boolean
@@ -91,6 +97,20 @@ export class Connection {
       return Promise.reject(fromNative(err))
     }
     return written ? Promise.resolve() : completionOf<void>(id)
+  }
+
+  /**
+   * Half-close, as `socket.end()` does: once every earlier write is out,
+   * shut the sending side down (the peer reads EOF; over TLS, close_notify
+   * first). `read()` goes on until the peer closes its side. A connection
+   * that was ended is never pooled again: its release closes it. Calling
+   * it again returns the first call's Promise; `write()` after it rejects
+   * with `ERR_STREAM_WRITE_AFTER_END`.
+   */
+  end(): Promise<void> {
+    const conn = this.#native
+    this.#ended ??= run<void>((id) => conn.end(id))
+    return this.#ended
   }
 
   /** The next chunk received, or `null` once the peer closed its side. */

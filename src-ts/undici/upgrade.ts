@@ -60,10 +60,18 @@ export class UpgradedSocket extends Duplex {
     this.#conn.write(chunk).then(() => callback(), callback)
   }
 
-  /** `end()`: the connection closes (pconn connections do not half-close). */
+  /**
+   * `end()` half-closes, as a `net.Socket`'s does: the peer reads EOF and
+   * may still answer; the socket closes once the peer ends too. When the
+   * peer ended first, there is nothing left to tell it.
+   */
   override _final(callback: (error?: Error | null) => void): void {
-    this.#release()
-    callback()
+    if (this.readableEnded) {
+      this.#release()
+      callback()
+      return
+    }
+    this.#conn.end().then(() => callback(), callback)
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {

@@ -2,7 +2,8 @@
 //!
 //! A read and a write run at the same time (each half has its own lock).
 //! Writes queue in call order and go out whole: one completes only once
-//! all its bytes are on the socket, the next starts after it. A release
+//! all its bytes are on the socket, the next starts after it; `end()`
+//! (the half-close) queues behind them the same way. A release
 //! while a read or write is in flight, or while a message is partly
 //! written, closes the connection at once: the operations fail and the
 //! socket closes.
@@ -48,10 +49,17 @@ struct Loan {
     scope: Arc<Scope>,
 }
 
+/// What a queued write sends.
+enum Outgoing {
+    Bytes(Vec<u8>),
+    /// The half-close (`end()`), after every earlier write.
+    End,
+}
+
 #[derive(Default)]
 struct Writes {
-    /// Waiting writes, in call order: (operation id, bytes).
-    queue: VecDeque<(OpId, Vec<u8>)>,
+    /// Waiting writes, in call order: (operation id, what it sends).
+    queue: VecDeque<(OpId, Outgoing)>,
     /// A writer task is draining the queue.
     writing: bool,
     /// The write it is on.
@@ -92,6 +100,27 @@ impl Loan {
         Ok(())
     }
 
+    /// Queue a write, starting the task that drains the queue if none is.
+    fn queue_write(
+        self: &Arc<Self>,
+        writes: &mut Writes,
+        io: Arc<Duplex>,
+        id: OpId,
+        outgoing: Outgoing,
+    ) -> napi::Result<(), Code> {
+        writes.queue.push_back((id, outgoing));
+        if writes.writing {
+            return Ok(());
+        }
+        writes.writing = true;
+        let loan = self.clone();
+        self.scope
+            .spawn_quiet(self.clone().drain_writes(io), move |message| {
+                loan.fail_writes(&message)
+            })
+            .map_err(internal)
+    }
+
     /// After a panic of the writer task: fail the write it was on and every
     /// queued one (their Promises would never settle otherwise).
     fn fail_writes(&self, message: &str) {
@@ -110,12 +139,12 @@ impl Loan {
     /// Write queued writes one after the other until the queue is empty.
     async fn drain_writes(self: Arc<Self>, io: Arc<Duplex>) {
         loop {
-            let (id, bytes) = {
+            let (id, outgoing) = {
                 let mut writes = self.writes();
                 match writes.queue.pop_front() {
-                    Some((id, bytes)) => {
+                    Some((id, outgoing)) => {
                         writes.current = Some(id);
-                        (id, bytes)
+                        (id, outgoing)
                     }
                     None => {
                         writes.writing = false;
@@ -124,10 +153,16 @@ impl Loan {
                     }
                 }
             };
+            let sent = async {
+                match &outgoing {
+                    Outgoing::Bytes(bytes) => io.write_all(bytes).await,
+                    Outgoing::End => io.shutdown_write().await,
+                }
+            };
             let written = tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => Err(Error::AlreadyReleased),
-                r = io.write_all(&bytes) => r,
+                r = sent => r,
             };
             let outcome = match written {
                 Ok(()) => Outcome::Done,
@@ -237,17 +272,22 @@ impl NativeConnection {
                 }
             }
         }
-        writes.queue.push_back((id, rest.to_vec()));
-        if !writes.writing {
-            writes.writing = true;
-            loan.scope
-                .spawn_quiet(loan.clone().drain_writes(io), {
-                    let loan = loan.clone();
-                    move |message| loan.fail_writes(&message)
-                })
-                .map_err(internal)?;
-        }
+        loan.queue_write(&mut writes, io, id, Outgoing::Bytes(rest.to_vec()))?;
         Ok(false)
+    }
+
+    /// Half-close after every earlier write: completes `id` once the
+    /// sending side is shut down. Reads go on until the peer closes; the
+    /// connection is not pooled again.
+    #[napi(catch_unwind)]
+    pub fn end(&self, id: f64) -> napi::Result<(), Code> {
+        let loan = &self.loan;
+        let mut writes = loan.writes();
+        let io = match loan.io() {
+            Some(io) if !loan.released.load(Ordering::SeqCst) => io,
+            _ => return Err(throw(Error::AlreadyReleased)),
+        };
+        loan.queue_write(&mut writes, io, id, Outgoing::End)
     }
 
     /// Read the next chunk (null at EOF); completes `id`.

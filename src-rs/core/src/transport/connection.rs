@@ -131,7 +131,7 @@ pub struct Duplex {
     /// The halves carry the user's bytes (false for HTTP/2, whose task
     /// owns the stream: a raw read or write would corrupt it).
     raw: bool,
-    /// An I/O error or EOF made the stream unusable.
+    /// An I/O error, EOF or a half-close made the stream unusable (for reuse).
     broken: AtomicBool,
     /// Anything was read or written since the checkout.
     used: AtomicBool,
@@ -302,6 +302,13 @@ impl Duplex {
         self.write_side().await.write_all(data).await
     }
 
+    /// Half-close: shut the sending side down once earlier writes are out
+    /// (TLS sends close_notify first); reading goes on until the peer
+    /// closes. The connection is not pooled again.
+    pub async fn shutdown_write(&self) -> Result<()> {
+        self.write_side().await.shutdown().await
+    }
+
     /// The next chunk received, or `None` at EOF (waits for the read half).
     pub async fn read_chunk(&self) -> Result<Option<Vec<u8>>> {
         self.read_side().await.read_chunk().await
@@ -450,6 +457,22 @@ impl WriteSide<'_> {
         if result.is_err() {
             self.io.mark_broken();
         }
+        result.map_err(io_error)
+    }
+
+    /// Shut the sending side down (see `Duplex::shutdown_write`).
+    pub async fn shutdown(&mut self) -> Result<()> {
+        self.io.check_raw()?;
+        self.io.mark_broken();
+        let result = match self.half.tls.as_mut() {
+            None => self
+                .io
+                .socket
+                .stream
+                .sock()
+                .shutdown(std::net::Shutdown::Write),
+            Some(tls) => tls.shutdown().await,
+        };
         result.map_err(io_error)
     }
 
