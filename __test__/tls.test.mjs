@@ -272,6 +272,8 @@ test('certificate failures say what is wrong with whose certificate, with Nodeâ€
     t.is(own.cause?.code, nodeCode)
     t.true(own.message.includes(subject), own.message)
     t.false(/Other\(|OtherError|\(UNIX\)/.test(own.message), own.message)
+    t.regex(own.cause.message, /^invalid peer certificate: /)
+    t.false(/Other\(|OtherError|Verdict|\(UNIX\)/.test(own.cause.message), own.cause.message)
     const fetched = await t.throwsAsync(pool.fetch(url), { instanceOf: TypeError, message: 'fetch failed' })
     t.is(fetched.cause.code, nodeCode)
     t.is(fetched.cause.cause.code, 'PCONN_TLS')

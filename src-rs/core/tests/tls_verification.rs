@@ -160,7 +160,12 @@ async fn echo_once(pool: &pconn_core::Pool, key: &Key, bytes: &[u8]) {
 
 /// Acquiring `key` fails with PCONN_TLS, `reason` and Node's code for the
 /// same failure, in words with no Rust debug text, leaving nothing open.
-async fn assert_refused(pool: &pconn_core::Pool, key: &Key, reason: &str, node_code: &str) {
+async fn assert_refused(
+    pool: &pconn_core::Pool,
+    key: &Key,
+    reason: &str,
+    node_code: &str,
+) -> pconn_core::Error {
     let err = pool
         .acquire(key, &AcquireOptions::default())
         .await
@@ -172,12 +177,17 @@ async fn assert_refused(pool: &pconn_core::Pool, key: &Key, reason: &str, node_c
     );
     let message = err.to_string();
     assert!(message.contains("certificate (CN="), "{message}");
-    assert!(
-        !message.contains("Other(") && !message.contains("(UNIX)"),
-        "{message}"
-    );
+    let cause = err.source_message().unwrap_or_default();
+    for text in [&message, &cause] {
+        assert!(
+            !text.contains("Other(") && !text.contains("(UNIX)") && !text.contains("Verdict"),
+            "{text}"
+        );
+    }
+    assert!(cause.starts_with("invalid peer certificate: "), "{cause}");
     let s = pool.stats();
     assert_eq!((s.connections, s.connecting), (0, 0));
+    err
 }
 
 #[tokio::test]
@@ -199,7 +209,12 @@ async fn expired_certificate_is_refused_with_a_reason() {
     let server = tls_server_with(&["localhost"], expired_in_2020).await;
     let pool = pool(with_ca(&server.ca_pem));
     let key = Key::new(Scheme::Tls, "localhost", Some(server.port), None).unwrap();
-    assert_refused(&pool, &key, "expired", "CERT_HAS_EXPIRED").await;
+    let err = assert_refused(&pool, &key, "expired", "CERT_HAS_EXPIRED").await;
+    let cause = err.source_message().unwrap_or_default();
+    assert!(
+        cause.contains("it expired at 2020-01-02 00:00:00 UTC"),
+        "{cause}"
+    );
 }
 
 #[tokio::test]

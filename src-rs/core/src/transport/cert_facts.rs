@@ -73,3 +73,35 @@ pub(crate) fn subject_common_name(der: &[u8]) -> Option<String> {
     }
     None
 }
+
+/// `secs` since 1970 as a UTC date and time (`2020-01-02 00:00:00 UTC`),
+/// for certificate validity in errors (days to civil dates as in Howard
+/// Hinnant's `civil_from_days`).
+pub(crate) fn utc(secs: u64) -> String {
+    let days = secs / 86_400;
+    let (hh, mm, ss) = (secs % 86_400 / 3_600, secs % 3_600 / 60, secs % 60);
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {hh:02}:{mm:02}:{ss:02} UTC")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_dates_across_leap_days_and_centuries() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_577_923_200 + 3_661), "2020-01-02 01:01:01 UTC");
+        assert_eq!(utc(4_102_444_800), "2100-01-01 00:00:00 UTC");
+        assert_eq!(utc(32_503_680_000), "3000-01-01 00:00:00 UTC");
+    }
+}

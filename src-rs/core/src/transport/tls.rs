@@ -224,7 +224,7 @@ pub(super) fn tls_failure(e: &io::Error) -> Option<Error> {
     };
     Some(Error::Tls {
         reason,
-        detail: err.to_string(),
+        detail: verdict.map_or_else(|| err.to_string(), ToString::to_string),
         node_code: verdict.and_then(|v| v.node_code),
         subject: verdict.and_then(|v| v.subject.clone()),
     })
@@ -329,13 +329,30 @@ struct CertVerdict {
     subject: Option<String>,
 }
 
+/// The error's cause in words: rustls' own, except where they are Rust
+/// debug text or seconds since 1970.
 impl std::fmt::Display for CertVerdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}",
-            rustls::Error::InvalidCertificate(self.error.clone())
-        )
+        f.write_str("invalid peer certificate: ")?;
+        match &self.error {
+            CertificateError::ExpiredContext { time, not_after } => write!(
+                f,
+                "it expired at {} (checked at {})",
+                cert_facts::utc(not_after.as_secs()),
+                cert_facts::utc(time.as_secs())
+            ),
+            CertificateError::NotValidYetContext { time, not_before } => write!(
+                f,
+                "it is valid only from {} (checked at {})",
+                cert_facts::utc(not_before.as_secs()),
+                cert_facts::utc(time.as_secs())
+            ),
+            CertificateError::Other(other) if is_ca_used_as_end_entity(other) => {
+                f.write_str("it is a CA certificate, presented as the server's own")
+            }
+            CertificateError::Other(other) => write!(f, "{}", other.0),
+            error => write!(f, "{error}"),
+        }
     }
 }
 
