@@ -114,3 +114,28 @@ test('a response body that is never read and garbage-collected closes its connec
   t.like(pool.stats(), { active: 0, idle: 0 })
   await eventually(() => server.closed === 1, 3000, 'the server to see the close')
 })
+
+test('bytes(), arrayBuffer() and text() give exactly the body, whether it came whole or in chunks, small or large', async (t) => {
+  const body = (size) => Buffer.from(Array.from({ length: size }, (_, i) => 97 + ((i * 31) % 26)))
+  const server = http.createServer((req, res) => {
+    const size = Number(new URL(req.url, 'http://x').searchParams.get('size'))
+    const bytes = body(size)
+    res.setHeader('content-length', size)
+    // Large bodies in pieces, so some arrive as several chunks.
+    for (let at = 0; at < size; at += 16 * 1024) res.write(bytes.subarray(at, at + 16 * 1024))
+    res.end()
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => new Promise((r) => server.close(r)))
+  const pool = usePool(t, Pool)
+  for (const size of [0, 13, 5_000, 70_000, 300_000]) {
+    const url = `http://127.0.0.1:${server.address().port}/?size=${size}`
+    const expected = body(size)
+    t.true((await (await pool.request(url)).body.bytes()).equals(expected), `bytes() of ${size}`)
+    const ab = await (await pool.request(url)).body.arrayBuffer()
+    t.is(ab.byteLength, size, `arrayBuffer() of ${size} holds the body and nothing else`)
+    t.true(Buffer.from(ab).equals(expected), `arrayBuffer() of ${size}`)
+    t.is(await (await pool.request(url)).body.text(), expected.toString(), `text() of ${size}`)
+  }
+})

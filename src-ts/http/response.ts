@@ -96,7 +96,8 @@ export class ResponseBody extends Readable {
     if (this.#rest === undefined) return this.#takeFirst() ?? Buffer.alloc(0)
     const chunks: Buffer[] = []
     for await (const chunk of this) chunks.push(chunk as Buffer)
-    return Buffer.concat(chunks)
+    // One chunk is the body already: no copy.
+    return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)
   }
 
   /** The whole body decoded as UTF-8. */
@@ -119,6 +120,9 @@ export class ResponseBody extends Readable {
   /** The whole body as an ArrayBuffer. */
   async arrayBuffer(): Promise<ArrayBuffer> {
     const b = await this.bytes()
+    // A Buffer that owns all of its memory hands it over; one that is a
+    // view into a shared slab (small bodies, Node's pool) is copied out.
+    if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength) return b.buffer as ArrayBuffer
     return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer
   }
 

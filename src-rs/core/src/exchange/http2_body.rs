@@ -17,6 +17,9 @@ use crate::http1::codec::ContentDecoder;
 use crate::transport::{h2_error, Http2};
 use crate::Pooled;
 
+/// How much one `read` gathers from frames that have already arrived.
+const READ_AHEAD: usize = 64 * 1024;
+
 pub(super) struct Http2Body {
     pooled: Pooled,
     connection: Http2,
@@ -136,13 +139,19 @@ impl Http2Body {
         Ok(false)
     }
 
-    /// Read until some of the body is in `out`, or its end; true at the end.
+    /// Read until some of the body is in `out`, or its end; true at the
+    /// end. Every DATA frame that has arrived by then comes too (up to
+    /// `READ_AHEAD`): servers send a body in frames of 8 or 16 KiB, and one
+    /// read per frame would cost the caller a wake-up and a chunk each.
     pub(super) async fn read(&mut self, out: &mut Vec<u8>) -> Result<bool> {
         poll_fn(|cx| loop {
             match self.poll_step(cx, out) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending if out.is_empty() => return Poll::Pending,
+                Poll::Pending => return Poll::Ready(Ok(false)),
                 Poll::Ready(Ok(Step::End)) => return Poll::Ready(Ok(true)),
-                Poll::Ready(Ok(Step::Data)) if !out.is_empty() => return Poll::Ready(Ok(false)),
+                Poll::Ready(Ok(Step::Data)) if out.len() >= READ_AHEAD => {
+                    return Poll::Ready(Ok(false))
+                }
                 Poll::Ready(Ok(Step::Data)) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             }
