@@ -240,16 +240,23 @@ export function expect(id: number, receiver: Pending): void {
 }
 
 /**
- * Start a native operation and wait for its completion. `start` receives
- * the id to report under; if it throws, the Promise rejects and nothing is
- * left pending.
+ * Start a native operation whose completion settles `receiver`, with no
+ * Promise of its own (for bodies read chunk by chunk). `start` receives
+ * the id to report under; if it throws, `receiver` is rejected at once
+ * and nothing is left pending.
  */
-export function run<T>(start: (id: number) => void): Promise<T> {
+export function startInto(start: (id: number) => void, receiver: Pending): void {
   const id = nextOperationId()
   try {
     start(id)
   } catch (err) {
-    return Promise.reject(fromNative(err))
+    receiver.reject(fromNative(err))
+    return
   }
-  return completionOf<T>(id)
+  expect(id, receiver)
+}
+
+/** Start a native operation and wait for its completion (see `startInto`). */
+export function run<T>(start: (id: number) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => startInto(start, { resolve: resolve as (v: unknown) => void, reject }))
 }

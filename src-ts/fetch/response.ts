@@ -8,7 +8,7 @@
  */
 import { defaultMaxListeners, getMaxListeners, setMaxListeners } from 'node:events'
 import * as nodeStream from 'node:stream'
-import { expect, nextOperationId, type NativeBody, type Pending, type ResponseParts } from '../native.js'
+import { startInto, type NativeBody, type Pending, type ResponseParts } from '../native.js'
 import { headerLines } from '../http/headers.js'
 
 const utf8 = new TextDecoder()
@@ -74,16 +74,7 @@ function readAll(rest: NativeBody, first: Buffer | undefined): Promise<Buffer> {
       },
       reject,
     }
-    const next = (): void => {
-      const id = nextOperationId()
-      try {
-        rest.read(id)
-      } catch (err) {
-        reject(err as Error)
-        return
-      }
-      expect(id, reader)
-    }
+    const next = (): void => startInto((id) => rest.read(id), reader)
     next()
   })
 }
@@ -140,14 +131,7 @@ function streamOf(source: BodySource, hooks: StreamHooks): ReadableStream<Uint8A
               hooks.settled()
               reject(hooks.failure(err))
             }
-            const id = nextOperationId()
-            try {
-              rest.read(id)
-            } catch (err) {
-              failed(err as Error)
-              return
-            }
-            expect(id, {
+            startInto((id) => rest.read(id), {
               resolve(value: unknown) {
                 if (Buffer.isBuffer(value)) {
                   controller.enqueue(new Uint8Array(value))

@@ -16,7 +16,7 @@ import { PconnError } from '../errors.js'
 import { chunkBytes, type OutgoingBody } from '../http/body.js'
 import { startExchange } from '../http/exchange.js'
 import { headerLines } from '../http/headers.js'
-import { expect, nextOperationId, RESPONSE_REUSED, RESPONSE_STATUS_BITS, type NativeBody, type Pending, type ResponseParts } from '../native.js'
+import { RESPONSE_REUSED, RESPONSE_STATUS_BITS, type NativeBody, type Pending, type ResponseParts, startInto } from '../native.js'
 import type { Pool } from '../pool.js'
 import { channels, publishConnect, sendHeadersText, socketInfo } from './channels.js'
 import { isConnectFailure, toUndiciError } from './errors.js'
@@ -384,14 +384,7 @@ export class Flight implements Pending {
         this.#onFailure(err)
       },
     }
-    const id = nextOperationId()
-    try {
-      rest.read(id)
-    } catch (err) {
-      this.#reader.reject(asError(err))
-      return
-    }
-    expect(id, this.#reader)
+    startInto((id) => rest.read(id), this.#reader)
   }
 
   #complete(): void {
