@@ -287,3 +287,32 @@ async fn learning_can_be_turned_off_and_only_closes_of_idle_connections_teach() 
         "a close while lent teaches nothing of the idle timeout"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_server_restart_closing_every_idle_connection_at_once_teaches_nothing() {
+    let (pool, connector) = pool_with(PoolLimits::default());
+    let k = key("a");
+    // Three connections parked a second apart: idle 3 s, 2 s and 1 s.
+    let lent = lend(&pool, &k, 3).await;
+    for conn in lent {
+        conn.release(true);
+        advance(Duration::from_secs(1)).await;
+    }
+    for peer in connector.peers.lock().unwrap().iter() {
+        peer.close();
+    }
+    tokio::task::yield_now().await;
+    let host = &pool.stats().hosts["tcp://a:1"];
+    assert_eq!(host.idle, 0, "all three closed");
+    assert_eq!(host.learned_idle_timeout, None);
+    assert_consistent(&pool);
+}
+
+/// `count` connections of `k` on loan at once.
+async fn lend(pool: &Pool<Key, Fake>, k: &Key, count: usize) -> Vec<Pooled<Key, Fake>> {
+    let mut lent = Vec::new();
+    for _ in 0..count {
+        lent.push(pool.acquire(k, &opts()).await.unwrap());
+    }
+    lent
+}
