@@ -101,7 +101,8 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
         };
         st.pending -= 1;
         st.entered(key, Slot::Connecting);
-        let slot = ConnectSlot::new(self.clone(), waiter.handle, key.clone());
+        // Waiters queue only while the circuit is closed: never a trial.
+        let slot = ConnectSlot::new(self.clone(), waiter.handle, key.clone(), false);
         after.handoffs.push((waiter.deliver, Grant::Permit(slot)));
     }
 

@@ -36,8 +36,10 @@ pub(crate) enum Step<K: PoolKey, C: Poolable> {
     Stream(Pooled<K, C>),
     /// A parked connection to check (outside the lock) before handing out.
     Candidate(Entry<K, C>),
-    /// Room reserved.
-    Connect,
+    /// Room reserved (for the half-open circuit's trial, when `trial`).
+    Connect {
+        trial: bool,
+    },
     Queued(u64, Option<oneshot::Receiver<Grant<K, C>>>),
 }
 
@@ -95,9 +97,9 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
             && (st.hosts.get(key).is_none_or(|h| self.may_connect(key, h))
                 || (fresh && self.close_oldest_idle(st, key, after)));
         if room && (self.global_room(st) || self.evict_idle(st, key, after)) {
-            st.host_mut(key).circuit.connecting();
+            let trial = st.host_mut(key).circuit.connecting();
             st.entered(key, Slot::Connecting);
-            return Ok(Step::Connect);
+            return Ok(Step::Connect { trial });
         }
         if breaker && !st.host_mut(key).circuit.may_queue() {
             return Err(refusal(st, key));
@@ -319,14 +321,15 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
     }
 
     /// A connect failed (`error`) or was given up (`None`): free its room
-    /// and pass it on; a failure counts against the key's circuit.
-    pub(crate) fn connect_failed(self: &Arc<Self>, key: &K, error: Option<&Error>) {
+    /// and pass it on; a failure counts against the key's circuit (and a
+    /// half-open circuit's `trial` given up lets another be tried).
+    pub(crate) fn connect_failed(self: &Arc<Self>, key: &K, error: Option<&Error>, trial: bool) {
         let mut guard = self.lock();
         let st = &mut *guard;
         let mut after = Aftermath::new();
         st.left(key, Slot::Connecting);
         if let Some(breaker) = &self.limits.circuit_breaker {
-            self.count_against_circuit(st, key, breaker, error, &mut after);
+            self.count_against_circuit(st, key, breaker, error, trial, &mut after);
         }
         self.grant_capacity(st, Some(key), &mut after);
         st.settle(key);
@@ -352,6 +355,7 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
         key: &K,
         breaker: &CircuitBreaker,
         error: Option<&Error>,
+        trial: bool,
         after: &mut Aftermath<K, C>,
     ) {
         let host = st.host_mut(key);
@@ -367,7 +371,11 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
                     }
             )
         }) else {
-            host.circuit.abandoned();
+            // Only the trial's own end frees the trial: a connect begun
+            // before the circuit opened may be given up meanwhile.
+            if trial {
+                host.circuit.abandoned();
+            }
             return;
         };
         if host

@@ -92,11 +92,12 @@ impl Circuit {
         }
     }
 
-    /// A connect starts (`may_connect` said yes): half-open, it is the trial.
-    pub(crate) fn connecting(&mut self) {
-        if self.state == CircuitState::HalfOpen {
-            self.trial_in_flight = true;
-        }
+    /// A connect starts (`may_connect` said yes); true when it is the
+    /// half-open circuit's trial.
+    pub(crate) fn connecting(&mut self) -> bool {
+        let trial = self.state == CircuitState::HalfOpen;
+        self.trial_in_flight |= trial;
+        trial
     }
 
     /// Whether acquires may wait in the queue (not while a trial decides).
@@ -140,8 +141,8 @@ impl Circuit {
         Some(CircuitState::Open)
     }
 
-    /// A connect was given up (aborted, the pool closed) without an
-    /// answer: a trial may be tried again.
+    /// The trial connect was given up (aborted, the pool closed) without
+    /// an answer: another may be tried.
     pub(crate) fn abandoned(&mut self) {
         self.trial_in_flight = false;
     }

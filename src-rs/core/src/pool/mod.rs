@@ -353,8 +353,8 @@ impl<K: PoolKey, C: Poolable> Pool<K, C> {
                         return Ok(Acquiring::Ready(pooled));
                     }
                 }
-                Step::Connect => {
-                    let slot = ConnectSlot::new(inner.clone(), handle.clone(), key.clone());
+                Step::Connect { trial } => {
+                    let slot = ConnectSlot::new(inner.clone(), handle.clone(), key.clone(), trial);
                     return Ok(Acquiring::Connect(slot));
                 }
                 Step::Queued(seq, rx) => {

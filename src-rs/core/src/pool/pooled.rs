@@ -219,15 +219,23 @@ pub struct ConnectSlot<K: PoolKey, C: Poolable> {
     handle: Arc<HandleState>,
     key: K,
     armed: bool,
+    /// The half-open circuit's trial connect.
+    trial: bool,
 }
 
 impl<K: PoolKey, C: Poolable> ConnectSlot<K, C> {
-    pub(crate) fn new(pool: Arc<PoolInner<K, C>>, handle: Arc<HandleState>, key: K) -> Self {
+    pub(crate) fn new(
+        pool: Arc<PoolInner<K, C>>,
+        handle: Arc<HandleState>,
+        key: K,
+        trial: bool,
+    ) -> Self {
         ConnectSlot {
             pool,
             handle,
             key,
             armed: true,
+            trial,
         }
     }
 
@@ -260,7 +268,7 @@ impl<K: PoolKey, C: Poolable> ConnectSlot<K, C> {
                     // A failure of the connect itself: the room goes back
                     // and the key's circuit counts it.
                     self.armed = false;
-                    pool.connect_failed(&self.key, Some(&e));
+                    pool.connect_failed(&self.key, Some(&e), self.trial);
                     Err(e)
                 }
             },
@@ -283,7 +291,7 @@ impl<K: PoolKey, C: Poolable> ConnectSlot<K, C> {
 impl<K: PoolKey, C: Poolable> Drop for ConnectSlot<K, C> {
     fn drop(&mut self) {
         if self.armed {
-            self.pool.connect_failed(&self.key, None);
+            self.pool.connect_failed(&self.key, None, self.trial);
         }
     }
 }

@@ -51,7 +51,13 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
             && self.global_room(st)
         {
             st.entered(key, Slot::Connecting);
-            slots.push(ConnectSlot::new(self.clone(), handle.clone(), key.clone()));
+            // Warming needs a closed circuit (above): never a trial.
+            slots.push(ConnectSlot::new(
+                self.clone(),
+                handle.clone(),
+                key.clone(),
+                false,
+            ));
         }
         st.settle(key);
         drop(guard);

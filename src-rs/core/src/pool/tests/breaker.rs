@@ -162,6 +162,31 @@ async fn a_failed_trial_opens_the_circuit_again_and_an_abandoned_one_lets_anothe
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_connect_begun_before_the_circuit_opened_and_given_up_later_does_not_free_the_trial() {
+    let (pool, connector) = pool_with(breaker(1, 500));
+    refuse(&connector, "down", true);
+    let k = key("down");
+    let Acquiring::Connect(failing) = pool.begin_acquire(&k, &opts()).unwrap() else {
+        panic!("connects");
+    };
+    let Acquiring::Connect(stale) = pool.begin_acquire(&k, &opts()).unwrap() else {
+        panic!("connects beside it");
+    };
+    assert!(failing.open().await.is_err(), "opens the circuit");
+    advance(Duration::from_millis(500)).await;
+    let Acquiring::Connect(_trial) = pool.begin_acquire(&k, &opts()).unwrap() else {
+        panic!("the trial connects");
+    };
+    drop(stale);
+    let e = pool
+        .begin_acquire(&k, &opts())
+        .err()
+        .expect("still one trial at a time");
+    assert_eq!(e.code(), "PCONN_CIRCUIT_OPEN");
+    assert_consistent(&pool);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_bad_setting_is_not_a_failure_of_the_server() {
     let (pool, connector) = pool_with(breaker(1, 1_000));
     connector
