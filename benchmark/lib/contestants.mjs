@@ -187,6 +187,15 @@ export const contestants = [
 ]
 
 /**
+ * undici over HTTP/2 on one connection with `streams` in flight: its
+ * `pipelining` is the stream limit over HTTP/2 too, and without it a
+ * Pool sends one request at a time.
+ */
+function undiciHttp2Pool(u, ca, streams) {
+  return new UndiciPool(u.origin, { connections: 1, pipelining: streams, allowH2: true, connect: { ca } })
+}
+
+/**
  * The HTTP/2 contestants: each gets one connection and runs every request
  * on it as a stream (`connections` is the number of concurrent streams).
  */
@@ -207,18 +216,18 @@ export const http2Contestants = [
   },
   {
     name: 'undici request',
-    make({ url, ca }) {
+    make({ url, ca, connections }) {
       const u = new URL(url)
-      const pool = new UndiciPool(u.origin, { connections: 1, allowH2: true, connect: { ca } })
+      const pool = undiciHttp2Pool(u, ca, connections)
       const path = u.pathname
       return { request: () => pool.request({ path, method: 'GET' }).then((r) => r.body.text()), close: () => pool.close() }
     },
   },
   {
     name: 'undici dispatch',
-    make({ url, ca }) {
+    make({ url, ca, connections }) {
       const u = new URL(url)
-      const pool = new UndiciPool(u.origin, { connections: 1, allowH2: true, connect: { ca } })
+      const pool = undiciHttp2Pool(u, ca, connections)
       return { request: dispatchGet(pool, { path: u.pathname, method: 'GET', origin: u.origin }), close: () => pool.close() }
     },
   },
