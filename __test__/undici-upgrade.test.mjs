@@ -3,6 +3,7 @@
 // over as a socket and never returned to the pool.
 import test from 'ava'
 import http from 'node:http'
+import net from 'node:net'
 import https from 'node:https'
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
@@ -235,4 +236,78 @@ test('upgrades keep undici’s handler rules: the caller’s Host header, a thro
   const err = await t.throwsAsync(impatient.upgrade({ origin: `http://127.0.0.1:${silent.address().port}`, path: '/', protocol: 'x' }))
   t.is(err.code, 'UND_ERR_HEADERS_TIMEOUT')
   t.deepEqual(hosts, [`127.0.0.1:${silent.address().port}`])
+})
+
+/** A raw TCP server that answers the first request head with `answer(socket)`; it counts the heads it saw. */
+async function rawAnswering(t, answer) {
+  const seen = { heads: [] }
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {})
+    let head = ''
+    const onData = (d) => {
+      head += d.toString('latin1')
+      if (!head.includes('\r\n\r\n')) return
+      socket.off('data', onData)
+      seen.heads.push(head)
+      answer(socket)
+    }
+    socket.on('data', onData)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  return Object.assign(seen, { origin: `http://127.0.0.1:${server.address().port}`, server })
+}
+
+test('an upgrade value with CR or LF is refused before anything is sent (no header injection)', async (t) => {
+  const server = await rawAnswering(t, (s) => s.end())
+  const agent = useAgent(t)
+  const err = await t.throwsAsync(agent.upgrade({ origin: server.origin, path: '/', protocol: 'x\r\nX-Evil: 1' }))
+  t.is(err.code, 'UND_ERR_INVALID_ARG')
+  t.deepEqual(server.heads, [])
+})
+
+test('informational answers (100, 103) before the 101 are skipped, and the upgrade goes on', async (t) => {
+  const server = await rawAnswering(t, (s) => {
+    s.write('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n')
+    s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: x-echo\r\nConnection: Upgrade\r\n\r\n')
+    s.on('data', (d) => s.write(d))
+  })
+  const agent = useAgent(t)
+  const { headers, socket } = await agent.upgrade({ origin: server.origin, path: '/', protocol: 'x-echo' })
+  t.is(headers.upgrade, 'x-echo')
+  socket.write('after the interim answers')
+  const [echoed] = await once(socket, 'data')
+  t.is(echoed.toString(), 'after the interim answers')
+  socket.destroy()
+})
+
+test('an answer that does not upgrade and then stalls its body fails with bodyTimeout and closes its connection', async (t) => {
+  const server = await rawAnswering(t, (s) => s.write('HTTP/1.1 401 Unauthorized\r\nContent-Length: 10\r\n\r\nabc'))
+  const agent = new Agent({ bodyTimeout: 200 })
+  t.teardown(() => agent.destroy())
+  const error = await new Promise((resolve) => {
+    agent.dispatch(
+      { origin: server.origin, path: '/', method: 'GET', upgrade: 'websocket' },
+      { onConnect() {}, onHeaders() { return true }, onData() { return true }, onComplete: () => resolve(undefined), onError: resolve, onUpgrade() {} },
+    )
+  })
+  t.is(error?.code, 'UND_ERR_BODY_TIMEOUT')
+  await eventually(() => agent.pool.stats().connections === 0, 3000, 'the connection to close')
+})
+
+test('an upgrade aborted while it waits for a connection at the limit leaves the queue at once', async (t) => {
+  const server = await rawAnswering(t, () => {}) // takes heads, never answers
+  const agent = new Agent({ maxConnectionsPerHost: 1 })
+  t.teardown(() => agent.destroy())
+  const held = agent.upgrade({ origin: server.origin, path: '/', protocol: 'x' }).catch((e) => e)
+  await eventually(() => server.heads.length === 1, 3000, 'the first upgrade to take the connection')
+  const ac = new AbortController()
+  const waiting = agent.upgrade({ origin: server.origin, path: '/', protocol: 'x', signal: ac.signal }).catch((e) => e)
+  await eventually(() => agent.pool.stats().pending === 1, 3000, 'the second upgrade to wait')
+  ac.abort()
+  t.is((await waiting).name, 'AbortError')
+  t.is(agent.pool.stats().pending, 0, 'its acquire was withdrawn')
+  await agent.destroy()
+  await held
 })

@@ -346,6 +346,8 @@ export function checkDispatch(opts: DispatchOptionsInput): CheckedDispatch {
   if (BAD_PATH.test(path)) throw new errors.InvalidArgumentError('invalid request path')
   if (!TOKEN.test(method)) throw new errors.InvalidArgumentError('invalid request method')
   if (upgrade && typeof upgrade !== 'string') throw new errors.InvalidArgumentError('upgrade must be a string')
+  // It goes into the head as a header value: no CR, LF or NUL (as undici).
+  if (typeof upgrade === 'string' && BAD_HEADER_VALUE.test(upgrade)) throw new errors.InvalidArgumentError('invalid upgrade header')
   checkTimeout('headersTimeout', opts.headersTimeout)
   checkTimeout('bodyTimeout', opts.bodyTimeout)
   if (opts.reset != null && typeof opts.reset !== 'boolean') throw new errors.InvalidArgumentError('invalid reset')

@@ -16,11 +16,8 @@ import { channels, headText, socketInfo } from './channels.js'
 import { toUndiciError } from './errors.js'
 import { errors } from './peer.js'
 
-/** undici's default `headersTimeout`, for an answer to an upgrade. */
-const DEFAULT_HEADERS_TIMEOUT = 300_000
-
-/** Largest answer head read before the upgrade (as node's `maxHeaderSize`). */
-const MAX_ANSWER_HEAD = 16 * 1024
+/** undici's default `headersTimeout` and `bodyTimeout`, for an answer to an upgrade. */
+const DEFAULT_TIMEOUT = 300_000
 
 /** A connection handed over by an upgrade, as a socket. */
 export class UpgradedSocket extends Duplex {
@@ -103,7 +100,12 @@ export class UpgradedSocket extends Duplex {
   }
 }
 
-/** Status, raw headers and the bytes after the head, once a whole head arrived. */
+/**
+ * Status, raw headers and the bytes after the head, once a whole head
+ * arrived. (The native parser reads only answers whose connection goes
+ * back to the pool; this one reads the head of a connection that leaves
+ * it, whose bytes after the head are the new protocol's.)
+ */
 function parseAnswer(buf: Buffer): { statusCode: number; rawHeaders: Buffer[]; rest: Buffer } | undefined {
   const end = buf.indexOf('\r\n\r\n')
   if (end < 0) return undefined
@@ -119,6 +121,11 @@ function parseAnswer(buf: Buffer): { statusCode: number; rawHeaders: Buffer[]; r
   return { statusCode, rawHeaders, rest: buf.subarray(end + 4) }
 }
 
+/** 1xx answers but 101: informational, another answer follows. */
+function isInterim(statusCode: number): boolean {
+  return statusCode >= 100 && statusCode < 200 && statusCode !== 101
+}
+
 /** One upgrade or CONNECT in flight (until `onUpgrade` or `onError`). */
 export class Upgrade {
   readonly #host: FlightHost
@@ -127,8 +134,10 @@ export class Upgrade {
   readonly #handler: RawHandler
   #conn: Connection | undefined
   #done = false
-  /** The headers timeout, until the answer's head is in. */
+  /** The headers timeout until the answer's head is in; then, for an answer that did not upgrade, the body timeout between reads. */
   #timer: NodeJS.Timeout | undefined
+  /** Stops the acquire when the upgrade fails or is aborted before it has a connection. */
+  readonly #acquiring = new AbortController()
 
   constructor(host: FlightHost, checked: CheckedDispatch, handler: RawHandler) {
     this.#host = host
@@ -146,9 +155,15 @@ export class Upgrade {
       return
     }
     if (this.#done) return
-    const limit = this.#request.headersTimeout ?? this.#host.headersTimeout ?? DEFAULT_HEADERS_TIMEOUT
-    if (limit > 0) this.#timer = setTimeout(() => this.fail(new errors.HeadersTimeoutError('Headers Timeout Error')), limit).unref()
+    this.#arm(this.#request.headersTimeout ?? this.#host.headersTimeout, () => new errors.HeadersTimeoutError('Headers Timeout Error'))
     this.#run().catch((err: unknown) => this.fail(err as Error))
+  }
+
+  /** (Re)start the timer that fails the upgrade with `error()` after `limit` ms (undici's default; 0: none). */
+  #arm(limit: number | undefined, error: () => Error): void {
+    clearTimeout(this.#timer)
+    const ms = limit ?? DEFAULT_TIMEOUT
+    this.#timer = ms > 0 ? setTimeout(() => this.fail(error()), ms).unref() : undefined
   }
 
   async #run(): Promise<void> {
@@ -164,21 +179,28 @@ export class Upgrade {
       host: target.hostname,
       port: target.portNumber,
       servername: secure ? (req.servername ?? this.#host.servername) : undefined,
-    })
-    this.#conn = conn
+    }, { signal: this.#acquiring.signal })
     if (this.#done) {
-      conn.release(false)
+      // Nothing was written on it: it can serve someone else.
+      conn.release(true)
       return
     }
+    this.#conn = conn
     const connection = req.upgrade ? `upgrade\r\nupgrade: ${req.upgrade}` : 'keep-alive'
     await conn.write(`${headText(req, target, connection)}\r\n`)
     let buf: Buffer = Buffer.alloc(0)
     let answer: ReturnType<typeof parseAnswer>
-    while ((answer = parseAnswer(buf)) === undefined) {
-      if (buf.length > MAX_ANSWER_HEAD) throw new errors.HeadersOverflowError()
-      const chunk = await conn.read()
-      if (chunk === null) throw new errors.SocketError('other side closed')
-      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk])
+    for (;;) {
+      answer = parseAnswer(buf)
+      // Informational answers (100, 103, ...) come before the one that counts.
+      if (answer !== undefined && !isInterim(answer.statusCode)) break
+      if (answer !== undefined) buf = answer.rest
+      else if (buf.length > this.#host.pool.options.maxHeaderSize) throw new errors.HeadersOverflowError()
+      if (answer === undefined || buf.length === 0) {
+        const chunk = await conn.read()
+        if (chunk === null) throw new errors.SocketError('other side closed')
+        buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk])
+      }
       if (this.#done) return
     }
     const { statusCode, rawHeaders, rest } = answer
@@ -222,13 +244,19 @@ export class Upgrade {
    * connection closes after it.
    */
   async #respond(conn: Connection, statusCode: number, rawHeaders: Buffer[], rest: Buffer): Promise<void> {
-    let length: number | undefined
+    // 204 and 304 have no body whatever they say.
+    let length: number | undefined = statusCode === 204 || statusCode === 304 ? 0 : undefined
     for (let i = 0; i < rawHeaders.length; i += 2) {
       const name = rawHeaders[i]!.toString('latin1').toLowerCase()
       if (name === 'transfer-encoding') throw new errors.SocketError('bad upgrade')
-      if (name === 'content-length') length = Number(rawHeaders[i + 1]!.toString('latin1'))
+      if (name !== 'content-length' || length === 0) continue
+      const value = rawHeaders[i + 1]!.toString('latin1')
+      if (!/^\d+$/.test(value)) throw new errors.HTTPParserError('Response does not match the HTTP/1.1 protocol (invalid content-length)')
+      length = Number(value)
     }
-    clearTimeout(this.#timer)
+    const bodyTimeout = this.#request.bodyTimeout ?? this.#host.bodyTimeout
+    const stalled = (): Error => new errors.BodyTimeoutError('Body Timeout Error')
+    this.#arm(bodyTimeout, stalled)
     this.#handler.onHeaders(statusCode, rawHeaders, () => {}, '')
     let left = length ?? Infinity
     let chunk: Buffer | null = rest
@@ -240,6 +268,7 @@ export class Upgrade {
       }
       if (left === 0) break
       chunk = await conn.read()
+      this.#arm(bodyTimeout, stalled)
       if (chunk === null) {
         if (length !== undefined) throw new errors.SocketError('other side closed')
         break
@@ -261,6 +290,7 @@ export class Upgrade {
   /** End the upgrade with `err` (before `onUpgrade`): the connection closes. */
   fail(err: Error): void {
     if (this.#done) return
+    this.#acquiring.abort()
     this.#conn?.release(false)
     this.#finish()
     const error = toUndiciError(err, () => socketInfo(this.#target, this.#host))
