@@ -102,7 +102,7 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
         st.pending -= 1;
         st.entered(key, Slot::Connecting);
         // Waiters queue only while the circuit is closed: never a trial.
-        let slot = ConnectSlot::new(self.clone(), waiter.handle, key.clone(), false);
+        let slot = ConnectSlot::new(self.clone(), waiter.handle, key.clone(), None);
         after.handoffs.push((waiter.deliver, Grant::Permit(slot)));
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::circuit::{CircuitBreaker, CircuitState};
+use super::circuit::{CircuitBreaker, CircuitState, Trial};
 use super::entry::Entry;
 use super::events::PoolEvent;
 use super::gauges::Slot;
@@ -38,7 +38,7 @@ pub(crate) enum Step<K: PoolKey, C: Poolable> {
     Candidate(Entry<K, C>),
     /// Room reserved (for the half-open circuit's trial, when `trial`).
     Connect {
-        trial: bool,
+        trial: Option<Trial>,
     },
     Queued(u64, Option<oneshot::Receiver<Grant<K, C>>>),
 }
@@ -205,7 +205,14 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
             return Err(Error::PoolClosed);
         }
         let mut after = Aftermath::new();
-        let entry = self.take_idle(&mut guard, key, &mut after);
+        // An open circuit refuses idle connections too: the caller's usual
+        // checkout then fails with its error.
+        let breaker = self.limits.circuit_breaker.is_some();
+        let entry = if breaker && !self.circuit_admits(&mut guard, key, &mut after) {
+            None
+        } else {
+            self.take_idle(&mut guard, key, &mut after)
+        };
         self.unlock(guard, after);
         Ok(entry)
     }
@@ -323,7 +330,12 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
     /// A connect failed (`error`) or was given up (`None`): free its room
     /// and pass it on; a failure counts against the key's circuit (and a
     /// half-open circuit's `trial` given up lets another be tried).
-    pub(crate) fn connect_failed(self: &Arc<Self>, key: &K, error: Option<&Error>, trial: bool) {
+    pub(crate) fn connect_failed(
+        self: &Arc<Self>,
+        key: &K,
+        error: Option<&Error>,
+        trial: Option<Trial>,
+    ) {
         let mut guard = self.lock();
         let st = &mut *guard;
         let mut after = Aftermath::new();
@@ -355,7 +367,7 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
         key: &K,
         breaker: &CircuitBreaker,
         error: Option<&Error>,
-        trial: bool,
+        trial: Option<Trial>,
         after: &mut Aftermath<K, C>,
     ) {
         let host = st.host_mut(key);
@@ -373,8 +385,8 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
         }) else {
             // Only the trial's own end frees the trial: a connect begun
             // before the circuit opened may be given up meanwhile.
-            if trial {
-                host.circuit.abandoned();
+            if let Some(trial) = trial {
+                host.circuit.abandoned(trial);
             }
             return;
         };

@@ -51,10 +51,15 @@ pub(crate) struct Circuit {
     failures_in_a_row: u32,
     /// When an open circuit lets a trial through.
     open_until: Option<Instant>,
-    /// Half-open: the trial connect is under way.
-    trial_in_flight: bool,
+    /// Half-open: the trial connect under way, by its number.
+    trial_in_flight: Option<Trial>,
+    /// Trials begun so far, to number the next.
+    trials: Trial,
     last_failure: Option<LastFailure>,
 }
+
+/// A half-open circuit's trial connect, by number.
+pub(crate) type Trial = u32;
 
 /// What a connect's outcome did to a circuit, for `pconn:circuit`.
 pub(crate) type Transition = Option<CircuitState>;
@@ -73,7 +78,7 @@ impl Circuit {
             CircuitState::Closed => (true, None),
             CircuitState::Open if self.open_until.is_some_and(|t| t <= now) => {
                 self.state = CircuitState::HalfOpen;
-                self.trial_in_flight = false;
+                self.trial_in_flight = None;
                 (true, Some(CircuitState::HalfOpen))
             }
             CircuitState::Open => (false, None),
@@ -87,17 +92,20 @@ impl Circuit {
     pub(crate) fn may_connect(&self) -> bool {
         match self.state {
             CircuitState::Closed => true,
-            CircuitState::HalfOpen => !self.trial_in_flight,
+            CircuitState::HalfOpen => self.trial_in_flight.is_none(),
             CircuitState::Open => false,
         }
     }
 
-    /// A connect starts (`may_connect` said yes); true when it is the
-    /// half-open circuit's trial.
-    pub(crate) fn connecting(&mut self) -> bool {
-        let trial = self.state == CircuitState::HalfOpen;
-        self.trial_in_flight |= trial;
-        trial
+    /// A connect starts (`may_connect` said yes); the trial's number when
+    /// it is the half-open circuit's trial.
+    pub(crate) fn connecting(&mut self) -> Option<Trial> {
+        if self.state != CircuitState::HalfOpen {
+            return None;
+        }
+        self.trials = self.trials.wrapping_add(1);
+        self.trial_in_flight = Some(self.trials);
+        self.trial_in_flight
     }
 
     /// Whether acquires may wait in the queue (not while a trial decides).
@@ -108,7 +116,7 @@ impl Circuit {
     /// A connect of the key succeeded.
     pub(crate) fn succeeded(&mut self) -> Transition {
         self.failures_in_a_row = 0;
-        self.trial_in_flight = false;
+        self.trial_in_flight = None;
         self.open_until = None;
         let was = std::mem::replace(&mut self.state, CircuitState::Closed);
         (was != CircuitState::Closed).then_some(CircuitState::Closed)
@@ -123,7 +131,7 @@ impl Circuit {
         now: Instant,
     ) -> Transition {
         self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
-        self.trial_in_flight = false;
+        self.trial_in_flight = None;
         self.last_failure = Some(LastFailure {
             code: error.code(),
             message: error.to_string(),
@@ -141,10 +149,12 @@ impl Circuit {
         Some(CircuitState::Open)
     }
 
-    /// The trial connect was given up (aborted, the pool closed) without
-    /// an answer: another may be tried.
-    pub(crate) fn abandoned(&mut self) {
-        self.trial_in_flight = false;
+    /// Trial `trial` was given up (aborted, the pool closed) without an
+    /// answer: another may be tried, unless a newer trial is under way.
+    pub(crate) fn abandoned(&mut self, trial: Trial) {
+        if self.trial_in_flight == Some(trial) {
+            self.trial_in_flight = None;
+        }
     }
 
     /// The error an acquire refused by the circuit fails with.

@@ -64,3 +64,11 @@ impl Default for PoolLimits {
         }
     }
 }
+
+impl PoolLimits {
+    /// The idle connections to keep per key: `min_idle_per_host`, but no
+    /// more than `max_idle_per_host` keeps (more would be closed at once).
+    pub(crate) fn idle_floor(&self) -> usize {
+        self.min_idle_per_host.min(self.max_idle_per_host)
+    }
+}

@@ -5,6 +5,7 @@ use std::sync::{Arc, Weak};
 
 use tokio::time::Instant;
 
+use super::circuit::Trial;
 use super::entry::Entry;
 use super::handle::HandleState;
 use super::key::PoolKey;
@@ -219,8 +220,8 @@ pub struct ConnectSlot<K: PoolKey, C: Poolable> {
     handle: Arc<HandleState>,
     key: K,
     armed: bool,
-    /// The half-open circuit's trial connect.
-    trial: bool,
+    /// The half-open circuit's trial connect, by number.
+    trial: Option<Trial>,
 }
 
 impl<K: PoolKey, C: Poolable> ConnectSlot<K, C> {
@@ -228,7 +229,7 @@ impl<K: PoolKey, C: Poolable> ConnectSlot<K, C> {
         pool: Arc<PoolInner<K, C>>,
         handle: Arc<HandleState>,
         key: K,
-        trial: bool,
+        trial: Option<Trial>,
     ) -> Self {
         ConnectSlot {
             pool,

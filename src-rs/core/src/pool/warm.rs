@@ -45,6 +45,8 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
             return Err(error);
         }
         let had = idle_count(host);
+        // More than `max_idle_per_host` would be closed again when parked.
+        let wanted = wanted.min(self.limits.max_idle_per_host);
         let mut slots = Vec::new();
         while had + slots.len() < wanted
             && st.hosts.get(key).is_some_and(|h| self.may_connect(key, h))
@@ -56,7 +58,7 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
                 self.clone(),
                 handle.clone(),
                 key.clone(),
-                false,
+                None,
             ));
         }
         st.settle(key);
@@ -118,7 +120,7 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
         key: &K,
         after: &mut Aftermath<K, C>,
     ) {
-        let min = self.limits.min_idle_per_host;
+        let min = self.limits.idle_floor();
         if min == 0 || st.closed {
             return;
         }
@@ -144,7 +146,7 @@ impl<K: PoolKey, C: Poolable> PoolInner<K, C> {
         let pool = self.clone();
         self.runtime.spawn(async move {
             let handle = pool.own_handle.clone();
-            let min = pool.limits.min_idle_per_host;
+            let min = pool.limits.idle_floor();
             loop {
                 let progress = match pool.warm_until(&key, min, &handle).await {
                     Ok(w) => w.opened > 0 && w.last_error.is_none(),

@@ -187,6 +187,55 @@ async fn a_connect_begun_before_the_circuit_opened_and_given_up_later_does_not_f
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_open_circuit_refuses_idle_connections_on_every_path() {
+    let (pool, connector) = pool_with(breaker(1, 60_000));
+    let k = key("a");
+    let lent = pool.acquire(&k, &opts()).await.unwrap();
+    refuse(&connector, "a", true);
+    assert!(
+        pool.acquire(&k, &opts()).await.is_err(),
+        "opens the circuit"
+    );
+    lent.release(true);
+    assert_eq!(pool.stats().idle, 1);
+    assert!(
+        pool.try_acquire_idle(&k).unwrap().is_none(),
+        "request()'s fast path asks the circuit too"
+    );
+    assert_eq!(
+        pool.acquire(&k, &opts()).await.unwrap_err().code(),
+        "PCONN_CIRCUIT_OPEN"
+    );
+    assert_consistent(&pool);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_older_trial_given_up_does_not_free_a_newer_one() {
+    let (pool, connector) = pool_with(breaker(1, 500));
+    refuse(&connector, "down", true);
+    let k = key("down");
+    let connect = |pool: &Pool<Key, Fake>| match pool.begin_acquire(&k, &opts()) {
+        Ok(Acquiring::Connect(slot)) => slot,
+        _ => panic!("connects"),
+    };
+    let failing = connect(&pool);
+    let stale = connect(&pool);
+    assert!(failing.open().await.is_err(), "opens the circuit");
+    advance(Duration::from_millis(500)).await;
+    let first_trial = connect(&pool);
+    assert!(stale.open().await.is_err(), "opens it again meanwhile");
+    advance(Duration::from_millis(500)).await;
+    let _second_trial = connect(&pool);
+    drop(first_trial);
+    let e = pool
+        .begin_acquire(&k, &opts())
+        .err()
+        .expect("the second trial is still the only one");
+    assert_eq!(e.code(), "PCONN_CIRCUIT_OPEN");
+    assert_consistent(&pool);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_bad_setting_is_not_a_failure_of_the_server() {
     let (pool, connector) = pool_with(breaker(1, 1_000));
     connector

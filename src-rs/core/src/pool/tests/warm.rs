@@ -135,3 +135,27 @@ async fn min_idle_leaves_a_key_with_an_open_circuit_alone() {
     );
     assert_consistent(&pool);
 }
+
+#[tokio::test(start_paused = true)]
+async fn min_idle_above_max_idle_keeps_max_idle_and_opens_nothing_more() {
+    let (pool, connector) = pool_with(PoolLimits {
+        min_idle_per_host: 4,
+        max_idle_per_host: 2,
+        ..PoolLimits::default()
+    });
+    let k = key("a");
+    pool.acquire(&k, &opts()).await.unwrap().release(true);
+    for _ in 0..10 {
+        settle_tasks().await;
+        advance(Duration::from_millis(100)).await;
+    }
+    assert_eq!(pool.stats().idle, 2);
+    assert_eq!(
+        connector.opened.load(Ordering::SeqCst),
+        2,
+        "no connection opened only to be closed at release"
+    );
+    assert_eq!(pool.warm(&k, 10).await.unwrap(), 2, "warm keeps to it too");
+    assert_eq!(connector.opened.load(Ordering::SeqCst), 2);
+    assert_consistent(&pool);
+}
