@@ -3,12 +3,13 @@
 import test from 'ava'
 import http2 from 'node:http2'
 import net from 'node:net'
+import tls from 'node:tls'
 import { once } from 'node:events'
 import { Readable } from 'node:stream'
 import { request as undiciRequest } from 'undici'
 import { Pool } from '../dist/index.js'
 import { Agent } from '../dist/undici/index.js'
-import { bodyOf, http2Server } from './helpers/http2-server.mjs'
+import { bodyOf, certFor127, http2Server } from './helpers/http2-server.mjs'
 import { eventually, sleep, useServer, usePool } from './helpers/servers.mjs'
 import { startWorker } from './helpers/worker-driver.mjs'
 
@@ -326,4 +327,49 @@ test('a connection that dies takes only its own streams: an idempotent one goes 
   t.true(['PCONN_SOCKET_CLOSED', 'ECONNRESET', 'EPIPE'].includes(post.reason.code), post.reason.code)
   t.is(get.status, 'fulfilled', get.reason?.message)
   t.is(server.sessions, 2, 'the GET went again on a new connection')
+})
+
+test('a server that breaks the HTTP/2 protocol fails the request with PCONN_HTTP_PARSE and closes the connection', async (t) => {
+  const { cert, key } = certFor127()
+  const frame = (type, flags, stream, payload = Buffer.alloc(0)) => {
+    const head = Buffer.alloc(9)
+    head.writeUIntBE(payload.length, 0, 3)
+    head.writeUInt8(type, 3)
+    head.writeUInt8(flags, 4)
+    head.writeUInt32BE(stream, 5)
+    return Buffer.concat([head, payload])
+  }
+  // Speaks enough h2 to take the request (SETTINGS, their ACK, PING's
+  // answer), then answers it with a header block HPACK cannot decode (an
+  // index beyond every table), which the h2 crate answers with GOAWAY.
+  const server = tls.createServer({ cert, key, ALPNProtocols: ['h2'] }, (socket) => {
+    socket.on('error', () => {})
+    let buf = Buffer.alloc(0)
+    let preface = false
+    socket.write(frame(4, 0, 0))
+    socket.on('data', (d) => {
+      buf = Buffer.concat([buf, d])
+      if (!preface) {
+        if (buf.length < 24) return
+        buf = buf.subarray(24)
+        preface = true
+      }
+      while (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
+        const length = buf.readUIntBE(0, 3)
+        const [type, flags, stream] = [buf[3], buf[4], buf.readUInt32BE(5) & 0x7fffffff]
+        const payload = buf.subarray(9, 9 + length)
+        buf = buf.subarray(9 + length)
+        if (type === 4 && !(flags & 1)) socket.write(frame(4, 1, 0))
+        if (type === 6 && !(flags & 1)) socket.write(frame(6, 1, 0, payload))
+        if (type === 1) socket.write(frame(1, 4, stream, Buffer.from([0xff, 0xff, 0xff, 0x7f])))
+      }
+    })
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  const pool = usePool(t, Pool, { tls: { ca: cert } })
+  const err = await t.throwsAsync(pool.request(`https://127.0.0.1:${server.address().port}/`, { headersTimeoutMs: 5000 }))
+  t.is(err.code, 'PCONN_HTTP_PARSE', err.message)
+  await eventually(() => pool.stats().connections === 0, 3000, 'the connection to close')
 })

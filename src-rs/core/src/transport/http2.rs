@@ -73,7 +73,8 @@ impl Drop for Shared {
 }
 
 /// The h2 crate's error as pconn's: I/O errors keep their errno, a reset
-/// or GOAWAY says so, anything else is a protocol error.
+/// or GOAWAY says so, anything else (and a reset or GOAWAY the h2 crate
+/// sent itself, its verdict on what the server sent) is a protocol error.
 pub fn h2_error(e: h2::Error) -> Error {
     if e.is_io() {
         return match e.into_io() {
@@ -84,7 +85,9 @@ pub fn h2_error(e: h2::Error) -> Error {
     let reason = e
         .reason()
         .map_or_else(|| "no reason".to_string(), |r| format!("{r:?}"));
-    if e.is_go_away() {
+    if e.is_library() {
+        Error::HttpParse(format!("HTTP/2 protocol error: {e}"))
+    } else if e.is_go_away() {
         Error::SocketClosed(format!(
             "the server is closing the HTTP/2 connection (GOAWAY, {reason})"
         ))

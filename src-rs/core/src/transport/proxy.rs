@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::socket::{head_end, Socket};
+use super::socket::{head_ends_at_tail, Socket};
 use super::socks5;
 use crate::error::{Error, Result};
 use crate::http1::codec::{parse_head, MAX_HEAD_BYTES};
@@ -175,8 +175,9 @@ where
     io.flush().await?;
     let mut head = Vec::with_capacity(256);
     let mut byte = [0u8; 1];
-    // The same end of head as on the raw socket (a bare LF too, judged later).
-    while head_end(&head).is_none() {
+    // The same end of head as on the raw socket (a bare LF too, judged
+    // later), looked for only where it can have appeared: at a new LF.
+    while !(byte[0] == b'\n' && head_ends_at_tail(&head)) {
         if head.len() >= MAX_HEAD_BYTES {
             return Err(too_large(proxy, &authority));
         }

@@ -359,6 +359,12 @@ impl AsyncWrite for SharedTcp {
     }
 }
 
+/// Whether `bytes` end with the empty line that ends a head (by the rule
+/// of `head_end`): for a head read byte by byte.
+pub(crate) fn head_ends_at_tail(bytes: &[u8]) -> bool {
+    bytes.ends_with(b"\n\n") || bytes.ends_with(b"\n\r\n")
+}
+
 /// The length of the head at the start of `bytes`: up to the end of its
 /// first empty line, whether lines end in CRLF or a bare LF.
 pub(crate) fn head_end(bytes: &[u8]) -> Option<usize> {
@@ -382,6 +388,10 @@ mod tests {
         assert_eq!(head_end(b"HTTP/1.1 200 OK\r\n\r\nrest"), Some(19));
         assert_eq!(head_end(b"HTTP/1.1 200 OK\n\nrest"), Some(17));
         assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n"), None);
+        use super::head_ends_at_tail;
+        assert!(head_ends_at_tail(b"HTTP/1.1 200 OK\r\n\r\n"));
+        assert!(head_ends_at_tail(b"HTTP/1.1 200 OK\n\n"));
+        assert!(!head_ends_at_tail(b"HTTP/1.1 200 OK\r\nA: b\r\n"));
         assert_eq!(head_end(b"HTTP/1.1 200 OK\r\n\r"), None);
     }
 }

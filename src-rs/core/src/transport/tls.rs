@@ -370,6 +370,12 @@ fn explain(
             .map_or(end_entity.as_ref(), |c| c.as_ref());
         cert_facts::is_self_issued(last)
     };
+    let issuer_code = || match (intermediates.is_empty(), untrusted_root()) {
+        (true, true) => "DEPTH_ZERO_SELF_SIGNED_CERT",
+        (false, true) => "SELF_SIGNED_CERT_IN_CHAIN",
+        (true, false) => "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+        (false, false) => "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+    };
     let node_code = match &error {
         CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
             Some("CERT_HAS_EXPIRED")
@@ -382,14 +388,11 @@ fn explain(
         }
         CertificateError::Revoked => Some("CERT_REVOKED"),
         CertificateError::BadSignature => Some("CERT_SIGNATURE_FAILURE"),
-        CertificateError::UnknownIssuer | CertificateError::Other(_) => {
-            Some(match (intermediates.is_empty(), untrusted_root()) {
-                (true, true) => "DEPTH_ZERO_SELF_SIGNED_CERT",
-                (false, true) => "SELF_SIGNED_CERT_IN_CHAIN",
-                (true, false) => "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-                (false, false) => "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-            })
-        }
+        CertificateError::UnknownIssuer => Some(issuer_code()),
+        // A CA certificate presented as the server's is an untrusted issuer
+        // for Node too; webpki's other failures (path length, name
+        // constraints...) have no Node code to match.
+        CertificateError::Other(other) if is_ca_used_as_end_entity(other) => Some(issuer_code()),
         _ => None,
     };
     let verdict = CertVerdict {
