@@ -61,7 +61,7 @@ test('an http target through an https:// proxy, with the URL’s credentials', a
   t.is(web.connections, 1, 'the tunnel is reused')
 })
 
-test('an https target through an https:// proxy: TLS inside TLS, end to end; HTTPS_PROXY=https:// works too', async (t) => {
+test.serial('an https target through an https:// proxy: TLS inside TLS, end to end; HTTPS_PROXY=https:// works too', async (t) => {
   const proxy = await useServer(t, httpsProxy)
   const web = await useServer(t, webServer, targetCert)
   const pool = usePool(t, Pool, { proxy: proxy.url, tls: { ca: ca.cert } })

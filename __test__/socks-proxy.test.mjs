@@ -92,7 +92,7 @@ test('socks5h:// sends the host name with the URL’s credentials; socks5:// res
   t.true(Object.keys(remote.stats().hosts).some((k) => k.includes(`proxy=socks5h://127.0.0.1:${socks.port}`)))
 })
 
-test('HTTPS through a SOCKS5 proxy: TLS end to end; proxy: env reads socks5h:// from HTTP_PROXY', async (t) => {
+test.serial('HTTPS through a SOCKS5 proxy: TLS end to end; proxy: env reads socks5h:// from HTTP_PROXY', async (t) => {
   const tls = makeSelfSigned(['localhost'])
   const web = await useServer(t, webServer, tls)
   const socks = await useServer(t, socksServer)
@@ -107,7 +107,7 @@ test('HTTPS through a SOCKS5 proxy: TLS end to end; proxy: env reads socks5h:// 
   t.is(socks.connects.length, 2)
 })
 
-test('a refusal is PCONN_PROXY saying why; bad credentials, and a proxy variable that is no proxy URL is named', async (t) => {
+test.serial('a refusal is PCONN_PROXY saying why; bad credentials, and a proxy variable that is no proxy URL is named', async (t) => {
   const refusing = await useServer(t, socksServer, { refuse: 5 })
   const pool = usePool(t, Pool, { proxy: `socks5h://127.0.0.1:${refusing.port}` })
   const err = await t.throwsAsync(pool.request('http://localhost:9/'), { code: 'PCONN_PROXY' })

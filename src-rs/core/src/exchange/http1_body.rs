@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use crate::error::Result;
 use crate::http1::codec::{BodyDecoder, ContentDecoder, Framing};
 use crate::pool::Poolable;
+use crate::transport::ReadSide;
 use crate::Pooled;
 
 /// Bytes asked of the socket per read while streaming a body.
@@ -77,11 +78,7 @@ impl Http1Body {
             return Ok(false);
         };
         loop {
-            if !reader.buffered().is_empty() {
-                let used = self.decode(reader.buffered(), out)?;
-                reader.consume(used);
-            }
-            if self.decoder.is_done() {
+            if self.take_buffered(&mut reader, out)? {
                 return Ok(true);
             }
             if !read_more {
@@ -96,16 +93,22 @@ impl Http1Body {
         }
     }
 
+    /// Decode what the read half holds into `out`; true once the body is
+    /// complete.
+    fn take_buffered(&mut self, reader: &mut ReadSide<'_>, out: &mut Vec<u8>) -> Result<bool> {
+        if !reader.buffered().is_empty() {
+            let used = self.decode(reader.buffered(), out)?;
+            reader.consume(used);
+        }
+        Ok(self.decoder.is_done())
+    }
+
     /// Read until some of the body is in `out`, or its end; true at the end.
     pub(super) async fn read(&mut self, out: &mut Vec<u8>) -> Result<bool> {
         let io = self.pooled.connection().io().clone();
         let mut reader = io.read_side().await;
         loop {
-            if !reader.buffered().is_empty() {
-                let used = self.decode(reader.buffered(), out)?;
-                reader.consume(used);
-            }
-            if self.decoder.is_done() {
+            if self.take_buffered(&mut reader, out)? {
                 return Ok(true);
             }
             if !out.is_empty() {
