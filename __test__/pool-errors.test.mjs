@@ -89,6 +89,10 @@ const badOptions = [
   [{ scheduling: 'random' }, 'ERR_INVALID_ARG_VALUE'],
   [{ scheduling: 1 }, 'ERR_INVALID_ARG_TYPE'],
   [{ noDelay: 'yes' }, 'ERR_INVALID_ARG_TYPE'],
+  [{ allowH2: 1 }, 'ERR_INVALID_ARG_TYPE'],
+  [{ learnIdleTimeout: 'no' }, 'ERR_INVALID_ARG_TYPE'],
+  [{ spreadAddresses: 0 }, 'ERR_INVALID_ARG_TYPE'],
+  [{ minIdlePerHost: -1 }, 'ERR_INVALID_ARG_VALUE'],
   [{ tls: 'on' }, 'ERR_INVALID_ARG_TYPE'],
   [{ tls: { rejectUnauthorized: 'no' } }, 'ERR_INVALID_ARG_TYPE'],
   [{ tls: { ca: 'not a pem' } }, 'ERR_INVALID_ARG_VALUE'],
@@ -122,7 +126,12 @@ test('defaults match the contract', (t) => {
     dnsCacheMs: 0,
     noDelay: true,
     keepAliveInitialDelayMs: 1000,
+    allowH2: true,
+    minIdlePerHost: 0,
+    learnIdleTimeout: true,
+    spreadAddresses: true,
   })
+  t.is(pool.options.circuitBreaker, undefined, 'off unless given')
   t.true(pool.options.tls.rejectUnauthorized)
 })
 
