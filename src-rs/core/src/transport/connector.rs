@@ -296,16 +296,13 @@ impl Connector {
     ) -> Result<(Arc<Socket>, Option<SocketAddr>)> {
         let addrs = self.resolver.resolve(host).await?;
         let Some(book) = &self.addresses else {
-            let (tcp, remote_addr) = happy_eyeballs::connect(&addrs, port, &mut Vec::new()).await?;
+            let (tcp, remote_addr) = happy_eyeballs::connect(&addrs, port, &mut |_| {}).await?;
             return self.configured(tcp, remote_addr, None);
         };
         let (order, _attempt) = book.plan(key, &addrs);
-        let mut failed = Vec::new();
-        let connected = happy_eyeballs::connect(&order, port, &mut failed).await;
-        for ip in failed {
-            book.failed(key, ip);
-        }
-        let (tcp, remote_addr) = connected?;
+        // Told as each fails: a connect timeout may drop this future.
+        let (tcp, remote_addr) =
+            happy_eyeballs::connect(&order, port, &mut |ip| book.failed(key, ip)).await?;
         let lease = book.lease(key, remote_addr.ip());
         self.configured(tcp, remote_addr, Some(lease))
     }

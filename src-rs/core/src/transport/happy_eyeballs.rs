@@ -40,20 +40,25 @@ async fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
 
 /// Connect to the first address that answers; a new attempt starts every
 /// `ATTEMPT_DELAY` or as soon as one fails. Losing attempts are cancelled.
-/// The addresses that refused go to `failed`; a failure names the last
-/// address tried.
+/// `failed` hears, as it happens, of each address that refused, and of
+/// each one still silent when a later one answered (it would cost the
+/// next connect `ATTEMPT_DELAY` again); a failure names the last address
+/// tried.
 pub(crate) async fn connect(
     addrs: &[IpAddr],
     port: u16,
-    failed: &mut Vec<IpAddr>,
+    failed: &mut (dyn FnMut(IpAddr) + Send),
 ) -> Result<(TcpStream, SocketAddr), Error> {
     let mut queue = interleave(addrs)
         .into_iter()
         .map(|ip| SocketAddr::new(ip, port));
     let mut attempts = JoinSet::new();
     let mut last_error = None;
+    // Addresses tried, in order, until each answers or fails.
+    let mut pending: Vec<IpAddr> = Vec::new();
     loop {
         if let Some(addr) = queue.next() {
+            pending.push(addr.ip());
             attempts.spawn(async move {
                 connect_one(addr)
                     .await
@@ -72,9 +77,15 @@ pub(crate) async fn connect(
         let more_to_try = queue.len() > 0;
         tokio::select! {
             Some(done) = attempts.join_next() => match done {
-                Ok(Ok(won)) => return Ok(won),
+                Ok(Ok(won)) => {
+                    // Those tried before the winner and still silent lost.
+                    let winner = won.1.ip();
+                    pending.iter().take_while(|&&ip| ip != winner).for_each(|&ip| failed(ip));
+                    return Ok(won);
+                }
                 Ok(Err((error, address))) => {
-                    failed.push(address.ip());
+                    pending.retain(|&ip| ip != address.ip());
+                    failed(address.ip());
                     last_error = Some((error, address));
                 }
                 Err(join) => return Err(Error::Io(io::Error::other(join))),
@@ -104,8 +115,40 @@ mod tests {
         // 127.0.0.2 has no listener on this port: refused at once, then 127.0.0.1 wins.
         let addrs = ["127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap()];
         let mut failed = Vec::new();
-        let (_, addr) = connect(&addrs, port, &mut failed).await.unwrap();
+        let (_, addr) = connect(&addrs, port, &mut |ip| failed.push(ip))
+            .await
+            .unwrap();
         assert_eq!(addr.ip().to_string(), "127.0.0.1");
         assert_eq!(failed, [addrs[0]]);
+    }
+
+    #[tokio::test]
+    async fn an_address_still_silent_when_a_later_one_answers_counts_as_failed() {
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = live.local_addr().unwrap().port();
+        // A listener that never accepts, its queue filled: further SYNs are
+        // dropped, as a host that is down drops them.
+        let silent = TcpSocket::new_v4().unwrap();
+        silent
+            .bind(SocketAddr::new("127.0.0.2".parse().unwrap(), port))
+            .unwrap();
+        let silent = silent.listen(1).unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..4 {
+            fillers.push(tokio::spawn(connect_one(silent.local_addr().unwrap())));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let addrs = ["127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap()];
+        let mut failed = Vec::new();
+        let (_, addr) = connect(&addrs, port, &mut |ip| failed.push(ip))
+            .await
+            .unwrap();
+        assert_eq!(addr.ip().to_string(), "127.0.0.1");
+        assert_eq!(
+            failed,
+            [addrs[0]],
+            "the silent address lost to the live one"
+        );
+        fillers.iter().for_each(tokio::task::JoinHandle::abort);
     }
 }
