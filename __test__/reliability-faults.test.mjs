@@ -6,13 +6,15 @@ import { once } from 'node:events'
 import { readdirSync } from 'node:fs'
 import { Pool } from '../dist/index.js'
 import { httpServer, ok } from './helpers/http-server.mjs'
-import { eventually, sleep, useServer, usePool } from './helpers/servers.mjs'
+import { closedPort, eventually, sleep, useServer, usePool } from './helpers/servers.mjs'
 
 const openFds = () => readdirSync('/proc/self/fd').length
 
 test('a server restarted under a pool full of idle connections: every one is stale, the next requests still succeed', async (t) => {
   const respond = (req, s) => s.write(ok(req.path))
-  const first = await httpServer(respond)
+  // A port outside the ephemeral range: no other test's listen(0) can take
+  // it between the close and the restart.
+  const first = await httpServer(respond, { port: await closedPort() })
   const pool = usePool(t, Pool)
   const url = (p) => `http://127.0.0.1:${first.port}${p}`
   await Promise.all(Array.from({ length: 20 }, (_, i) => pool.request(url(`/warm${i}`)).then((r) => r.body.text())))
